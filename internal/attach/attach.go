@@ -1,0 +1,274 @@
+package attach
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/internal/request"
+	"github.com/kanto-can/kanto-can/internal/target"
+	"github.com/kanto-can/kanto-can/vxcan"
+)
+
+// Host holds the netlink sockets of the host's network namespace, where the
+// buses, the host ends and the can-gw rules live.
+type Host struct {
+	Links *vxcan.Conn
+	GW    *cangw.Conn
+}
+
+// OpenHost opens the sockets in the caller's network namespace.
+func OpenHost() (*Host, error) {
+	links, err := vxcan.Dial()
+	if err != nil {
+		return nil, err
+	}
+	gw, err := cangw.Dial()
+	if err != nil {
+		links.Close()
+		return nil, err
+	}
+	return &Host{Links: links, GW: gw}, nil
+}
+
+// Close closes both sockets.
+func (h *Host) Close() error {
+	return errors.Join(h.Links.Close(), h.GW.Close())
+}
+
+// Result says what Attach did for one bus.
+type Result struct {
+	Plan           Plan
+	HostEndIndex   int
+	Created        bool // the pair was made by this call
+	Added, Removed int  // rules
+}
+
+func (r Result) String() string {
+	what := "unchanged"
+	switch {
+	case r.Created:
+		what = fmt.Sprintf("created, %d rules", r.Added)
+	case r.Added+r.Removed > 0:
+		what = fmt.Sprintf("updated, %d rules added, %d removed", r.Added, r.Removed)
+	}
+	return fmt.Sprintf("%s -> %s (host end %s, dir=%s, fd=%v): %s",
+		r.Plan.Bus.Host, r.Plan.Bus.Inside, r.Plan.HostEnd, r.Plan.Bus.Dir, r.Plan.FD, what)
+}
+
+// step is one applied change and the way to take it back.
+type step struct {
+	undo func() error
+}
+
+// Attach wires each requested bus into the target. It is idempotent: for a
+// bus already attached it only adds missing and removes extra rules. Every
+// bus is checked before anything changes; if a change fails part way, what
+// this call did is undone before the error is returned.
+func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
+	if err := request.CheckSet(buses); err != nil {
+		return nil, err
+	}
+	results := make([]Result, len(buses))
+	existing := make([]*vxcan.Link, len(buses))
+	for i, b := range buses {
+		bus, err := h.Links.LinkByName(b.Host)
+		if errors.Is(err, vxcan.ErrNotFound) {
+			return nil, fmt.Errorf("host bus %s does not exist", b.Host)
+		}
+		if err != nil {
+			return nil, err
+		}
+		p, err := MakePlan(b, t.ID, bus)
+		if err != nil {
+			return nil, err
+		}
+		results[i].Plan = p
+		end, err := h.Links.LinkByName(p.HostEnd)
+		if errors.Is(err, vxcan.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := checkExisting(end, t, p); err != nil {
+			return nil, err
+		}
+		existing[i] = &end
+	}
+
+	var done []step
+	rollback := func(cause error) error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			if err := done[i].undo(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%w (and undoing the partial attach failed: %v)", cause, errors.Join(errs...))
+		}
+		return cause
+	}
+	var current []cangw.Rule // the kernel's rules, listed once when needed
+	for i := range buses {
+		r := &results[i]
+		if existing[i] == nil {
+			if err := h.create(t, r, &done); err != nil {
+				return nil, rollback(err)
+			}
+			continue
+		}
+		if current == nil {
+			var err error
+			if current, err = h.GW.List(); err != nil {
+				return nil, rollback(err)
+			}
+		}
+		r.HostEndIndex = existing[i].Index
+		if err := h.sync(r, current, &done); err != nil {
+			return nil, rollback(err)
+		}
+	}
+	return results, nil
+}
+
+// checkExisting makes sure a host end found under our name is ours, for
+// this target, and compatible with the plan.
+func checkExisting(end vxcan.Link, t *target.Target, p Plan) error {
+	meta, ok := ParseAlias(end.Alias)
+	if end.Kind != "vxcan" || !ok {
+		return fmt.Errorf("interface %s exists but was not made by kanto-can; refusing to touch it", end.Name)
+	}
+	if meta.Target != t.ID || meta.Bus != p.Bus.Host {
+		return fmt.Errorf("interface %s belongs to another attachment (%s, bus %s)", end.Name, meta.Label, meta.Bus)
+	}
+	if meta.Inside != p.Bus.Inside {
+		return fmt.Errorf("bus %s is already attached to %s as %s; detach it first to rename it %s", p.Bus.Host, t.Label, meta.Inside, p.Bus.Inside)
+	}
+	if end.MTU != p.MTU {
+		return fmt.Errorf("bus %s is already attached to %s with MTU %d (fd=%v); detach it first to change FD mode", p.Bus.Host, t.Label, end.MTU, end.MTU == vxcan.MTUFD)
+	}
+	return nil
+}
+
+// create makes the pair and its rules. Deleting the pair undoes both: the
+// kernel deletes every rule naming a vanished interface.
+func (h *Host) create(t *target.Target, r *Result, done *[]step) error {
+	p := r.Plan
+	end, err := h.Links.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU})
+	if errors.Is(err, unix.EEXIST) {
+		if _, again := h.Links.LinkByName(p.HostEnd); again == nil {
+			return fmt.Errorf("bus %s is being attached to %s by someone else at the same time", p.Bus.Host, t.Label)
+		}
+		return fmt.Errorf("inside name %s is already taken in %s's network namespace", p.Bus.Inside, t.Label)
+	}
+	if err != nil {
+		return err
+	}
+	*done = append(*done, step{undo: func() error { return ignoreGone(h.Links.Delete(end.Index)) }})
+	r.Created, r.HostEndIndex = true, end.Index
+	meta := Meta{Target: t.ID, Label: t.Label, Bus: p.Bus.Host, Inside: p.Bus.Inside}
+	if err := h.Links.SetAlias(end.Index, meta.Alias()); err != nil {
+		return err
+	}
+	for _, rule := range p.Resolve(end.Index) {
+		if err := h.GW.Add(rule); err != nil {
+			return fmt.Errorf("bus %s: %w", p.Bus.Host, err)
+		}
+		r.Added++
+	}
+	return nil
+}
+
+// sync brings an existing attachment's rules to the plan: add what is
+// missing first (so forwarding never stops), then remove what is extra,
+// including duplicates, which would forward frames twice.
+func (h *Host) sync(r *Result, current []cangw.Rule, done *[]step) error {
+	want := r.Plan.Resolve(r.HostEndIndex)
+	var have []cangw.Rule
+	for _, c := range current {
+		if c.Src == r.HostEndIndex || c.Dst == r.HostEndIndex {
+			have = append(have, c)
+		}
+	}
+	used := make([]bool, len(have))
+	for _, w := range want {
+		found := false
+		for j, c := range have {
+			if !used[j] && c.Equal(w) {
+				used[j], found = true, true
+				break
+			}
+		}
+		if found {
+			continue
+		}
+		if err := h.GW.Add(w); err != nil {
+			return fmt.Errorf("bus %s: %w", r.Plan.Bus.Host, err)
+		}
+		w := w
+		*done = append(*done, step{undo: func() error { return h.GW.Delete(w) }})
+		r.Added++
+	}
+	for j, c := range have {
+		if used[j] {
+			continue
+		}
+		if err := h.GW.Delete(c); err != nil {
+			return fmt.Errorf("bus %s: %w", r.Plan.Bus.Host, err)
+		}
+		c := c
+		*done = append(*done, step{undo: func() error { return h.GW.Add(c) }})
+		r.Removed++
+	}
+	return nil
+}
+
+func ignoreGone(err error) error {
+	if errors.Is(err, vxcan.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Detach removes the target's attachments: those of the named host buses,
+// or all of them when buses is empty. It returns the host buses detached.
+// Links are removed only when their alias says they are ours and this
+// target's; the kernel then drops their rules.
+func (h *Host) Detach(t *target.Target, buses []string) ([]string, error) {
+	var ends []vxcan.Link
+	if len(buses) > 0 {
+		for _, b := range buses {
+			end, err := h.Links.LinkByName(HostEndName(t.ID, b))
+			if errors.Is(err, vxcan.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			ends = append(ends, end)
+		}
+	} else {
+		all, err := h.Links.Pairs()
+		if err != nil {
+			return nil, err
+		}
+		ends = all
+	}
+	var gone []string
+	for _, end := range ends {
+		meta, ok := ParseAlias(end.Alias)
+		if end.Kind != "vxcan" || !ok || meta.Target != t.ID || !strings.HasPrefix(end.Name, HostEndPrefix) {
+			continue
+		}
+		if err := ignoreGone(h.Links.Delete(end.Index)); err != nil {
+			return gone, err
+		}
+		gone = append(gone, meta.Bus)
+	}
+	return gone, nil
+}

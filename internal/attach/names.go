@@ -1,0 +1,72 @@
+package attach
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// HostEndPrefix starts the name of every host end kanto-can makes.
+const HostEndPrefix = "kcan"
+
+// HostEndName is the host end's name for a target and a host bus: stable,
+// unique per (target, bus) and 15 bytes, the kernel's limit.
+func HostEndName(targetID, bus string) string {
+	sum := sha256.Sum256([]byte(targetID + "\x00" + bus))
+	return HostEndPrefix + hex.EncodeToString(sum[:])[:15-len(HostEndPrefix)]
+}
+
+// aliasMagic starts the alias of every host end kanto-can makes.
+const aliasMagic = "kanto-can v1"
+
+// Meta is what a host end's alias records about its attachment, so that ls
+// and detach need no state of their own.
+type Meta struct {
+	Target string // Target.ID
+	Label  string // how the user named the target
+	Bus    string // host bus name
+	Inside string // interface name inside the target
+}
+
+// Alias encodes m for IFLA_IFALIAS (at most 255 bytes; long labels are cut).
+func (m Meta) Alias() string {
+	s := fmt.Sprintf("%s target=%s bus=%s in=%s label=", aliasMagic,
+		url.QueryEscape(m.Target), url.QueryEscape(m.Bus), url.QueryEscape(m.Inside))
+	label := url.QueryEscape(m.Label)
+	if room := 255 - len(s); len(label) > room {
+		label = label[:room]
+		if i := strings.LastIndexByte(label, '%'); i >= len(label)-2 && i >= 0 {
+			label = label[:i] // don't cut an escape in half
+		}
+	}
+	return s + label
+}
+
+// ParseAlias decodes an alias made by Alias; ok is false for anything else,
+// so links that merely look like ours are never taken for ours.
+func ParseAlias(alias string) (m Meta, ok bool) {
+	rest, found := strings.CutPrefix(alias, aliasMagic+" ")
+	if !found {
+		return Meta{}, false
+	}
+	for _, kv := range strings.Fields(rest) {
+		k, v, _ := strings.Cut(kv, "=")
+		v, err := url.QueryUnescape(v)
+		if err != nil {
+			return Meta{}, false
+		}
+		switch k {
+		case "target":
+			m.Target = v
+		case "bus":
+			m.Bus = v
+		case "in":
+			m.Inside = v
+		case "label":
+			m.Label = v
+		}
+	}
+	return m, m.Target != "" && m.Bus != "" && m.Inside != ""
+}

@@ -1,0 +1,119 @@
+package attach
+
+import (
+	"fmt"
+
+	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/internal/canid"
+	"github.com/kanto-can/kanto-can/internal/request"
+	"github.com/kanto-can/kanto-can/vxcan"
+)
+
+// Plan is what one bus attachment needs from the kernel.
+type Plan struct {
+	Bus     request.Bus
+	HostEnd string // host end name
+	MTU     int    // of both vxcan ends
+	FD      bool   // FD frames forwarded (FD rules exist)
+	// Rules with Src/Dst set to the bus index and to HostEndIndex, the
+	// placeholder for the host end's index until the pair exists.
+	Rules []cangw.Rule
+}
+
+// HostEndIndex stands for the host end's ifindex in a Plan's rules.
+const HostEndIndex = -1
+
+// Flags of the container -> bus rules. Echo makes the frame visible to
+// sockets on the host bus, as a local sender's frame would be. IIF_TX_OK
+// defeats the ifindex-collision trap: vxcan keeps the sender's ifindex (an
+// index in the container's namespace) and the gateway drops a frame whose
+// incoming index equals the destination's, so without it a container whose
+// interface happens to have the host bus's index could not transmit.
+const txFlags = cangw.FlagEcho | cangw.FlagIIFTXOK
+
+// MakePlan computes the vxcan MTU and the can-gw rules for one bus. bus is
+// the host bus as the kernel reports it.
+func MakePlan(b request.Bus, targetID string, bus vxcan.Link) (Plan, error) {
+	if !bus.IsCAN() {
+		return Plan{}, fmt.Errorf("host bus %s is not a CAN interface (kind %q)", b.Host, kindOf(bus))
+	}
+	fd := bus.FD()
+	switch b.FD {
+	case request.FDOn:
+		if !bus.FD() {
+			return Plan{}, fmt.Errorf("host bus %s carries classic CAN only (MTU %d): fd=on needs an FD bus", b.Host, bus.MTU)
+		}
+	case request.FDOff:
+		fd = false
+	}
+	p := Plan{Bus: b, HostEnd: HostEndName(targetID, b.Host), MTU: vxcan.MTUClassic, FD: fd}
+	if fd {
+		p.MTU = vxcan.MTUFD
+	}
+	kinds := []cangw.Flags{0}
+	if fd {
+		kinds = append(kinds, cangw.FlagFD)
+	}
+	add := func(src, dst int, flags cangw.Flags, ids *canid.List) error {
+		filters, err := compile(ids)
+		if err != nil {
+			return err
+		}
+		for _, kind := range kinds {
+			for _, f := range filters {
+				p.Rules = append(p.Rules, cangw.Rule{Src: src, Dst: dst, Flags: flags | kind, Filter: f})
+			}
+		}
+		return nil
+	}
+	if b.Dir.Receives() {
+		if err := add(bus.Index, HostEndIndex, 0, b.RX); err != nil {
+			return Plan{}, fmt.Errorf("bus %s: rx: %w", b.Host, err)
+		}
+	}
+	if b.Dir.Transmits() {
+		if err := add(HostEndIndex, bus.Index, txFlags, b.TX); err != nil {
+			return Plan{}, fmt.Errorf("bus %s: tx: %w", b.Host, err)
+		}
+	}
+	return p, nil
+}
+
+func kindOf(l vxcan.Link) string {
+	if l.Kind == "" {
+		return "none"
+	}
+	return l.Kind
+}
+
+// compile turns an allow-list into filters; nil (no list) is one rule
+// without a filter, which forwards every frame.
+func compile(ids *canid.List) ([]*cangw.Filter, error) {
+	if ids == nil {
+		return []*cangw.Filter{nil}, nil
+	}
+	fs, err := ids.Filters()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*cangw.Filter, len(fs))
+	for i, f := range fs {
+		out[i] = &cangw.Filter{ID: f.ID, Mask: f.Mask}
+	}
+	return out, nil
+}
+
+// Resolve replaces the HostEndIndex placeholder by the real index.
+func (p Plan) Resolve(hostEnd int) []cangw.Rule {
+	out := make([]cangw.Rule, len(p.Rules))
+	for i, r := range p.Rules {
+		if r.Src == HostEndIndex {
+			r.Src = hostEnd
+		}
+		if r.Dst == HostEndIndex {
+			r.Dst = hostEnd
+		}
+		out[i] = r
+	}
+	return out
+}

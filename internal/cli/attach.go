@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/request"
+)
+
+func newAttach() *cobra.Command {
+	var tf targetFlags
+	var specs []string
+	cmd := &cobra.Command{
+		Use:   "attach (--pid PID | --netns PATH) --bus SPEC [--bus SPEC...]",
+		Short: "Give a container CAN interfaces wired to host buses",
+		Long: `Give a container CAN interfaces wired to host buses. Idempotent: attaching
+again changes nothing, or only the rules that differ. A failure part way
+removes what the call made.
+
+A bus SPEC is HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=IDS]
+  INSIDE   name inside the container (default: HOSTBUS)
+  dir      seen from the container: rx = receive only, tx = transmit only
+  fd       auto follows the host bus (FD bus: classic + FD; classic bus: classic)
+  rx, tx   allowed ids, can-utils notation: 7DF, 100-10F, 700/7F0, 18DAF110 (8 digits
+           = extended); the list runs until the next key, e.g. rx=7DF,7E8,tx=7E0`,
+		Example: `  kanto-can attach --pid 4242 --bus can0
+  kanto-can attach --netns /run/netns/app --bus can0:can0,rx=7E8,tx=7DF --bus vcan0,dir=rx`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(specs) == 0 {
+				return errors.New("no bus: give at least one --bus SPEC")
+			}
+			buses := make([]request.Bus, len(specs))
+			for i, s := range specs {
+				b, err := request.ParseBus(s)
+				if err != nil {
+					return fmt.Errorf("--bus: %w", err)
+				}
+				buses[i] = b
+			}
+			t, err := tf.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			h, err := attach.OpenHost()
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			results, err := h.Attach(t, buses)
+			if err != nil {
+				return err
+			}
+			for _, r := range results {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", t.Label, r)
+			}
+			return nil
+		},
+	}
+	tf.register(cmd)
+	// StringArray, not StringSlice: a SPEC contains commas.
+	cmd.Flags().StringArrayVar(&specs, "bus", nil, "host bus to attach, with options (see above); repeatable")
+	return cmd
+}

@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kanto-can/kanto-can/internal/attach"
+)
+
+func newLs() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "ls [-o table|json]",
+		Short: "List attachments, their gateway rules and counters",
+		Long: `List every attachment made by kanto-can: target, host bus, inside name, host
+end, direction, and each can-gw rule with its filter and counters (handled:
+frames forwarded; dropped: lost, e.g. destination down; deleted: discarded by
+the hop limit).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o %q: want table or json", output)
+			}
+			h, err := attach.OpenHost()
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			list, err := h.List()
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if list == nil {
+					list = []attach.Attachment{}
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(list)
+			}
+			printTable(cmd, list)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func printTable(cmd *cobra.Command, list []attach.Attachment) {
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "TARGET\tBUS\tINSIDE\tHOST END\tDIR\tRULE\tFRAMES\tFILTER\tHANDLED\tDROPPED\tDELETED")
+	for _, a := range list {
+		bus := a.Bus
+		if a.BusIndex == 0 {
+			bus += " (missing)"
+		}
+		if len(a.Rules) == 0 {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\n", a.Label, bus, a.Inside, a.HostEnd, a.Direction())
+		}
+		for _, r := range a.Rules {
+			frames := "classic"
+			if r.FD {
+				frames = "fd"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n",
+				a.Label, bus, a.Inside, a.HostEnd, a.Direction(), r.Direction, frames, r.Filter, r.Handled, r.Dropped, r.Deleted)
+		}
+	}
+	w.Flush()
+}

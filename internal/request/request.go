@@ -1,0 +1,230 @@
+// Package request parses what a user asks for: which host CAN buses a
+// container gets, under which name, in which direction, with which ids.
+//
+// One bus is written as
+//
+//	HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=IDS]
+//
+// INSIDE is the interface name inside the container (default: HOSTBUS).
+// dir is seen from the container: rx = it only receives from the bus,
+// tx = it only transmits to the bus (rx-only and tx-only are accepted too).
+// IDS is a list of ids, ranges and id/masks in can-utils notation (package
+// canid); the list runs until the next key=value, so
+// "can0,rx=7DF,7E8,tx=7E0" receives 7DF and 7E8 and transmits 7E0.
+// fd=auto follows the host bus: an FD bus (MTU 72) forwards classic and FD
+// frames, a classic bus (MTU 16) classic only.
+package request
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/kanto-can/kanto-can/internal/canid"
+)
+
+// Direction says which way frames may flow, seen from the container.
+type Direction int
+
+const (
+	Both   Direction = iota // bus -> container and container -> bus
+	RxOnly                  // bus -> container only
+	TxOnly                  // container -> bus only
+)
+
+func (d Direction) String() string {
+	switch d {
+	case RxOnly:
+		return "rx"
+	case TxOnly:
+		return "tx"
+	default:
+		return "both"
+	}
+}
+
+// Receives reports whether frames flow from the bus to the container.
+func (d Direction) Receives() bool { return d != TxOnly }
+
+// Transmits reports whether frames flow from the container to the bus.
+func (d Direction) Transmits() bool { return d != RxOnly }
+
+// FDMode says whether CAN FD frames are forwarded.
+type FDMode int
+
+const (
+	FDAuto FDMode = iota // follow the host bus's MTU
+	FDOn                 // require an FD bus
+	FDOff                // classic frames only, even on an FD bus
+)
+
+func (m FDMode) String() string {
+	switch m {
+	case FDOn:
+		return "on"
+	case FDOff:
+		return "off"
+	default:
+		return "auto"
+	}
+}
+
+// MaxIfNameLen is the kernel's limit on interface names (IFNAMSIZ - 1).
+const MaxIfNameLen = 15
+
+// Bus is one requested bus. RX and TX nil mean "all ids".
+type Bus struct {
+	Host   string
+	Inside string
+	Dir    Direction
+	FD     FDMode
+	RX, TX *canid.List
+}
+
+func (b Bus) String() string {
+	s := b.Host
+	if b.Inside != b.Host {
+		s += ":" + b.Inside
+	}
+	s += ",dir=" + b.Dir.String() + ",fd=" + b.FD.String()
+	if b.RX != nil {
+		s += ",rx=" + b.RX.String()
+	}
+	if b.TX != nil {
+		s += ",tx=" + b.TX.String()
+	}
+	return s
+}
+
+// ParseBus parses one bus in the grammar of the package comment.
+func ParseBus(spec string) (Bus, error) {
+	b, err := parseBus(spec)
+	if err != nil {
+		return Bus{}, fmt.Errorf("bus %q: %w", spec, err)
+	}
+	return b, nil
+}
+
+func parseBus(spec string) (Bus, error) {
+	tokens := strings.Split(spec, ",")
+	host, inside, hasInside := strings.Cut(tokens[0], ":")
+	if err := CheckIfName("host bus", host); err != nil {
+		return Bus{}, err
+	}
+	if !hasInside {
+		inside = host
+	}
+	if err := CheckIfName("inside name", inside); err != nil {
+		return Bus{}, err
+	}
+	b := Bus{Host: host, Inside: inside}
+	seen := map[string]bool{}
+	var list *[]string // the id list that bare tokens continue
+	var rx, tx []string
+	for _, tok := range tokens[1:] {
+		key, val, isKV := strings.Cut(tok, "=")
+		if !isKV {
+			if list == nil {
+				return Bus{}, fmt.Errorf("%q is not key=value (keys: dir, fd, rx, tx)", tok)
+			}
+			*list = append(*list, tok)
+			continue
+		}
+		if seen[key] {
+			return Bus{}, fmt.Errorf("%s given twice", key)
+		}
+		seen[key] = true
+		list = nil
+		switch key {
+		case "dir":
+			switch val {
+			case "both":
+				b.Dir = Both
+			case "rx", "rx-only":
+				b.Dir = RxOnly
+			case "tx", "tx-only":
+				b.Dir = TxOnly
+			default:
+				return Bus{}, fmt.Errorf("dir=%q: want both, rx or tx", val)
+			}
+		case "fd":
+			switch val {
+			case "auto":
+				b.FD = FDAuto
+			case "on":
+				b.FD = FDOn
+			case "off":
+				b.FD = FDOff
+			default:
+				return Bus{}, fmt.Errorf("fd=%q: want auto, on or off", val)
+			}
+		case "rx":
+			rx = []string{val}
+			list = &rx
+		case "tx":
+			tx = []string{val}
+			list = &tx
+		default:
+			return Bus{}, fmt.Errorf("unknown key %q (keys: dir, fd, rx, tx)", key)
+		}
+	}
+	var err error
+	if b.RX, err = parseIDs("rx", rx); err != nil {
+		return Bus{}, err
+	}
+	if b.TX, err = parseIDs("tx", tx); err != nil {
+		return Bus{}, err
+	}
+	if b.RX != nil && !b.Dir.Receives() {
+		return Bus{}, fmt.Errorf("rx ids given, but dir=%s receives nothing", b.Dir)
+	}
+	if b.TX != nil && !b.Dir.Transmits() {
+		return Bus{}, fmt.Errorf("tx ids given, but dir=%s transmits nothing", b.Dir)
+	}
+	return b, nil
+}
+
+func parseIDs(key string, items []string) (*canid.List, error) {
+	if items == nil {
+		return nil, nil
+	}
+	l, err := canid.ParseList(strings.Join(items, ","))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if _, err := l.Filters(); err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return &l, nil
+}
+
+// CheckIfName validates a Linux interface name.
+func CheckIfName(what, name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%s is empty", what)
+	case len(name) > MaxIfNameLen:
+		return fmt.Errorf("%s %q is %d bytes, the kernel allows at most %d", what, name, len(name), MaxIfNameLen)
+	case name == "." || name == "..":
+		return fmt.Errorf("%s %q is not a valid interface name", what, name)
+	case strings.ContainsAny(name, "/: \t\n=,%"):
+		return fmt.Errorf("%s %q contains a character not allowed in interface names", what, name)
+	}
+	return nil
+}
+
+// CheckSet rejects a set of buses that would collide: one host bus twice
+// (host ends are unique per container and bus) or one inside name twice.
+func CheckSet(buses []Bus) error {
+	host := map[string]bool{}
+	inside := map[string]bool{}
+	for _, b := range buses {
+		if host[b.Host] {
+			return fmt.Errorf("bus %s requested twice", b.Host)
+		}
+		if inside[b.Inside] {
+			return fmt.Errorf("inside name %s requested twice", b.Inside)
+		}
+		host[b.Host], inside[b.Inside] = true, true
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+// Package target finds the network namespace of the container to attach:
+// by process id or by the path of a network namespace file. (Kanto
+// container names and ids resolve through containerd to a pid.)
+package target
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Target is an open network namespace plus a stable identity for it.
+type Target struct {
+	NS *os.File
+	// ID identifies the namespace for as long as it lives (its inode); host
+	// end names and records derive from it, so it must not depend on how the
+	// user named the target.
+	ID string
+	// Label is how the user named the target, for messages and listings.
+	Label string
+}
+
+// Close releases the namespace handle.
+func (t *Target) Close() error { return t.NS.Close() }
+
+// FromPID opens the network namespace of a running process.
+func FromPID(pid int) (*Target, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("pid %d: not a process id", pid)
+	}
+	path := "/proc/" + strconv.Itoa(pid) + "/ns/net"
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, statErr := os.Stat("/proc/" + strconv.Itoa(pid)); statErr == nil {
+			return nil, fmt.Errorf("pid %d has exited", pid)
+		}
+		return nil, fmt.Errorf("pid %d does not exist", pid)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: open network namespace: %w", pid, err)
+	}
+	return fromFile(f, "pid "+strconv.Itoa(pid))
+}
+
+// FromPath opens a network namespace file such as /run/netns/NAME or
+// /proc/PID/ns/net.
+func FromPath(path string) (*Target, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: %w", path, errors.Unwrap(err))
+	}
+	return fromFile(f, "netns "+path)
+}
+
+// nsGetNSType is NS_GET_NSTYPE from include/uapi/linux/nsfs.h.
+const nsGetNSType = 0xb703
+
+func fromFile(f *os.File, label string) (*Target, error) {
+	kind, err := unix.IoctlRetInt(int(f.Fd()), nsGetNSType)
+	if err != nil || kind != unix.CLONE_NEWNET {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a network namespace", label)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err == nil && self.Ino == st.Ino && self.Dev == st.Dev {
+		f.Close()
+		return nil, fmt.Errorf("%s shares the host's network namespace: it sees the host's CAN interfaces already, there is nothing to attach", label)
+	}
+	return &Target{NS: f, ID: "netns:" + strconv.FormatUint(st.Ino, 10), Label: label}, nil
+}
+
+// HostNetwork reports whether pid runs in the caller's network namespace.
+func HostNetwork(pid int) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &a); err != nil {
+		return false, err
+	}
+	if err := unix.Stat("/proc/self/ns/net", &b); err != nil {
+		return false, err
+	}
+	return a.Ino == b.Ino && a.Dev == b.Dev, nil
+}

@@ -1,0 +1,196 @@
+package vxcan
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotFound is returned (wrapped) when a link does not exist.
+var ErrNotFound = errors.New("no such interface")
+
+// Conn is a route netlink socket in one network namespace. It is not safe
+// for concurrent use.
+type Conn struct {
+	c *netlink.Conn
+}
+
+// Dial opens a Conn in the caller's network namespace.
+func Dial() (*Conn, error) {
+	return dial(nil)
+}
+
+// DialNetNS opens a Conn in the network namespace referred to by fd (an
+// open /proc/PID/ns/net or a bind mount of one).
+func DialNetNS(fd int) (*Conn, error) {
+	return dial(&netlink.Config{NetNS: fd})
+}
+
+func dial(cfg *netlink.Config) (*Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vxcan: open route netlink socket: %w", err)
+	}
+	return &Conn{c: c}, nil
+}
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.c.Close() }
+
+func (c *Conn) execute(typ netlink.HeaderType, flags netlink.HeaderFlags, data []byte) ([]netlink.Message, error) {
+	return c.c.Execute(netlink.Message{
+		Header: netlink.Header{Type: typ, Flags: netlink.Request | flags},
+		Data:   data,
+	})
+}
+
+// LinkByName returns the link called name, or an error wrapping ErrNotFound.
+func (c *Conn) LinkByName(name string) (Link, error) {
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, name)
+	return c.getLink(0, ae, name)
+}
+
+// LinkByIndex returns the link with this ifindex, or an error wrapping
+// ErrNotFound.
+func (c *Conn) LinkByIndex(index int) (Link, error) {
+	return c.getLink(int32(index), netlink.NewAttributeEncoder(), fmt.Sprintf("index %d", index))
+}
+
+func (c *Conn) getLink(index int32, ae *netlink.AttributeEncoder, what string) (Link, error) {
+	attrs, err := ae.Encode()
+	if err != nil {
+		return Link{}, err
+	}
+	msgs, err := c.execute(unix.RTM_GETLINK, 0, append(ifinfomsg(index, 0, 0), attrs...))
+	if errors.Is(err, unix.ENODEV) {
+		return Link{}, fmt.Errorf("interface %s: %w", what, ErrNotFound)
+	}
+	if err != nil {
+		return Link{}, fmt.Errorf("vxcan: get interface %s: %w", what, err)
+	}
+	if len(msgs) != 1 {
+		return Link{}, fmt.Errorf("vxcan: get interface %s: %d replies, want 1", what, len(msgs))
+	}
+	return parseLink(msgs[0])
+}
+
+// Links returns every link in the Conn's network namespace.
+func (c *Conn) Links() ([]Link, error) {
+	msgs, err := c.execute(unix.RTM_GETLINK, netlink.Dump, ifinfomsg(0, 0, 0))
+	if err != nil {
+		return nil, fmt.Errorf("vxcan: list interfaces: %w", err)
+	}
+	links := make([]Link, 0, len(msgs))
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWLINK {
+			continue
+		}
+		l, err := parseLink(m)
+		if err != nil {
+			return nil, err
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
+// Pairs returns the vxcan ends in the Conn's network namespace.
+func (c *Conn) Pairs() ([]Link, error) {
+	all, err := c.Links()
+	if err != nil {
+		return nil, err
+	}
+	var out []Link
+	for _, l := range all {
+		if l.Kind == "vxcan" {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// Delete removes the link with this ifindex. Deleting one end of a vxcan
+// pair removes both.
+func (c *Conn) Delete(index int) error {
+	_, err := c.execute(unix.RTM_DELLINK, netlink.Acknowledge, ifinfomsg(int32(index), 0, 0))
+	if errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("interface index %d: %w", index, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("vxcan: delete interface index %d: %w", index, err)
+	}
+	return nil
+}
+
+// SetAlias sets the free-text alias (IFLA_IFALIAS) of a link.
+func (c *Conn) SetAlias(index int, alias string) error {
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFALIAS, alias)
+	attrs, err := ae.Encode()
+	if err != nil {
+		return err
+	}
+	if _, err := c.execute(unix.RTM_NEWLINK, netlink.Acknowledge, append(ifinfomsg(int32(index), 0, 0), attrs...)); err != nil {
+		return fmt.Errorf("vxcan: set alias of interface index %d: %w", index, err)
+	}
+	return nil
+}
+
+// Pair describes a vxcan pair to create.
+type Pair struct {
+	Name     string   // this end, in the Conn's network namespace
+	PeerName string   // the other end
+	PeerNS   *os.File // the peer's network namespace; nil = the Conn's
+	MTU      int      // MTUClassic or MTUFD; 0 = kernel default (MTUFD)
+}
+
+// vxcanInfoPeer is VXCAN_INFO_PEER (include/uapi/linux/can/vxcan.h).
+const vxcanInfoPeer = 1
+
+// Create makes the pair in one request: the peer is registered directly in
+// PeerNS under PeerName, both ends get the MTU and come up. It returns this
+// end. When a name is taken the error wraps unix.EEXIST.
+func (c *Conn) Create(p Pair) (Link, error) {
+	if p.MTU != 0 && p.MTU != MTUClassic && p.MTU != MTUFD {
+		return Link{}, fmt.Errorf("vxcan: MTU %d: want %d (classic) or %d (FD)", p.MTU, MTUClassic, MTUFD)
+	}
+	peer := netlink.NewAttributeEncoder()
+	peer.String(unix.IFLA_IFNAME, p.PeerName)
+	if p.MTU != 0 {
+		peer.Uint32(unix.IFLA_MTU, uint32(p.MTU))
+	}
+	if p.PeerNS != nil {
+		peer.Uint32(unix.IFLA_NET_NS_FD, uint32(p.PeerNS.Fd()))
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, p.Name)
+	if p.MTU != 0 {
+		ae.Uint32(unix.IFLA_MTU, uint32(p.MTU))
+	}
+	ae.Nested(unix.IFLA_LINKINFO, func(info *netlink.AttributeEncoder) error {
+		info.String(unix.IFLA_INFO_KIND, "vxcan")
+		info.Nested(unix.IFLA_INFO_DATA, func(data *netlink.AttributeEncoder) error {
+			// VXCAN_INFO_PEER carries a struct ifinfomsg followed by the
+			// peer's own attributes; the ifinfomsg flags bring it up.
+			data.Do(vxcanInfoPeer, func() ([]byte, error) {
+				attrs, err := peer.Encode()
+				return append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...), err
+			})
+			return nil
+		})
+		return nil
+	})
+	attrs, err := ae.Encode()
+	if err != nil {
+		return Link{}, fmt.Errorf("vxcan: encode request: %w", err)
+	}
+	req := append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)
+	if _, err := c.execute(unix.RTM_NEWLINK, netlink.Acknowledge|netlink.Create|netlink.Excl, req); err != nil {
+		return Link{}, fmt.Errorf("vxcan: create %s with peer %s: %w", p.Name, p.PeerName, err)
+	}
+	return c.LinkByName(p.Name)
+}

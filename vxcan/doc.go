@@ -1,0 +1,22 @@
+// Package vxcan creates and manages vxcan pairs, the CAN equivalent of a
+// veth pair: a frame sent on one end is received on the other.
+//
+// Its reason to exist is [Conn.Create]: it makes a pair whose peer is born
+// directly inside another network namespace, under its final name and with
+// both ends up, in one RTM_NEWLINK request. That is what gives a container
+// its own CAN interface without nsenter, without a second step and without
+// a moment where the peer is visible on the host. vishvananda/netlink has
+// no vxcan type, so the request is built here on mdlayher/netlink.
+//
+// The package also reads links (name, kind, hardware type, MTU, alias,
+// peer) so callers can check that a host bus really is a CAN interface and
+// find the pairs they made. It knows nothing about containers or the CAN
+// gateway; package cangw routes frames between the host end and a bus.
+//
+// Facts worth knowing (verified on Linux 6.1):
+//   - The default MTU is CANFD_MTU (72); set [MTUClassic] (16) for a pair
+//     that may carry classic frames only.
+//   - Destroying the peer's network namespace unregisters both ends, and the
+//     kernel then deletes every can-gw rule that named the host end.
+//   - Interface names are at most 15 bytes.
+package vxcan

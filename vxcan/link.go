@@ -1,0 +1,95 @@
+package vxcan
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// MTUs of CAN interfaces: the MTU says which frames an interface carries.
+const (
+	MTUClassic = 16 // CAN_MTU: struct can_frame, classic CAN only
+	MTUFD      = 72 // CANFD_MTU: struct canfd_frame, classic and CAN FD
+)
+
+// arphrdCAN is the hardware type of every SocketCAN interface.
+const arphrdCAN = 280
+
+// Link is what the kernel reports about one network interface, reduced to
+// what CAN plumbing needs.
+type Link struct {
+	Index int
+	Name  string
+	Kind  string // IFLA_INFO_KIND: "can" (hardware), "vcan", "vxcan", ...
+	Type  uint16 // ARPHRD_* hardware type
+	MTU   int
+	Up    bool   // administratively up (IFF_UP)
+	Alias string // IFLA_IFALIAS, free text of up to 255 bytes
+	// For a vxcan end: the peer's ifindex and the peer's network namespace
+	// id as seen from this namespace (-1 when the peer is in this one).
+	PeerIndex   int
+	PeerNetNSID int
+}
+
+// IsCAN reports whether the link is a SocketCAN interface of any kind.
+func (l Link) IsCAN() bool { return l.Type == arphrdCAN }
+
+// FD reports whether the link carries CAN FD frames (its MTU is CANFD_MTU).
+func (l Link) FD() bool { return l.MTU == MTUFD }
+
+const ifinfomsgLen = 16
+
+// ifinfomsg encodes struct ifinfomsg.
+func ifinfomsg(index int32, flags, change uint32) []byte {
+	b := make([]byte, ifinfomsgLen)
+	b[0] = unix.AF_UNSPEC
+	binary.NativeEndian.PutUint32(b[4:], uint32(index))
+	binary.NativeEndian.PutUint32(b[8:], flags)
+	binary.NativeEndian.PutUint32(b[12:], change)
+	return b
+}
+
+func parseLink(m netlink.Message) (Link, error) {
+	if len(m.Data) < ifinfomsgLen {
+		return Link{}, fmt.Errorf("vxcan: RTM_NEWLINK message of %d bytes, want at least %d", len(m.Data), ifinfomsgLen)
+	}
+	l := Link{
+		Type:        binary.NativeEndian.Uint16(m.Data[2:]),
+		Index:       int(int32(binary.NativeEndian.Uint32(m.Data[4:]))),
+		Up:          binary.NativeEndian.Uint32(m.Data[8:])&unix.IFF_UP != 0,
+		PeerNetNSID: -1,
+	}
+	ad, err := netlink.NewAttributeDecoder(m.Data[ifinfomsgLen:])
+	if err != nil {
+		return Link{}, fmt.Errorf("vxcan: link %d: %w", l.Index, err)
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.IFLA_IFNAME:
+			l.Name = ad.String()
+		case unix.IFLA_MTU:
+			l.MTU = int(ad.Uint32())
+		case unix.IFLA_IFALIAS:
+			l.Alias = ad.String()
+		case unix.IFLA_LINK:
+			l.PeerIndex = int(ad.Uint32())
+		case unix.IFLA_LINK_NETNSID:
+			l.PeerNetNSID = int(ad.Int32())
+		case unix.IFLA_LINKINFO:
+			ad.Nested(func(nad *netlink.AttributeDecoder) error {
+				for nad.Next() {
+					if nad.Type() == unix.IFLA_INFO_KIND {
+						l.Kind = nad.String()
+					}
+				}
+				return nil
+			})
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return Link{}, fmt.Errorf("vxcan: link %d (%s): %w", l.Index, l.Name, err)
+	}
+	return l, nil
+}
