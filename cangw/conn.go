@@ -1,0 +1,128 @@
+package cangw
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Conn is a NETLINK_ROUTE socket for managing can-gw rules in one network
+// namespace. It is safe for concurrent use.
+type Conn struct {
+	c *netlink.Conn
+}
+
+// Dial opens a Conn in the caller's network namespace.
+func Dial() (*Conn, error) {
+	return dial(nil)
+}
+
+// DialNetNS opens a Conn in the network namespace of fd (an open
+// /proc/PID/ns/net or /run/netns/NAME). Rules are per namespace, and
+// interface indexes are those of that namespace. The caller may close fd
+// after DialNetNS returns.
+func DialNetNS(fd int) (*Conn, error) {
+	if fd <= 0 {
+		return nil, fmt.Errorf("cangw: DialNetNS: invalid namespace file descriptor %d", fd)
+	}
+	return dial(&netlink.Config{NetNS: fd})
+}
+
+func dial(cfg *netlink.Config) (*Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cangw: dial: %w", err)
+	}
+	return &Conn{c: c}, nil
+}
+
+// Close closes the socket.
+func (c *Conn) Close() error {
+	return c.c.Close()
+}
+
+// Add installs r. The kernel does not check for duplicates: adding the same
+// rule twice forwards every frame twice, so List first when unsure. If r has
+// a UID that an existing rule has, the kernel updates that rule's
+// modifications instead (see Rule.UID).
+func (c *Conn) Add(r Rule) error {
+	return c.change("add", rtmNewRoute, r)
+}
+
+// Delete removes the first rule that matches r exactly (see Rule.Equal).
+// If none does, the error wraps ErrNoSuchRule and unix.EINVAL.
+func (c *Conn) Delete(r Rule) error {
+	return c.change("delete", rtmDelRoute, r)
+}
+
+func (c *Conn) change(op string, typ netlink.HeaderType, r Rule) error {
+	// Both indexes 0 would make a delete a flush: Validate rules that out.
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	r.Handled, r.Dropped, r.Deleted = 0, 0, 0
+	b, err := r.marshal()
+	if err != nil {
+		return err
+	}
+	if err := c.execute(typ, netlink.Request|netlink.Acknowledge, b); err != nil {
+		return kernelError(op, &r, err)
+	}
+	return nil
+}
+
+// Flush deletes every can-gw rule in the Conn's network namespace,
+// including rules other programs added. Use it only in a namespace you own.
+func (c *Conn) Flush() error {
+	// A delete with both interface indexes 0 is the kernel's flush.
+	ae := netlink.NewAttributeEncoder()
+	ae.Uint32(cgwSrcIf, 0)
+	ae.Uint32(cgwDstIf, 0)
+	attrs, err := ae.Encode()
+	if err != nil {
+		return fmt.Errorf("cangw: flush: %w", err)
+	}
+	if err := c.execute(rtmDelRoute, netlink.Request|netlink.Acknowledge, append(header(0), attrs...)); err != nil {
+		return kernelError("flush", nil, err)
+	}
+	return nil
+}
+
+// List returns every rule in the Conn's network namespace, newest first
+// (the kernel's order), with their counters. It needs no privileges.
+func (c *Conn) List() ([]Rule, error) {
+	msgs, err := c.c.Execute(netlink.Message{
+		Header: netlink.Header{Type: rtmGetRoute, Flags: netlink.Request | netlink.Dump},
+		Data:   header(0),
+	})
+	if err != nil {
+		return nil, kernelError("list", nil, err)
+	}
+	rules := make([]Rule, 0, len(msgs))
+	for _, m := range msgs {
+		if m.Header.Type != rtmNewRoute {
+			continue
+		}
+		var r Rule
+		if err := r.UnmarshalBinary(m.Data); err != nil {
+			// Without can-gw the kernel hands an AF_CAN route dump to
+			// rtnl_dump_all, which answers with every other family's routes.
+			if errors.Is(err, errNotCAN) {
+				return nil, fmt.Errorf("cangw: list: %w (the kernel answered with other families' routes)", ErrNotLoaded)
+			}
+			return nil, fmt.Errorf("cangw: list: %w", err)
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+func (c *Conn) execute(typ netlink.HeaderType, flags netlink.HeaderFlags, data []byte) error {
+	_, err := c.c.Execute(netlink.Message{
+		Header: netlink.Header{Type: typ, Flags: flags},
+		Data:   data,
+	})
+	return err
+}
