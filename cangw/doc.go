@@ -58,6 +58,10 @@
 // counter moving. Set FlagIIFTXOK on rules whose source is a vxcan end, or
 // choose non-colliding interface indexes.
 //
+// On a vcan destination, local sockets see forwarded frames only when the
+// rule has FlagEcho: vcan loops back just the frames sent with the echo flag
+// (a vxcan or real CAN destination does not need it).
+//
 // Rules name interfaces by index. When an interface is unregistered, the
 // kernel deletes every rule that uses it; a re-created interface gets a new
 // index and its rules must be added again. Setting an interface down keeps

@@ -13,7 +13,10 @@ var (
 	// ErrNoSuchRule is wrapped by Delete's error when the kernel found no
 	// rule matching exactly (it answers EINVAL).
 	ErrNoSuchRule = errors.New("no such rule (delete needs an exact match: flags, hop limit, uid or else modifications and checksums, src, dst, filter)")
-	// ErrNotLoaded is wrapped when the kernel has no can-gw handler.
+	// ErrNotLoaded is wrapped when the kernel has no can-gw handler: Add,
+	// Delete and Flush then fail with EOPNOTSUPP, and a dump request is
+	// answered with the routes of the other address families (List detects
+	// these; with no routes at all it returns an empty list).
 	ErrNotLoaded = errors.New("the can-gw kernel module is not loaded (modprobe can-gw)")
 )
 
