@@ -15,30 +15,44 @@ var ErrNotFound = errors.New("no such interface")
 // Conn is a route netlink socket in one network namespace. It is not safe
 // for concurrent use.
 type Conn struct {
-	c *netlink.Conn
+	c  *netlink.Conn
+	ns *os.File // the socket's network namespace, for peers created elsewhere
 }
 
 // Dial opens a Conn in the caller's network namespace.
 func Dial() (*Conn, error) {
-	return dial(nil)
+	// thread-self, not self: the main thread of a Go program may have been
+	// moved to another namespace and parked by the runtime.
+	ns, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("vxcan: %w", err)
+	}
+	return dial(ns, nil)
 }
 
 // DialNetNS opens a Conn in the network namespace referred to by fd (an
-// open /proc/PID/ns/net or a bind mount of one).
+// open /proc/PID/ns/net or a bind mount of one). fd stays the caller's.
 func DialNetNS(fd int) (*Conn, error) {
-	return dial(&netlink.Config{NetNS: fd})
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("vxcan: netns fd %d: %w", fd, err)
+	}
+	return dial(os.NewFile(uintptr(dup), "netns"), &netlink.Config{NetNS: fd})
 }
 
-func dial(cfg *netlink.Config) (*Conn, error) {
+func dial(ns *os.File, cfg *netlink.Config) (*Conn, error) {
 	c, err := netlink.Dial(unix.NETLINK_ROUTE, cfg)
 	if err != nil {
+		ns.Close()
 		return nil, fmt.Errorf("vxcan: open route netlink socket: %w", err)
 	}
-	return &Conn{c: c}, nil
+	return &Conn{c: c, ns: ns}, nil
 }
 
 // Close closes the socket.
-func (c *Conn) Close() error { return c.c.Close() }
+func (c *Conn) Close() error {
+	return errors.Join(c.c.Close(), c.ns.Close())
+}
 
 func (c *Conn) execute(typ netlink.HeaderType, flags netlink.HeaderFlags, data []byte) ([]netlink.Message, error) {
 	return c.c.Execute(netlink.Message{
@@ -126,71 +140,88 @@ func (c *Conn) Delete(index int) error {
 	return nil
 }
 
-// SetAlias sets the free-text alias (IFLA_IFALIAS) of a link.
-func (c *Conn) SetAlias(index int, alias string) error {
-	ae := netlink.NewAttributeEncoder()
-	ae.String(unix.IFLA_IFALIAS, alias)
-	attrs, err := ae.Encode()
-	if err != nil {
-		return err
-	}
-	if _, err := c.execute(unix.RTM_NEWLINK, netlink.Acknowledge, append(ifinfomsg(int32(index), 0, 0), attrs...)); err != nil {
-		return fmt.Errorf("vxcan: set alias of interface index %d: %w", index, err)
-	}
-	return nil
-}
-
 // Pair describes a vxcan pair to create.
 type Pair struct {
 	Name     string   // this end, in the Conn's network namespace
 	PeerName string   // the other end
 	PeerNS   *os.File // the peer's network namespace; nil = the Conn's
 	MTU      int      // MTUClassic or MTUFD; 0 = kernel default (MTUFD)
+	Alias    string   // IFLA_IFALIAS of this end; "" = none
 }
 
 // vxcanInfoPeer is VXCAN_INFO_PEER (include/uapi/linux/can/vxcan.h).
 const vxcanInfoPeer = 1
 
-// Create makes the pair in one request: the peer is registered directly in
-// PeerNS under PeerName, both ends get the MTU and come up. It returns this
-// end. When a name is taken the error wraps unix.EEXIST.
+// Create makes the pair, both ends up, and returns this end. When a name is
+// taken the error wraps unix.EEXIST.
+//
+// The far end must be created by a request sent from inside PeerNS: the
+// kernel looks a new link's name up in the requesting socket's namespace
+// before anything else, so a request from here for "can0" would collide
+// with a host can0. And the kernel cannot bring up the device it registers
+// as "peer" inside the creating request (vxcan_open fails with ENOTCONN
+// until both ends are linked). So one request, sent from PeerNS, registers
+// the far end there under PeerName, up from its first moment, with this end
+// as its peer, sent back here by IFLA_NET_NS_FD; a second request from here
+// brings this end up and sets its alias.
 func (c *Conn) Create(p Pair) (Link, error) {
 	if p.MTU != 0 && p.MTU != MTUClassic && p.MTU != MTUFD {
 		return Link{}, fmt.Errorf("vxcan: MTU %d: want %d (classic) or %d (FD)", p.MTU, MTUClassic, MTUFD)
 	}
-	peer := netlink.NewAttributeEncoder()
-	peer.String(unix.IFLA_IFNAME, p.PeerName)
+	creator := c
+	near := netlink.NewAttributeEncoder()
+	near.String(unix.IFLA_IFNAME, p.Name)
 	if p.MTU != 0 {
-		peer.Uint32(unix.IFLA_MTU, uint32(p.MTU))
+		near.Uint32(unix.IFLA_MTU, uint32(p.MTU))
 	}
 	if p.PeerNS != nil {
-		peer.Uint32(unix.IFLA_NET_NS_FD, uint32(p.PeerNS.Fd()))
+		near.Uint32(unix.IFLA_NET_NS_FD, uint32(c.ns.Fd()))
+		var err error
+		if creator, err = DialNetNS(int(p.PeerNS.Fd())); err != nil {
+			return Link{}, err
+		}
+		defer creator.Close()
 	}
-	ae := netlink.NewAttributeEncoder()
-	ae.String(unix.IFLA_IFNAME, p.Name)
+	far := netlink.NewAttributeEncoder()
+	far.String(unix.IFLA_IFNAME, p.PeerName)
 	if p.MTU != 0 {
-		ae.Uint32(unix.IFLA_MTU, uint32(p.MTU))
+		far.Uint32(unix.IFLA_MTU, uint32(p.MTU))
 	}
-	ae.Nested(unix.IFLA_LINKINFO, func(info *netlink.AttributeEncoder) error {
+	far.Nested(unix.IFLA_LINKINFO, func(info *netlink.AttributeEncoder) error {
 		info.String(unix.IFLA_INFO_KIND, "vxcan")
 		info.Nested(unix.IFLA_INFO_DATA, func(data *netlink.AttributeEncoder) error {
 			// VXCAN_INFO_PEER carries a struct ifinfomsg followed by the
-			// peer's own attributes; the ifinfomsg flags bring it up.
+			// peer's own attributes.
 			data.Do(vxcanInfoPeer, func() ([]byte, error) {
-				attrs, err := peer.Encode()
-				return append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...), err
+				attrs, err := near.Encode()
+				return append(ifinfomsg(0, 0, 0), attrs...), err
 			})
 			return nil
 		})
 		return nil
 	})
-	attrs, err := ae.Encode()
+	attrs, err := far.Encode()
 	if err != nil {
 		return Link{}, fmt.Errorf("vxcan: encode request: %w", err)
 	}
 	req := append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)
-	if _, err := c.execute(unix.RTM_NEWLINK, netlink.Acknowledge|netlink.Create|netlink.Excl, req); err != nil {
+	if _, err := creator.execute(unix.RTM_NEWLINK, netlink.Acknowledge|netlink.Create|netlink.Excl, req); err != nil {
 		return Link{}, fmt.Errorf("vxcan: create %s with peer %s: %w", p.Name, p.PeerName, err)
+	}
+	up := netlink.NewAttributeEncoder()
+	up.String(unix.IFLA_IFNAME, p.Name)
+	if p.Alias != "" {
+		up.String(unix.IFLA_IFALIAS, p.Alias)
+	}
+	if attrs, err = up.Encode(); err != nil {
+		return Link{}, err
+	}
+	if _, err := c.execute(unix.RTM_NEWLINK, netlink.Acknowledge, append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)); err != nil {
+		err = fmt.Errorf("vxcan: bring up %s: %w", p.Name, err)
+		if l, lerr := c.LinkByName(p.Name); lerr == nil {
+			c.Delete(l.Index) // nothing half-made
+		}
+		return Link{}, err
 	}
 	return c.LinkByName(p.Name)
 }

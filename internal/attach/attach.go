@@ -159,7 +159,8 @@ func checkExisting(end vxcan.Link, t *target.Target, p Plan) error {
 // kernel deletes every rule naming a vanished interface.
 func (h *Host) create(t *target.Target, r *Result, done *[]step) error {
 	p := r.Plan
-	end, err := h.Links.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU})
+	meta := Meta{Target: t.ID, Label: t.Label, Bus: p.Bus.Host, Inside: p.Bus.Inside}
+	end, err := h.Links.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: meta.Alias()})
 	if errors.Is(err, unix.EEXIST) {
 		if _, again := h.Links.LinkByName(p.HostEnd); again == nil {
 			return fmt.Errorf("bus %s is being attached to %s by someone else at the same time", p.Bus.Host, t.Label)
@@ -171,10 +172,6 @@ func (h *Host) create(t *target.Target, r *Result, done *[]step) error {
 	}
 	*done = append(*done, step{undo: func() error { return ignoreGone(h.Links.Delete(end.Index)) }})
 	r.Created, r.HostEndIndex = true, end.Index
-	meta := Meta{Target: t.ID, Label: t.Label, Bus: p.Bus.Host, Inside: p.Bus.Inside}
-	if err := h.Links.SetAlias(end.Index, meta.Alias()); err != nil {
-		return err
-	}
 	for _, rule := range p.Resolve(end.Index) {
 		if err := h.GW.Add(rule); err != nil {
 			return fmt.Errorf("bus %s: %w", p.Bus.Host, err)

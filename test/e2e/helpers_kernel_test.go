@@ -1,0 +1,207 @@
+//go:build kernel
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/vxcan"
+)
+
+// kc runs the kanto-can binary and returns its output and exit code.
+func kc(t *testing.T, args ...string) (stdout, stderr string, exit int) {
+	t.Helper()
+	return kerneltest.Run(t, kerneltest.Binary(t), args...)
+}
+
+// mustKC runs kanto-can and fails the test unless it succeeds.
+func mustKC(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := kc(t, args...)
+	if code != 0 {
+		t.Fatalf("kanto-can %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// failKC runs kanto-can, expects a non-zero exit and a one-line error that
+// contains want.
+func failKC(t *testing.T, want string, args ...string) {
+	t.Helper()
+	_, errOut, code := kc(t, args...)
+	if code == 0 {
+		t.Fatalf("kanto-can %s: succeeded, want an error containing %q", strings.Join(args, " "), want)
+	}
+	msg := strings.TrimRight(errOut, "\n")
+	if strings.Contains(msg, "\n") {
+		t.Errorf("kanto-can %s: error spans several lines:\n%s", strings.Join(args, " "), msg)
+	}
+	if !strings.Contains(msg, want) {
+		t.Errorf("kanto-can %s: error %q does not contain %q", strings.Join(args, " "), msg, want)
+	}
+}
+
+// snapshot is the kernel state a test cares about: every link of the host
+// (and of ns, if given) and every can-gw rule, without counters.
+func snapshot(t *testing.T, ns *kerneltest.NS) string {
+	t.Helper()
+	var lines []string
+	links := func(c *vxcan.Conn, where string) {
+		ls, err := c.Links()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			lines = append(lines, fmt.Sprintf("%s link %d %s kind=%s mtu=%d up=%v alias=%q", where, l.Index, l.Name, l.Kind, l.MTU, l.Up, l.Alias))
+		}
+	}
+	host, err := vxcan.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	links(host, "host")
+	if ns != nil {
+		f := openNS(t, ns)
+		c, err := vxcan.DialNetNS(int(f.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		links(c, "ns")
+		c.Close()
+	}
+	gw := dialGW(t)
+	rules, err := gw.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rules {
+		filter := "all"
+		if r.Filter != nil {
+			filter = fmt.Sprintf("%+v", *r.Filter)
+		}
+		lines = append(lines, fmt.Sprintf("rule %d>%d flags=%s filter=%s hops=%d uid=%d mods=%v", r.Src, r.Dst, r.Flags, filter, r.HopLimit, r.UID, r.Mods))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func openNS(t *testing.T, ns *kerneltest.NS) *os.File {
+	t.Helper()
+	f, err := os.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func dialGW(t *testing.T) *cangw.Conn {
+	t.Helper()
+	gw, err := cangw.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	return gw
+}
+
+// ours returns the host ends of kanto-can (by name prefix) and the rules
+// that name them.
+func ours(t *testing.T) (links []string, rules []cangw.Rule) {
+	t.Helper()
+	c, err := vxcan.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ls, err := c.Links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := map[int]bool{}
+	for _, l := range ls {
+		if strings.HasPrefix(l.Name, "kcan") {
+			links = append(links, l.Name)
+			idx[l.Index] = true
+		}
+	}
+	all, err := dialGW(t).List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range all {
+		if idx[r.Src] || idx[r.Dst] {
+			rules = append(rules, r)
+		}
+	}
+	return links, rules
+}
+
+func requireNothingOfOurs(t *testing.T) {
+	t.Helper()
+	if links, rules := ours(t); len(links)+len(rules) > 0 {
+		t.Fatalf("left behind: links %v, rules %+v", links, rules)
+	}
+}
+
+func linkIndex(t *testing.T, ns *kerneltest.NS, name string) (idx, mtu int) {
+	t.Helper()
+	var c *vxcan.Conn
+	var err error
+	if ns == nil {
+		c, err = vxcan.Dial()
+	} else {
+		c, err = vxcan.DialNetNS(int(openNS(t, ns).Fd()))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	l, err := c.LinkByName(name)
+	if err != nil {
+		t.Fatalf("interface %s: %v", name, err)
+	}
+	return l.Index, l.MTU
+}
+
+// onOneCPU runs fn on a thread pinned to one CPU, so frames it sends are
+// queued to one CPU's backlog and keep their order end to end: the basis of
+// the marker pattern (a frame that should have been dropped would arrive
+// before the marker sent after it).
+func onOneCPU(t *testing.T, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		t.Fatalf("sched_getaffinity: %v", err)
+	}
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatalf("sched_setaffinity: %v", err)
+	}
+	defer unix.SchedSetaffinity(0, &old)
+	fn()
+}
+
+func frame(id uint32, data ...byte) kerneltest.Frame {
+	return kerneltest.Frame{ID: id, Data: data}
+}
+
+func fdFrame(id uint32, n int) kerneltest.Frame {
+	d := make([]byte, n)
+	for i := range d {
+		d[i] = byte(i)
+	}
+	return kerneltest.Frame{ID: id, FD: true, Data: d}
+}

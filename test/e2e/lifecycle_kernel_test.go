@@ -1,0 +1,241 @@
+//go:build kernel
+
+package e2e
+
+import (
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
+)
+
+// foreign makes objects kanto-can did not make: a vxcan pair and a can-gw
+// rule between two vcans. Every test below checks they survive untouched.
+func foreign(t *testing.T) {
+	t.Helper()
+	a := kerneltest.VCAN(t, "fgna", 72)
+	b := kerneltest.VCAN(t, "fgnb", 72)
+	if _, _, code := kerneltest.Run(t, "ip", "link", "add", "fgnvx0", "type", "vxcan", "peer", "name", "fgnvx1"); code != 0 {
+		t.Fatal("cannot make the foreign vxcan pair")
+	}
+	t.Cleanup(func() { kerneltest.Run(t, "ip", "link", "del", "fgnvx0") })
+	gw := dialGW(t)
+	r := cangw.Rule{Src: a, Dst: b, Flags: cangw.FlagEcho}
+	if err := gw.Add(r); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Delete(r) })
+}
+
+// Attaching twice leaves the same kernel state; detach removes every link
+// and rule of ours and nothing else.
+func TestAttachIsIdempotentAndDetachIsExact(t *testing.T) {
+	kerneltest.Require(t)
+	foreign(t)
+	kerneltest.VCAN(t, "idbus", 72)
+	kerneltest.VCAN(t, "idbus2", 16)
+	ns := kerneltest.NewNS(t)
+	before := snapshot(t, ns)
+	args := []string{"attach", "--netns", ns.Path(), "--bus", "idbus:can0,rx=7DF,7E8,tx=100-1FF", "--bus", "idbus2:can1,dir=rx"}
+	mustKC(t, args...)
+	once := snapshot(t, ns)
+	if once == before {
+		t.Fatal("attach changed nothing")
+	}
+	out := mustKC(t, args...)
+	if twice := snapshot(t, ns); twice != once {
+		t.Fatalf("second attach changed the kernel state:\nonce:\n%s\ntwice:\n%s", once, twice)
+	}
+	if !strings.Contains(out, "unchanged") {
+		t.Errorf("second attach says %q, want it to report no change", out)
+	}
+	links, rules := ours(t)
+	// idbus: (2 rx filters + 1 tx block) x classic+FD = 6; idbus2: 1 rx classic.
+	if len(links) != 2 || len(rules) != 7 {
+		t.Fatalf("links %v, %d rules: want 2 links and 7 rules", links, len(rules))
+	}
+	// Detach one bus, then the rest.
+	mustKC(t, "detach", "--netns", ns.Path(), "--bus", "idbus2")
+	if links, _ := ours(t); len(links) != 1 {
+		t.Fatalf("after detaching idbus2: links %v", links)
+	}
+	mustKC(t, "detach", "--netns", ns.Path())
+	requireNothingOfOurs(t)
+	if after := snapshot(t, ns); after != before {
+		t.Fatalf("detach did not restore the state before attach:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	// Detaching again is fine and says so.
+	if _, errOut, code := kc(t, "detach", "--netns", ns.Path()); code != 0 || !strings.Contains(errOut, "nothing attached") {
+		t.Fatalf("second detach: exit %d, %q", code, errOut)
+	}
+}
+
+// Attach with changed filters updates the rules in place.
+func TestReattachUpdatesRules(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "upbus", 16)
+	ns := kerneltest.NewNS(t)
+	mustKC(t, "attach", "--netns", ns.Path(), "--bus", "upbus:can0,rx=7DF")
+	t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
+	out := mustKC(t, "attach", "--netns", ns.Path(), "--bus", "upbus:can0,rx=7E8")
+	if !strings.Contains(out, "1 rules added, 1 removed") {
+		t.Fatalf("re-attach output %q", out)
+	}
+	a := lsOne(t, "upbus")
+	var filters []string
+	for _, r := range a.Rules {
+		filters = append(filters, r.Direction+":"+r.Filter)
+	}
+	if strings.Join(filters, " ") != "rx:7E8 tx:all" && strings.Join(filters, " ") != "tx:all rx:7E8" {
+		t.Fatalf("rules after update: %v", filters)
+	}
+	failKC(t, "detach it first", "attach", "--netns", ns.Path(), "--bus", "upbus:other")
+}
+
+// Destroying the container's network namespace leaves nothing of ours.
+func TestNetnsDestroyedLeavesNothing(t *testing.T) {
+	kerneltest.Require(t)
+	foreign(t)
+	kerneltest.VCAN(t, "nsbus", 72)
+	ns := kerneltest.NewNS(t)
+	before := snapshot(t, nil)
+	mustKC(t, "attach", "--netns", ns.Path(), "--bus", "nsbus:can0")
+	links, _ := ours(t)
+	if len(links) != 1 {
+		t.Fatalf("links of ours: %v", links)
+	}
+	// Await the kernel's deletion of the host end (namespace teardown is
+	// asynchronous) through link notifications, not a sleep.
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		t.Fatal(err)
+	}
+	ns.Delete(t)
+	deadline := timeAfter(wait)
+	for gone := false; !gone; {
+		select {
+		case u := <-updates:
+			gone = u.Header.Type == unix.RTM_DELLINK && u.Attrs().Name == links[0]
+		case <-deadline:
+			t.Fatalf("host end %s still there %v after the namespace was destroyed", links[0], wait)
+		}
+	}
+	requireNothingOfOurs(t)
+	if after := snapshot(t, nil); after != before {
+		t.Fatalf("state differs from before the attach:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// Inside the container, without CAP_NET_ADMIN, the interface cannot be
+// reconfigured and no gateway rule can be added; sending still works.
+func TestContainerCannotReconfigure(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "privbus", 72)
+	ns := kerneltest.NewNS(t)
+	mustKC(t, "attach", "--netns", ns.Path(), "--bus", "privbus:can0")
+	t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
+	host := kerneltest.Open(t, nil, "privbus")
+	before := snapshot(t, ns)
+	for _, args := range [][]string{
+		{"ip", "link", "set", "can0", "down"},
+		{"ip", "link", "set", "can0", "mtu", "16"},
+		{"ip", "link", "set", "can0", "name", "evil0"},
+		{"ip", "link", "del", "can0"},
+		{"cangw", "-A", "-s", "can0", "-d", "can0", "-e"},
+	} {
+		cmd := ns.Unprivileged(args[0], args[1:]...)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("unprivileged %s succeeded: %s", strings.Join(args, " "), out)
+		}
+	}
+	if after := snapshot(t, ns); after != before {
+		t.Fatalf("an unprivileged process changed the kernel state:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	// Positive control: the same unprivileged identity can use the bus.
+	out, err := ns.Unprivileged("cansend", "can0", "4A1#C0FFEE").CombinedOutput()
+	if err != nil {
+		t.Fatalf("unprivileged cansend: %v: %s", err, out)
+	}
+	host.Expect(t, []kerneltest.Frame{frame(0x4A1, 0xC0, 0xFF, 0xEE)}, wait)
+}
+
+// Bad input: a clear one-line error, a non-zero exit and nothing left.
+func TestBadInput(t *testing.T) {
+	kerneltest.Require(t)
+	foreign(t)
+	kerneltest.VCAN(t, "badbus", 72)
+	ns := kerneltest.NewNS(t)
+	kerneltest.VCAN(t, "badbus2", 72)
+	if _, _, code := kerneltest.Run(t, "ip", "link", "add", "notcan0", "type", "dummy"); code != 0 {
+		t.Fatal("cannot make a dummy interface")
+	}
+	t.Cleanup(func() { kerneltest.Run(t, "ip", "link", "del", "notcan0") })
+	taken := ns.Command("ip", "link", "add", "taken0", "type", "vcan")
+	if out, err := taken.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	exited := exitedPID(t)
+	// A process in the host's namespace. (Not the test's own pid: the Go
+	// runtime may have parked its main thread in a test namespace.)
+	hostProc := exec.Command("sleep", "600")
+	if err := hostProc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hostProc.Process.Kill(); hostProc.Wait() })
+	before := snapshot(t, ns)
+	nsArg := []string{"attach", "--netns", ns.Path()}
+	for _, tc := range []struct {
+		want string
+		args []string
+	}{
+		{"host bus nosuch0 does not exist", append(nsArg, "--bus", "nosuch0")},
+		{"host bus notcan0 is not a CAN interface", append(nsArg, "--bus", "notcan0")},
+		{"host bus lo is not a CAN interface", append(nsArg, "--bus", "lo")},
+		{"pid 4000000 does not exist", []string{"attach", "--pid", "4000000", "--bus", "badbus"}},
+		{"pid " + strconv.Itoa(exited) + " has exited", []string{"attach", "--pid", strconv.Itoa(exited), "--bus", "badbus"}},
+		{"is not a network namespace", []string{"attach", "--netns", "/etc/hostname", "--bus", "badbus"}},
+		{"no such file", []string{"attach", "--netns", "/run/netns/nosuch", "--bus", "badbus"}},
+		{"shares the host's network namespace", []string{"attach", "--pid", strconv.Itoa(hostProc.Process.Pid), "--bus", "badbus"}},
+		{"at most 15", append(nsArg, "--bus", "badbus:averyveryverylongname")},
+		{"inside name taken0 is already taken", append(nsArg, "--bus", "badbus:taken0")},
+		{"11-bit range", append(nsArg, "--bus", "badbus,rx=800")},
+		{"5 hex digits", append(nsArg, "--bus", "badbus,tx=12345")},
+		{"mixes a standard and an extended id", append(nsArg, "--bus", "badbus,rx=100-18DAF110")},
+		{"not key=value", append(nsArg, "--bus", "badbus,7DF")},
+		{"no bus", nsArg},
+		{"either --pid or --netns", []string{"attach", "--pid", "1", "--netns", ns.Path(), "--bus", "badbus"}},
+		// The first bus is fine, the second fails: the first is undone.
+		{"inside name taken0 is already taken", append(nsArg, "--bus", "badbus:can0", "--bus", "badbus2:taken0")},
+	} {
+		failKC(t, tc.want, tc.args...)
+		if after := snapshot(t, ns); after != before {
+			t.Fatalf("kanto-can %s left something behind:\nbefore:\n%s\nafter:\n%s", strings.Join(tc.args, " "), before, after)
+		}
+	}
+}
+
+// exitedPID returns the pid of a child that has exited but is not reaped
+// yet (a zombie): /proc/PID exists, its namespaces do not.
+func exitedPID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Wait() })
+	var info unix.Siginfo
+	// WNOWAIT: wait for the exit without reaping the child.
+	if err := waitid(cmd.Process.Pid, &info); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}

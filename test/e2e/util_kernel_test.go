@@ -1,0 +1,21 @@
+//go:build kernel
+
+package e2e
+
+import (
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func timeAfter(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// waitid waits for pid to exit without reaping it (WNOWAIT).
+func waitid(pid int, info *unix.Siginfo) error {
+	_, _, e := unix.Syscall6(unix.SYS_WAITID, unix.P_PID, uintptr(pid), uintptr(unsafe.Pointer(info)), unix.WEXITED|unix.WNOWAIT, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
