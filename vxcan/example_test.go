@@ -1,0 +1,43 @@
+package vxcan_test
+
+import (
+	"fmt"
+	"log"
+	"os"
+
+	"github.com/kanto-can/kanto-can/vxcan"
+)
+
+// Give the process 4242 (say, a container's) an interface can0, wired to
+// vxcan-app on the host. Needs CAP_NET_ADMIN and the vxcan module.
+func ExampleConn_Create() {
+	ns, err := os.Open("/proc/4242/ns/net")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ns.Close()
+	c, err := vxcan.Dial()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	end, err := c.Create(vxcan.Pair{Name: "vxcan-app", PeerName: "can0", PeerNS: ns, MTU: vxcan.MTUFD})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("host end %s (index %d) is up: %v\n", end.Name, end.Index, end.Up)
+}
+
+// Check that an interface is a CAN bus and whether it carries CAN FD.
+func ExampleConn_LinkByName() {
+	c, err := vxcan.Dial()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	bus, err := c.LinkByName("can0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s: CAN %v, FD %v, kind %s\n", bus.Name, bus.IsCAN(), bus.FD(), bus.Kind)
+}

@@ -1,0 +1,131 @@
+//go:build kernel
+
+package vxcan_test
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/vxcan"
+)
+
+func dial(t *testing.T, ns *kerneltest.NS) *vxcan.Conn {
+	t.Helper()
+	var c *vxcan.Conn
+	var err error
+	if ns == nil {
+		c, err = vxcan.Dial()
+	} else {
+		f, ferr := os.Open(ns.Path())
+		if ferr != nil {
+			t.Fatal(ferr)
+		}
+		defer f.Close()
+		c, err = vxcan.DialNetNS(int(f.Fd()))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// The peer is born in the other namespace under its final name (even one
+// the host also uses), with the MTU, both ends up, and frames cross.
+func TestCreatePeerInNamespace(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "can7", 72) // the host has a can7 too: no collision
+	ns := kerneltest.NewNS(t)
+	f, err := os.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	host := dial(t, nil)
+	for _, mtu := range []int{vxcan.MTUClassic, vxcan.MTUFD} {
+		end, err := host.Create(vxcan.Pair{Name: "vxt-host", PeerName: "can7", PeerNS: f, MTU: mtu, Alias: "test pair"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end.Name != "vxt-host" || end.Kind != "vxcan" || !end.IsCAN() || end.MTU != mtu || !end.Up || end.Alias != "test pair" || end.PeerNetNSID < 0 {
+			t.Fatalf("host end %+v", end)
+		}
+		peer, err := dial(t, ns).LinkByName("can7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if peer.Kind != "vxcan" || peer.MTU != mtu || !peer.Up || peer.Index != end.PeerIndex {
+			t.Fatalf("peer %+v (host end says peer index %d)", peer, end.PeerIndex)
+		}
+		a := kerneltest.Open(t, nil, "vxt-host")
+		b := kerneltest.Open(t, ns, "can7")
+		a.Send(t, kerneltest.Frame{ID: 0x42, Data: []byte{1, 2}})
+		b.Expect(t, []kerneltest.Frame{{ID: 0x42, Data: []byte{1, 2}}}, 5*time.Second)
+		if mtu == vxcan.MTUFD {
+			b.Send(t, kerneltest.Frame{ID: 0x43, FD: true, Data: make([]byte, 64)})
+			a.Expect(t, []kerneltest.Frame{{ID: 0x43, FD: true, Data: make([]byte, 64)}}, 5*time.Second)
+		}
+		pairs, err := host.Pairs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, p := range pairs {
+			found = found || p.Name == "vxt-host"
+		}
+		if !found {
+			t.Fatalf("Pairs() = %+v, lacks vxt-host", pairs)
+		}
+		if err := host.Delete(end.Index); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dial(t, ns).LinkByName("can7"); !errors.Is(err, vxcan.ErrNotFound) {
+			t.Fatalf("peer after deleting the host end: %v, want ErrNotFound", err)
+		}
+	}
+}
+
+// Taken names fail with EEXIST and leave nothing behind.
+func TestCreateNameTaken(t *testing.T) {
+	kerneltest.Require(t)
+	ns := kerneltest.NewNS(t)
+	f, err := os.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if out, err := ns.Command("ip", "link", "add", "busy0", "type", "vcan").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	kerneltest.VCAN(t, "busyhost", 72)
+	host := dial(t, nil)
+	for _, p := range []vxcan.Pair{
+		{Name: "vxt-a", PeerName: "busy0", PeerNS: f},
+		{Name: "busyhost", PeerName: "free0", PeerNS: f},
+	} {
+		if _, err := host.Create(p); !errors.Is(err, unix.EEXIST) {
+			t.Errorf("Create(%s, %s) = %v, want EEXIST", p.Name, p.PeerName, err)
+		}
+	}
+	if _, err := host.LinkByName("vxt-a"); !errors.Is(err, vxcan.ErrNotFound) {
+		t.Errorf("vxt-a after a failed create: %v", err)
+	}
+	if _, err := dial(t, ns).LinkByName("free0"); !errors.Is(err, vxcan.ErrNotFound) {
+		t.Errorf("free0 after a failed create: %v", err)
+	}
+	if _, err := host.Create(vxcan.Pair{Name: "vxt-b", PeerName: "x", MTU: 50}); err == nil {
+		t.Error("MTU 50 accepted")
+	}
+}
+
+func TestLinkByNameMissing(t *testing.T) {
+	kerneltest.Require(t)
+	if _, err := dial(t, nil).LinkByName("nosuch9"); !errors.Is(err, vxcan.ErrNotFound) {
+		t.Fatalf("LinkByName(nosuch9) = %v, want ErrNotFound", err)
+	}
+}
