@@ -39,7 +39,7 @@ say "ECU -> container: the ECU sends 123#DEADBEEF on can1"
 in_container candump -L -n 1 -T 10000 can0 > /tmp/demo-in.log &
 RX=$!
 # candump is listening once its raw socket shows in the container's /proc.
-for _ in $(seq 200); do grep -q . <(nsenter -t "$CPID" -n cat /proc/net/can/rcvlist_all 2>/dev/null | grep -w can0) && break; sleep 0.05; done
+until nsenter -t "$CPID" -n cat /proc/net/can/rcvlist_all 2>/dev/null | grep -qw can0; do sleep 0.05; done
 show cansend can1 123#DEADBEEF
 wait "$RX"
 echo "the container's candump received: $(cut -d' ' -f2- /tmp/demo-in.log)"
@@ -48,7 +48,7 @@ grep -q 'can0 123#DEADBEEF' /tmp/demo-in.log || { echo "demo: the frame did not 
 say "container -> ECU: the container (as nobody) sends 7DF#0201 on its can0"
 candump -L -n 1 -T 10000 can1 > /tmp/demo-ecu.log &
 RX=$!
-for _ in $(seq 200); do grep -qw can1 /proc/net/can/rcvlist_all 2>/dev/null && break; sleep 0.05; done
+until grep -qw can1 /proc/net/can/rcvlist_all 2>/dev/null; do sleep 0.05; done
 show in_container cansend can0 7DF#0201
 wait "$RX"
 echo "the ECU's candump received: $(cut -d' ' -f2- /tmp/demo-ecu.log)"

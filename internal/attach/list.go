@@ -91,6 +91,13 @@ func (h *Host) List() ([]Attachment, error) {
 				Handled: r.Handled, Dropped: r.Dropped, Deleted: r.Deleted,
 			})
 		}
+		sort.SliceStable(a.Rules, func(i, j int) bool {
+			x, y := a.Rules[i], a.Rules[j]
+			if x.Direction != y.Direction {
+				return x.Direction == "rx"
+			}
+			return !x.FD && y.FD
+		})
 		out = append(out, a)
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 )
@@ -25,10 +27,11 @@ func TestIfindexCollision(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	// Fill the namespace so that the next interface made there (the
 	// container's can0) gets the bus's index: lo is 1, then 2, 3, ...
+	nl := ns.Netlink(t)
 	for i := 2; i < busIdx; i++ {
-		cmd := ns.Command("ip", "link", "add", fmt.Sprintf("fill%d", i), "type", "vcan")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%v: %s", err, out)
+		fill := &netlink.GenericLink{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("fill%d", i)}, LinkType: "vcan"}
+		if err := nl.LinkAdd(fill); err != nil {
+			t.Fatalf("fill the namespace: %v", err)
 		}
 	}
 	mustKC(t, "attach", "--netns", ns.Path(), "--bus", "trapbus:can0")
