@@ -1,0 +1,64 @@
+# kanto-can build and test entry points.
+#
+#   make build          static kanto-can binary in out/bin/
+#   make setup          host packages + guest kernel for the test VM (root)
+#   make unit           vet + unit tests on the host
+#   make kernel-tests   tests tagged "kernel", run in a QEMU guest (test/vm/)
+#   make test           all of the above, in order
+#
+# Kernel tests: KERNEL_PKGS=./internal/foo limits the packages, KERNEL_TEST_DIR
+# moves the test binaries (for parallel runs),
+# KERNEL_TEST_FLAGS='-test.run=TestX' is passed to every test binary.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+GO ?= go
+OUT := out
+BIN := $(OUT)/bin/kanto-can
+KERNEL_TEST_DIR ?= $(OUT)/kernel-tests
+# Packages with *_test.go files behind the "kernel" build tag (all by default).
+KERNEL_PKGS ?= ./...
+export KERNEL_TEST_FLAGS
+
+.PHONY: build setup unit kernel-tests test
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/kanto-can
+
+setup:
+	test/vm/setup-host.sh
+
+unit:
+	$(GO) vet ./...
+	$(GO) test ./...
+
+# Build one test binary per package that has kernel-tagged test files, each
+# with a .dir file naming its source directory (the tests' working directory),
+# then run them all in one VM boot.
+kernel-tests: build
+	rm -rf $(KERNEL_TEST_DIR)
+	mkdir -p $(KERNEL_TEST_DIR)
+	@n=0; \
+	while read -r pkg dir files; do \
+		for f in $$files; do \
+			if grep -qE '^//go:build .*\bkernel\b' "$$dir/$$f"; then \
+				name=$$(echo "$$pkg" | sed 's|^github.com/kanto-can/kanto-can/||; s|[/.]|_|g'); \
+				echo "build kernel tests: $$pkg"; \
+				$(GO) vet -tags kernel "$$pkg"; \
+				CGO_ENABLED=0 $(GO) test -c -tags kernel -o "$(KERNEL_TEST_DIR)/$$name.test" "$$pkg"; \
+				echo "$$dir" >"$(KERNEL_TEST_DIR)/$$name.dir"; \
+				n=$$((n + 1)); \
+				break; \
+			fi; \
+		done; \
+	done < <($(GO) list -tags kernel -f '{{.ImportPath}} {{.Dir}} {{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}' $(KERNEL_PKGS)); \
+	[[ $$n -gt 0 ]] || { echo "no package has kernel-tagged tests"; exit 1; }
+	test/vm/run.sh --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
+		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
+		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
+
+test: setup
+	$(MAKE) unit
+	$(MAKE) kernel-tests
