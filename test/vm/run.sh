@@ -164,6 +164,11 @@ mount -t devtmpfs -o mode=0755 devtmpfs /dev || fatal "mount /dev"
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts || fatal "mount /dev/pts"
 ln -sf pts/ptmx /dev/ptmx 2>/dev/null
+# What udev would add: bash process substitution needs /dev/fd.
+ln -sfn /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=0755 tmpfs /run || fatal "mount /run"
 mount -t tmpfs -o mode=1777 tmpfs /tmp || fatal "mount /tmp"
