@@ -5,18 +5,23 @@ import (
 	"fmt"
 
 	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/internal/nlsock"
 )
 
 // Conn is a NETLINK_ROUTE socket for managing can-gw rules in one network
 // namespace. It is safe for concurrent use.
 type Conn struct {
-	c *netlink.Conn
+	c *nlsock.Conn
 }
 
 // Dial opens a Conn in the caller's network namespace.
 func Dial() (*Conn, error) {
-	return dial(nil)
+	c, err := nlsock.Dial()
+	if err != nil {
+		return nil, fmt.Errorf("cangw: dial: %w", err)
+	}
+	return &Conn{c: c}, nil
 }
 
 // DialNetNS opens a Conn in the network namespace of fd (an open
@@ -27,11 +32,7 @@ func DialNetNS(fd int) (*Conn, error) {
 	if fd <= 0 {
 		return nil, fmt.Errorf("cangw: DialNetNS: invalid namespace file descriptor %d", fd)
 	}
-	return dial(&netlink.Config{NetNS: fd})
-}
-
-func dial(cfg *netlink.Config) (*Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, cfg)
+	c, err := nlsock.DialNetNS(fd)
 	if err != nil {
 		return nil, fmt.Errorf("cangw: dial: %w", err)
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/internal/nlsock"
 )
 
 // ErrNotFound is returned (wrapped) when a link does not exist.
@@ -15,7 +17,7 @@ var ErrNotFound = errors.New("no such interface")
 // Conn is a route netlink socket in one network namespace. It is not safe
 // for concurrent use.
 type Conn struct {
-	c  *netlink.Conn
+	c  *nlsock.Conn
 	ns *os.File // the socket's network namespace, for peers created elsewhere
 }
 
@@ -27,7 +29,8 @@ func Dial() (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vxcan: %w", err)
 	}
-	return dial(ns, nil)
+	c, err := nlsock.Dial()
+	return wrap(c, ns, err)
 }
 
 // DialNetNS opens a Conn in the network namespace referred to by fd (an
@@ -37,11 +40,11 @@ func DialNetNS(fd int) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vxcan: netns fd %d: %w", fd, err)
 	}
-	return dial(os.NewFile(uintptr(dup), "netns"), &netlink.Config{NetNS: fd})
+	c, err := nlsock.DialNetNS(fd)
+	return wrap(c, os.NewFile(uintptr(dup), "netns"), err)
 }
 
-func dial(ns *os.File, cfg *netlink.Config) (*Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, cfg)
+func wrap(c *nlsock.Conn, ns *os.File, err error) (*Conn, error) {
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("vxcan: open route netlink socket: %w", err)

@@ -47,21 +47,36 @@ func NewNS(tb testing.TB) *NS {
 	}
 	f.Close()
 
-	// Unshare on a dedicated, locked thread that is never unlocked: Go
-	// terminates it when the goroutine ends, so no thread of the test is
-	// ever left in the new namespace.
+	// Unshare on a locked thread, pin the new namespace, and move the
+	// thread back: no thread of the test stays in the new namespace (the
+	// runtime parks rather than ends a locked main thread, which would keep
+	// the namespace alive). If moving back fails the thread stays locked and
+	// Go discards it with the goroutine.
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("unshare: %w", err)
 			return
 		}
-		if err := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind mount: %w", err)
+		mountErr := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("return to the original namespace: %w", err)
 			return
 		}
-		errc <- nil
+		runtime.UnlockOSThread()
+		if mountErr != nil {
+			mountErr = fmt.Errorf("bind mount: %w", mountErr)
+		}
+		errc <- mountErr
 	}()
 	if err := <-errc; err != nil {
 		os.Remove(path)

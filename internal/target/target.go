@@ -70,7 +70,7 @@ func fromFile(f *os.File, label string) (*Target, error) {
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
 	var self unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &self); err == nil && self.Ino == st.Ino && self.Dev == st.Dev {
+	if err := unix.Stat("/proc/thread-self/ns/net", &self); err == nil && self.Ino == st.Ino && self.Dev == st.Dev {
 		f.Close()
 		return nil, fmt.Errorf("%s shares the host's network namespace: it sees the host's CAN interfaces already, there is nothing to attach", label)
 	}

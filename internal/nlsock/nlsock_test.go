@@ -1,0 +1,58 @@
+package nlsock
+
+import (
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+func errMsg(code int32, ackTLV string) netlink.Message {
+	data := make([]byte, 4+unix.NLMSG_HDRLEN)
+	binary.NativeEndian.PutUint32(data, uint32(code))
+	binary.NativeEndian.PutUint32(data[4:], unix.NLMSG_HDRLEN) // echoed header only
+	m := netlink.Message{Header: netlink.Header{Type: netlink.Error}, Data: data}
+	if ackTLV != "" {
+		ae := netlink.NewAttributeEncoder()
+		ae.String(unix.NLMSGERR_ATTR_MSG, ackTLV)
+		attrs, _ := ae.Encode()
+		m.Data = append(m.Data, attrs...)
+		m.Header.Flags |= 0x200 | 0x100 // NLM_F_ACK_TLVS | NLM_F_CAPPED
+	}
+	return m
+}
+
+func TestErrorOf(t *testing.T) {
+	if err := errorOf(errMsg(0, "")); err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+	err := errorOf(errMsg(-int32(unix.EEXIST), "File exists here"))
+	var e *Error
+	if !errors.As(err, &e) || !errors.Is(err, unix.EEXIST) || e.Message != "File exists here" {
+		t.Fatalf("errorOf = %#v", err)
+	}
+	if got := err.Error(); got != "file exists (File exists here)" {
+		t.Fatalf("Error() = %q", got)
+	}
+}
+
+func TestSplit(t *testing.T) {
+	var datagram []byte
+	for i := 0; i < 3; i++ {
+		b, err := (netlink.Message{Header: netlink.Header{Length: 20, Type: 16, Sequence: uint32(i)}, Data: []byte{1, 2, 3}}).MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		datagram = append(datagram, b...)
+	}
+	msgs, err := split(datagram)
+	if err != nil || len(msgs) != 3 || msgs[2].Header.Sequence != 2 {
+		t.Fatalf("split = %+v, %v", msgs, err)
+	}
+	binary.NativeEndian.PutUint32(datagram, 9999)
+	if _, err := split(datagram); err == nil {
+		t.Fatal("bad length accepted")
+	}
+}
