@@ -5,6 +5,8 @@
 #   make unit           vet + unit tests on the host
 #   make kernel-tests   tests tagged "kernel", run in a QEMU guest (test/vm/)
 #   make test           all of the above, in order
+#   make demo           the end-to-end demo in the guest (demo/demo.sh)
+#   make bench          benchmarks in the guest (test/bench), figures printed
 #
 # Kernel tests: KERNEL_PKGS=./internal/foo limits the packages, KERNEL_TEST_DIR
 # moves the test binaries (for parallel runs),
@@ -22,7 +24,7 @@ KERNEL_TEST_DIR ?= $(OUT)/kernel-tests
 KERNEL_PKGS ?= ./...
 export KERNEL_TEST_FLAGS
 
-.PHONY: build setup unit kernel-tests test
+.PHONY: build setup unit kernel-tests test demo bench
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/kanto-can
@@ -62,3 +64,18 @@ kernel-tests: build
 test: setup
 	$(MAKE) unit
 	$(MAKE) kernel-tests
+
+demo: setup build
+	test/vm/run.sh --kvaser 2 --env KANTO_CAN_BIN=$(abspath $(BIN)) -- demo/demo.sh
+
+# One guest run: the benchmark binary plus a no-op Go binary (the floor).
+# BENCH_TIME sets the iterations per measurement.
+BENCH_TIME ?= 40x
+bench: setup build
+	mkdir -p $(OUT)/bench
+	CGO_ENABLED=0 $(GO) build -o $(OUT)/bench/noop ./test/bench/noop
+	CGO_ENABLED=0 $(GO) test -c -tags kernel -o $(OUT)/bench/bench.test ./test/bench
+	echo "$(abspath test/bench)" >$(OUT)/bench/bench.dir
+	test/vm/run.sh --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
+		--env KANTO_CAN_NOOP_BIN=$(abspath $(OUT)/bench/noop) \
+		-- test/bench/run-in-guest.sh $(abspath $(OUT)/bench/bench.test) $(BENCH_TIME)

@@ -4,20 +4,18 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/mdlayher/netlink"
-
-	"github.com/kanto-can/kanto-can/internal/nlsock"
+	"github.com/kanto-can/kanto-can/internal/nl"
 )
 
 // Conn is a NETLINK_ROUTE socket for managing can-gw rules in one network
 // namespace. It is safe for concurrent use.
 type Conn struct {
-	c *nlsock.Conn
+	c *nl.Conn
 }
 
 // Dial opens a Conn in the caller's network namespace.
 func Dial() (*Conn, error) {
-	c, err := nlsock.Dial()
+	c, err := nl.Dial()
 	if err != nil {
 		return nil, fmt.Errorf("cangw: dial: %w", err)
 	}
@@ -32,7 +30,7 @@ func DialNetNS(fd int) (*Conn, error) {
 	if fd <= 0 {
 		return nil, fmt.Errorf("cangw: DialNetNS: invalid namespace file descriptor %d", fd)
 	}
-	c, err := nlsock.DialNetNS(fd)
+	c, err := nl.DialNetNS(fd)
 	if err != nil {
 		return nil, fmt.Errorf("cangw: dial: %w", err)
 	}
@@ -58,7 +56,7 @@ func (c *Conn) Delete(r Rule) error {
 	return c.change("delete", rtmDelRoute, r)
 }
 
-func (c *Conn) change(op string, typ netlink.HeaderType, r Rule) error {
+func (c *Conn) change(op string, typ nl.HeaderType, r Rule) error {
 	// Both indexes 0 would make a delete a flush: Validate rules that out.
 	if err := r.Validate(); err != nil {
 		return err
@@ -68,7 +66,7 @@ func (c *Conn) change(op string, typ netlink.HeaderType, r Rule) error {
 	if err != nil {
 		return err
 	}
-	if err := c.execute(typ, netlink.Request|netlink.Acknowledge, b); err != nil {
+	if err := c.execute(typ, nl.Request|nl.Acknowledge, b); err != nil {
 		return kernelError(op, &r, err)
 	}
 	return nil
@@ -78,14 +76,14 @@ func (c *Conn) change(op string, typ netlink.HeaderType, r Rule) error {
 // including rules other programs added. Use it only in a namespace you own.
 func (c *Conn) Flush() error {
 	// A delete with both interface indexes 0 is the kernel's flush.
-	ae := netlink.NewAttributeEncoder()
+	ae := nl.NewAttributeEncoder()
 	ae.Uint32(cgwSrcIf, 0)
 	ae.Uint32(cgwDstIf, 0)
 	attrs, err := ae.Encode()
 	if err != nil {
 		return fmt.Errorf("cangw: flush: %w", err)
 	}
-	if err := c.execute(rtmDelRoute, netlink.Request|netlink.Acknowledge, append(header(0), attrs...)); err != nil {
+	if err := c.execute(rtmDelRoute, nl.Request|nl.Acknowledge, append(header(0), attrs...)); err != nil {
 		return kernelError("flush", nil, err)
 	}
 	return nil
@@ -94,8 +92,8 @@ func (c *Conn) Flush() error {
 // List returns every rule in the Conn's network namespace, newest first
 // (the kernel's order), with their counters. It needs no privileges.
 func (c *Conn) List() ([]Rule, error) {
-	msgs, err := c.c.Execute(netlink.Message{
-		Header: netlink.Header{Type: rtmGetRoute, Flags: netlink.Request | netlink.Dump},
+	msgs, err := c.c.Execute(nl.Message{
+		Header: nl.Header{Type: rtmGetRoute, Flags: nl.Request | nl.Dump},
 		Data:   header(0),
 	})
 	if err != nil {
@@ -120,9 +118,9 @@ func (c *Conn) List() ([]Rule, error) {
 	return rules, nil
 }
 
-func (c *Conn) execute(typ netlink.HeaderType, flags netlink.HeaderFlags, data []byte) error {
-	_, err := c.c.Execute(netlink.Message{
-		Header: netlink.Header{Type: typ, Flags: flags},
+func (c *Conn) execute(typ nl.HeaderType, flags nl.HeaderFlags, data []byte) error {
+	_, err := c.c.Execute(nl.Message{
+		Header: nl.Header{Type: typ, Flags: flags},
 		Data:   data,
 	})
 	return err

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/mdlayher/netlink"
+	"github.com/kanto-can/kanto-can/internal/nl"
 )
 
 // All multi-byte fields of rtcanmsg, the attributes and the CAN structs are
@@ -41,7 +41,7 @@ func (r *Rule) UnmarshalBinary(b []byte) error {
 	n := Rule{Flags: Flags(ne.Uint16(b[2:4]))}
 	fd := n.Flags&FlagFD != 0
 
-	ad, err := netlink.NewAttributeDecoder(b[rtcanmsgLen:])
+	ad, err := nl.NewAttributeDecoder(b[rtcanmsgLen:])
 	if err != nil {
 		return fmt.Errorf("cangw: attributes: %w", err)
 	}
@@ -130,7 +130,7 @@ func header(flags Flags) []byte {
 // marshal encodes without validation (List output, tests, fuzzing).
 func (r Rule) marshal() ([]byte, error) {
 	fd := r.Flags&FlagFD != 0
-	ae := netlink.NewAttributeEncoder()
+	ae := nl.NewAttributeEncoder()
 	for _, c := range []struct {
 		typ uint16
 		v   uint32

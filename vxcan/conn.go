@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/mdlayher/netlink"
+	"github.com/kanto-can/kanto-can/internal/nl"
 	"golang.org/x/sys/unix"
-
-	"github.com/kanto-can/kanto-can/internal/nlsock"
 )
 
 // ErrNotFound is returned (wrapped) when a link does not exist.
@@ -17,7 +15,7 @@ var ErrNotFound = errors.New("no such interface")
 // Conn is a route netlink socket in one network namespace. It is not safe
 // for concurrent use.
 type Conn struct {
-	c  *nlsock.Conn
+	c  *nl.Conn
 	ns *os.File // the socket's network namespace, for peers created elsewhere
 }
 
@@ -25,11 +23,13 @@ type Conn struct {
 func Dial() (*Conn, error) {
 	// thread-self, not self: the main thread of a Go program may have been
 	// moved to another namespace and parked by the runtime.
-	ns, err := os.Open("/proc/thread-self/ns/net")
+	// (unix.Open: os.Open would set up the runtime's network poller.)
+	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("vxcan: %w", err)
+		return nil, fmt.Errorf("vxcan: own network namespace: %w", err)
 	}
-	c, err := nlsock.Dial()
+	ns := os.NewFile(uintptr(fd), "netns")
+	c, err := nl.Dial()
 	return wrap(c, ns, err)
 }
 
@@ -40,11 +40,11 @@ func DialNetNS(fd int) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vxcan: netns fd %d: %w", fd, err)
 	}
-	c, err := nlsock.DialNetNS(fd)
+	c, err := nl.DialNetNS(fd)
 	return wrap(c, os.NewFile(uintptr(dup), "netns"), err)
 }
 
-func wrap(c *nlsock.Conn, ns *os.File, err error) (*Conn, error) {
+func wrap(c *nl.Conn, ns *os.File, err error) (*Conn, error) {
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("vxcan: open route netlink socket: %w", err)
@@ -57,16 +57,16 @@ func (c *Conn) Close() error {
 	return errors.Join(c.c.Close(), c.ns.Close())
 }
 
-func (c *Conn) execute(typ netlink.HeaderType, flags netlink.HeaderFlags, data []byte) ([]netlink.Message, error) {
-	return c.c.Execute(netlink.Message{
-		Header: netlink.Header{Type: typ, Flags: netlink.Request | flags},
+func (c *Conn) execute(typ nl.HeaderType, flags nl.HeaderFlags, data []byte) ([]nl.Message, error) {
+	return c.c.Execute(nl.Message{
+		Header: nl.Header{Type: typ, Flags: nl.Request | flags},
 		Data:   data,
 	})
 }
 
 // LinkByName returns the link called name, or an error wrapping ErrNotFound.
 func (c *Conn) LinkByName(name string) (Link, error) {
-	ae := netlink.NewAttributeEncoder()
+	ae := nl.NewAttributeEncoder()
 	ae.String(unix.IFLA_IFNAME, name)
 	return c.getLink(0, ae, name)
 }
@@ -74,10 +74,10 @@ func (c *Conn) LinkByName(name string) (Link, error) {
 // LinkByIndex returns the link with this ifindex, or an error wrapping
 // ErrNotFound.
 func (c *Conn) LinkByIndex(index int) (Link, error) {
-	return c.getLink(int32(index), netlink.NewAttributeEncoder(), fmt.Sprintf("index %d", index))
+	return c.getLink(int32(index), nl.NewAttributeEncoder(), fmt.Sprintf("index %d", index))
 }
 
-func (c *Conn) getLink(index int32, ae *netlink.AttributeEncoder, what string) (Link, error) {
+func (c *Conn) getLink(index int32, ae *nl.AttributeEncoder, what string) (Link, error) {
 	attrs, err := ae.Encode()
 	if err != nil {
 		return Link{}, err
@@ -97,7 +97,7 @@ func (c *Conn) getLink(index int32, ae *netlink.AttributeEncoder, what string) (
 
 // Links returns every link in the Conn's network namespace.
 func (c *Conn) Links() ([]Link, error) {
-	msgs, err := c.execute(unix.RTM_GETLINK, netlink.Dump, ifinfomsg(0, 0, 0))
+	msgs, err := c.execute(unix.RTM_GETLINK, nl.Dump, ifinfomsg(0, 0, 0))
 	if err != nil {
 		return nil, fmt.Errorf("vxcan: list interfaces: %w", err)
 	}
@@ -133,7 +133,7 @@ func (c *Conn) Pairs() ([]Link, error) {
 // Delete removes the link with this ifindex. Deleting one end of a vxcan
 // pair removes both.
 func (c *Conn) Delete(index int) error {
-	_, err := c.execute(unix.RTM_DELLINK, netlink.Acknowledge, ifinfomsg(int32(index), 0, 0))
+	_, err := c.execute(unix.RTM_DELLINK, nl.Acknowledge, ifinfomsg(int32(index), 0, 0))
 	if errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("interface index %d: %w", index, ErrNotFound)
 	}
@@ -172,7 +172,7 @@ func (c *Conn) Create(p Pair) (Link, error) {
 		return Link{}, fmt.Errorf("vxcan: MTU %d: want %d (classic) or %d (FD)", p.MTU, MTUClassic, MTUFD)
 	}
 	creator := c
-	near := netlink.NewAttributeEncoder()
+	near := nl.NewAttributeEncoder()
 	near.String(unix.IFLA_IFNAME, p.Name)
 	if p.MTU != 0 {
 		near.Uint32(unix.IFLA_MTU, uint32(p.MTU))
@@ -185,14 +185,14 @@ func (c *Conn) Create(p Pair) (Link, error) {
 		}
 		defer creator.Close()
 	}
-	far := netlink.NewAttributeEncoder()
+	far := nl.NewAttributeEncoder()
 	far.String(unix.IFLA_IFNAME, p.PeerName)
 	if p.MTU != 0 {
 		far.Uint32(unix.IFLA_MTU, uint32(p.MTU))
 	}
-	far.Nested(unix.IFLA_LINKINFO, func(info *netlink.AttributeEncoder) error {
+	far.Nested(unix.IFLA_LINKINFO, func(info *nl.AttributeEncoder) error {
 		info.String(unix.IFLA_INFO_KIND, "vxcan")
-		info.Nested(unix.IFLA_INFO_DATA, func(data *netlink.AttributeEncoder) error {
+		info.Nested(unix.IFLA_INFO_DATA, func(data *nl.AttributeEncoder) error {
 			// VXCAN_INFO_PEER carries a struct ifinfomsg followed by the
 			// peer's own attributes.
 			data.Do(vxcanInfoPeer, func() ([]byte, error) {
@@ -208,10 +208,10 @@ func (c *Conn) Create(p Pair) (Link, error) {
 		return Link{}, fmt.Errorf("vxcan: encode request: %w", err)
 	}
 	req := append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)
-	if _, err := creator.execute(unix.RTM_NEWLINK, netlink.Acknowledge|netlink.Create|netlink.Excl, req); err != nil {
+	if _, err := creator.execute(unix.RTM_NEWLINK, nl.Acknowledge|nl.Create|nl.Excl, req); err != nil {
 		return Link{}, fmt.Errorf("vxcan: create %s with peer %s: %w", p.Name, p.PeerName, err)
 	}
-	up := netlink.NewAttributeEncoder()
+	up := nl.NewAttributeEncoder()
 	up.String(unix.IFLA_IFNAME, p.Name)
 	if p.Alias != "" {
 		up.String(unix.IFLA_IFALIAS, p.Alias)
@@ -219,7 +219,7 @@ func (c *Conn) Create(p Pair) (Link, error) {
 	if attrs, err = up.Encode(); err != nil {
 		return Link{}, err
 	}
-	if _, err := c.execute(unix.RTM_NEWLINK, netlink.Acknowledge, append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)); err != nil {
+	if _, err := c.execute(unix.RTM_NEWLINK, nl.Acknowledge, append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)); err != nil {
 		err = fmt.Errorf("vxcan: bring up %s: %w", p.Name, err)
 		if l, lerr := c.LinkByName(p.Name); lerr == nil {
 			c.Delete(l.Index) // nothing half-made

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/mdlayher/netlink"
+	"github.com/kanto-can/kanto-can/internal/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,7 +51,7 @@ func ifinfomsg(index int32, flags, change uint32) []byte {
 	return b
 }
 
-func parseLink(m netlink.Message) (Link, error) {
+func parseLink(m nl.Message) (Link, error) {
 	if len(m.Data) < ifinfomsgLen {
 		return Link{}, fmt.Errorf("vxcan: RTM_NEWLINK message of %d bytes, want at least %d", len(m.Data), ifinfomsgLen)
 	}
@@ -61,7 +61,7 @@ func parseLink(m netlink.Message) (Link, error) {
 		Up:          binary.NativeEndian.Uint32(m.Data[8:])&unix.IFF_UP != 0,
 		PeerNetNSID: -1,
 	}
-	ad, err := netlink.NewAttributeDecoder(m.Data[ifinfomsgLen:])
+	ad, err := nl.NewAttributeDecoder(m.Data[ifinfomsgLen:])
 	if err != nil {
 		return Link{}, fmt.Errorf("vxcan: link %d: %w", l.Index, err)
 	}
@@ -78,7 +78,7 @@ func parseLink(m netlink.Message) (Link, error) {
 		case unix.IFLA_LINK_NETNSID:
 			l.PeerNetNSID = int(ad.Int32())
 		case unix.IFLA_LINKINFO:
-			ad.Nested(func(nad *netlink.AttributeDecoder) error {
+			ad.Nested(func(nad *nl.AttributeDecoder) error {
 				for nad.Next() {
 					if nad.Type() == unix.IFLA_INFO_KIND {
 						l.Kind = nad.String()

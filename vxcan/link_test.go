@@ -5,19 +5,19 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mdlayher/netlink"
+	"github.com/kanto-can/kanto-can/internal/nl"
 	"golang.org/x/sys/unix"
 )
 
 // A link message as the kernel sends it for a vxcan host end.
 func TestParseLink(t *testing.T) {
-	ae := netlink.NewAttributeEncoder()
+	ae := nl.NewAttributeEncoder()
 	ae.String(unix.IFLA_IFNAME, "kcan0123456789a")
 	ae.Uint32(unix.IFLA_MTU, MTUFD)
 	ae.String(unix.IFLA_IFALIAS, "kanto-can v1 x")
 	ae.Uint32(unix.IFLA_LINK, 2)
 	ae.Int32(unix.IFLA_LINK_NETNSID, 0)
-	ae.Nested(unix.IFLA_LINKINFO, func(n *netlink.AttributeEncoder) error {
+	ae.Nested(unix.IFLA_LINKINFO, func(n *nl.AttributeEncoder) error {
 		n.String(unix.IFLA_INFO_KIND, "vxcan")
 		return nil
 	})
@@ -27,7 +27,7 @@ func TestParseLink(t *testing.T) {
 	}
 	msg := ifinfomsg(17, unix.IFF_UP, 0)
 	binary.NativeEndian.PutUint16(msg[2:], arphrdCAN)
-	l, err := parseLink(netlink.Message{Data: append(msg, attrs...)})
+	l, err := parseLink(nl.Message{Data: append(msg, attrs...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestParseLink(t *testing.T) {
 }
 
 func TestParseLinkShort(t *testing.T) {
-	if _, err := parseLink(netlink.Message{Data: make([]byte, 8)}); err == nil || !strings.Contains(err.Error(), "8 bytes") {
+	if _, err := parseLink(nl.Message{Data: make([]byte, 8)}); err == nil || !strings.Contains(err.Error(), "8 bytes") {
 		t.Fatalf("short message: %v", err)
 	}
 }

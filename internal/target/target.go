@@ -32,7 +32,7 @@ func FromPID(pid int) (*Target, error) {
 		return nil, fmt.Errorf("pid %d: not a process id", pid)
 	}
 	path := "/proc/" + strconv.Itoa(pid) + "/ns/net"
-	f, err := os.Open(path)
+	f, err := openFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		if _, statErr := os.Stat("/proc/" + strconv.Itoa(pid)); statErr == nil {
 			return nil, fmt.Errorf("pid %d has exited", pid)
@@ -48,11 +48,22 @@ func FromPID(pid int) (*Target, error) {
 // FromPath opens a network namespace file such as /run/netns/NAME or
 // /proc/PID/ns/net.
 func FromPath(path string) (*Target, error) {
-	f, err := os.Open(path)
+	f, err := openFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w", path, errors.Unwrap(err))
+		return nil, fmt.Errorf("netns %s: %w", path, err)
 	}
 	return fromFile(f, "netns "+path)
+}
+
+// openFile opens read-only without os.Open, which on Linux offers every
+// file to the runtime's network poller, creating it on first use: a cost
+// paid on the container's start path for nothing.
+func openFile(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // nsGetNSType is NS_GET_NSTYPE from include/uapi/linux/nsfs.h.

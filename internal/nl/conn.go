@@ -1,17 +1,4 @@
-// Package nlsock is a small, blocking NETLINK_ROUTE socket: send one
-// request, read its replies up to the acknowledgement or the end of the
-// dump, in the calling goroutine.
-//
-// Messages and attributes are mdlayher/netlink's types; only the socket is
-// our own. The reason is start-up cost on a container's start path: the
-// library's socket goes through the Go runtime's network poller, and its
-// namespace-bound sockets are made on a new locked goroutine, which under
-// emulation cost more than the whole attach's netlink work (measured, see
-// docs/benchmarks.md). Here the kernel answers a route request while
-// sendmsg runs, so the replies are already queued when we read them; a
-// socket in another namespace is made on the calling thread, which is moved
-// into the namespace and back.
-package nlsock
+package nl
 
 import (
 	"encoding/binary"
@@ -20,19 +7,19 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"unsafe"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// Error is an error answer of the kernel: the errno and, when the kernel
+// KernelError is an error answer of the kernel: the errno and, when the kernel
 // gave one, its extended-ack message (e.g. "Invalid vxcan peer name").
-type Error struct {
+type KernelError struct {
 	Errno   unix.Errno
 	Message string
 }
 
-func (e *Error) Error() string {
+func (e *KernelError) Error() string {
 	if e.Message != "" {
 		return e.Errno.Error() + " (" + e.Message + ")"
 	}
@@ -40,7 +27,7 @@ func (e *Error) Error() string {
 }
 
 // Unwrap makes errors.Is(err, unix.EEXIST) and the like work.
-func (e *Error) Unwrap() error { return e.Errno }
+func (e *KernelError) Unwrap() error { return e.Errno }
 
 // Conn is a NETLINK_ROUTE socket. It is safe for concurrent use; requests
 // are serialized.
@@ -48,7 +35,6 @@ type Conn struct {
 	mu  sync.Mutex
 	fd  int
 	seq uint32
-	buf []byte
 }
 
 // Dial opens a socket in the calling thread's network namespace.
@@ -63,7 +49,7 @@ func Dial() (*Conn, error) {
 	}
 	// Ask for the kernel's error messages; older kernels ignore it.
 	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
-	return &Conn{fd: fd, buf: make([]byte, 64<<10)}, nil
+	return &Conn{fd: fd}, nil
 }
 
 // DialNetNS opens a socket in the network namespace of nsFD. A socket stays
@@ -99,37 +85,39 @@ func (c *Conn) Close() error { return unix.Close(c.fd) }
 // Execute sends m (its sequence number and NLM_F_REQUEST are filled in)
 // and returns the kernel's replies: for a dump every message up to
 // NLMSG_DONE, else the replies up to the acknowledgement (when m asks for
-// one) or the first reply. An error answer is returned as *Error.
-func (c *Conn) Execute(m netlink.Message) ([]netlink.Message, error) {
+// one) or the first reply. An error answer is returned as *KernelError.
+func (c *Conn) Execute(m Message) ([]Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
 	m.Header.Sequence = c.seq
-	m.Header.Flags |= netlink.Request
-	m.Header.Length = uint32(align(unix.NLMSG_HDRLEN + len(m.Data)))
+	m.Header.Flags |= Request
 	b, err := m.MarshalBinary()
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Sendto(c.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := rawSend(c.fd, b); err != nil {
 		return nil, fmt.Errorf("netlink send: %w", err)
 	}
-	dump := m.Header.Flags&netlink.Dump == netlink.Dump
-	ack := m.Header.Flags&netlink.Acknowledge != 0
-	var replies []netlink.Message
+	dump := m.Header.Flags&Dump == Dump
+	ack := m.Header.Flags&Acknowledge != 0
+	var replies []Message
 	for {
-		n, _, flags, _, err := unix.Recvmsg(c.fd, c.buf, nil, 0)
+		// Peek at the datagram's size first: a buffer sized for the
+		// largest dump would cost more to zero than the whole request.
+		size, _, err := rawRecv(c.fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("netlink receive: %w", err)
 		}
-		if flags&unix.MSG_TRUNC != 0 {
-			return nil, fmt.Errorf("netlink receive: reply larger than %d bytes", len(c.buf))
+		buf := make([]byte, size) // replies keep pointing into it
+		n, _, err := rawRecv(c.fd, buf, 0)
+		if err != nil {
+			return nil, fmt.Errorf("netlink receive: %w", err)
 		}
-		// Copy: the replies outlive the buffer's next use.
-		msgs, err := split(append([]byte(nil), c.buf[:n]...))
+		msgs, err := split(buf[:n])
 		if err != nil {
 			return nil, err
 		}
@@ -138,12 +126,12 @@ func (c *Conn) Execute(m netlink.Message) ([]netlink.Message, error) {
 				continue // a late reply to an earlier, failed request
 			}
 			switch r.Header.Type {
-			case netlink.Error:
+			case Error:
 				if err := errorOf(r); err != nil {
 					return nil, err
 				}
 				return replies, nil // the acknowledgement
-			case netlink.Done:
+			case Done:
 				if err := doneError(r); err != nil {
 					return nil, err
 				}
@@ -157,29 +145,41 @@ func (c *Conn) Execute(m netlink.Message) ([]netlink.Message, error) {
 	}
 }
 
-// split cuts a datagram into its messages.
-func split(b []byte) ([]netlink.Message, error) {
-	var out []netlink.Message
-	for len(b) >= unix.NLMSG_HDRLEN {
-		l := int(binary.NativeEndian.Uint32(b))
-		if l < unix.NLMSG_HDRLEN || l > len(b) {
-			return nil, fmt.Errorf("netlink: message length %d in a datagram of %d bytes", l, len(b))
-		}
-		aligned := min(align(l), len(b))
-		var m netlink.Message
-		if err := m.UnmarshalBinary(b[:aligned]); err != nil {
-			return nil, fmt.Errorf("netlink: %w", err)
-		}
-		out = append(out, m)
-		b = b[aligned:]
+// rawSend and rawRecv make the system calls without telling the Go
+// scheduler. The kernel handles a route request inside sendmsg and the
+// replies are queued by then, so neither call waits for anything; but
+// creating interfaces takes the kernel milliseconds under emulation, and a
+// scheduler that sees a goroutine "blocked" in a system call that long
+// starts another OS thread to take over its processor, which costs more
+// than the call. (The socket is blocking; a reply that is not yet queued
+// would stall this thread only.)
+func rawSend(fd int, b []byte) error {
+	var sa unix.RawSockaddrNetlink
+	sa.Family = unix.AF_NETLINK
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0,
+		uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrNetlink)
+	if e != 0 {
+		return e
 	}
-	return out, nil
+	return nil
 }
 
-func align(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
+func rawRecv(fd int, buf []byte, flags int) (n, msgFlags int, err error) {
+	var iov unix.Iovec
+	if len(buf) > 0 {
+		iov.Base = &buf[0]
+		iov.SetLen(len(buf))
+	}
+	msg := unix.Msghdr{Iov: &iov, Iovlen: 1}
+	r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+	if e != 0 {
+		return 0, 0, e
+	}
+	return int(r), int(msg.Flags), nil
+}
 
 // errorOf decodes an NLMSG_ERROR: nil for an acknowledgement.
-func errorOf(m netlink.Message) error {
+func errorOf(m Message) error {
 	if len(m.Data) < 4 {
 		return fmt.Errorf("netlink: error message of %d bytes", len(m.Data))
 	}
@@ -187,16 +187,16 @@ func errorOf(m netlink.Message) error {
 	if code == 0 {
 		return nil
 	}
-	e := &Error{Errno: unix.Errno(-code)}
+	e := &KernelError{Errno: unix.Errno(-code)}
 	// With NLM_F_ACK_TLVS, attributes follow the echoed request header
 	// (only the header when NLM_F_CAPPED).
-	if m.Header.Flags&0x200 != 0 { // NLM_F_ACK_TLVS
+	if m.Header.Flags&ackTLVs != 0 {
 		off := 4 + unix.NLMSG_HDRLEN
-		if m.Header.Flags&0x100 == 0 && len(m.Data) >= off { // not NLM_F_CAPPED
+		if m.Header.Flags&capped == 0 && len(m.Data) >= off {
 			off = 4 + int(binary.NativeEndian.Uint32(m.Data[4:]))
 		}
 		if off <= len(m.Data) {
-			if ad, err := netlink.NewAttributeDecoder(m.Data[off:]); err == nil {
+			if ad, err := NewAttributeDecoder(m.Data[off:]); err == nil {
 				for ad.Next() {
 					if ad.Type() == unix.NLMSGERR_ATTR_MSG {
 						e.Message = strings.TrimRight(ad.String(), "\x00")
@@ -209,10 +209,10 @@ func errorOf(m netlink.Message) error {
 }
 
 // doneError decodes the error a dump may end with.
-func doneError(m netlink.Message) error {
+func doneError(m Message) error {
 	if len(m.Data) >= 4 {
 		if code := int32(binary.NativeEndian.Uint32(m.Data)); code < 0 {
-			return &Error{Errno: unix.Errno(-code)}
+			return &KernelError{Errno: unix.Errno(-code)}
 		}
 	}
 	return nil

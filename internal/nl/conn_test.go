@@ -1,25 +1,24 @@
-package nlsock
+package nl
 
 import (
 	"encoding/binary"
 	"errors"
 	"testing"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
-func errMsg(code int32, ackTLV string) netlink.Message {
+func errMsg(code int32, ackTLV string) Message {
 	data := make([]byte, 4+unix.NLMSG_HDRLEN)
 	binary.NativeEndian.PutUint32(data, uint32(code))
 	binary.NativeEndian.PutUint32(data[4:], unix.NLMSG_HDRLEN) // echoed header only
-	m := netlink.Message{Header: netlink.Header{Type: netlink.Error}, Data: data}
+	m := Message{Header: Header{Type: Error}, Data: data}
 	if ackTLV != "" {
-		ae := netlink.NewAttributeEncoder()
+		ae := NewAttributeEncoder()
 		ae.String(unix.NLMSGERR_ATTR_MSG, ackTLV)
 		attrs, _ := ae.Encode()
 		m.Data = append(m.Data, attrs...)
-		m.Header.Flags |= 0x200 | 0x100 // NLM_F_ACK_TLVS | NLM_F_CAPPED
+		m.Header.Flags |= ackTLVs | capped
 	}
 	return m
 }
@@ -29,7 +28,7 @@ func TestErrorOf(t *testing.T) {
 		t.Fatalf("ack: %v", err)
 	}
 	err := errorOf(errMsg(-int32(unix.EEXIST), "File exists here"))
-	var e *Error
+	var e *KernelError
 	if !errors.As(err, &e) || !errors.Is(err, unix.EEXIST) || e.Message != "File exists here" {
 		t.Fatalf("errorOf = %#v", err)
 	}
@@ -41,7 +40,7 @@ func TestErrorOf(t *testing.T) {
 func TestSplit(t *testing.T) {
 	var datagram []byte
 	for i := 0; i < 3; i++ {
-		b, err := (netlink.Message{Header: netlink.Header{Length: 20, Type: 16, Sequence: uint32(i)}, Data: []byte{1, 2, 3}}).MarshalBinary()
+		b, err := (Message{Header: Header{Type: 16, Sequence: uint32(i)}, Data: []byte{1, 2, 3}}).MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
 		}
