@@ -8,7 +8,8 @@
 # needs vcan/vxcan/can-gw or a CAN controller runs in a guest under software
 # emulation. The guest sees the host's root file system read-only over 9p, with a
 # tmpfs overlay on top, so every host binary (and the repo) is available at the
-# same path. out/vm-share/ of the repo is shared writable at the same path.
+# same path (a repository under /tmp or /run is shared on its own, read-only).
+# out/vm-share/ of the repo is shared writable at the same path.
 #
 # CMD's stdout and stderr stream to our stdout; we exit with CMD's exit status,
 # 124 on timeout, and non-zero if the guest dies without reporting one.
@@ -179,10 +180,20 @@ EOF
 	cat <<EOF
 kver=$(q "$kver")
 kmods=$(q "$kroot/lib/modules/$kver")
+repo=$(q "$repo")
 share=$(q "$share")
 cwd=$(q "$PWD")
 EOF
 	cat <<'EOF'
+# A repository under /tmp or /run (a CI clone, say) is hidden by the fresh
+# tmpfs mounted there: bring it back from its own read-only share.
+case $repo in
+/tmp/* | /run/*)
+	mkdir -p "$repo" &&
+		mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 reposhare "$repo" ||
+		fatal "mount the repository at $repo"
+	;;
+esac
 # modprobe looks in /lib/modules/$(uname -r): give it the guest kernel's tree.
 mkdir -p "/lib/modules/$kver" || fatal "mkdir /lib/modules/$kver"
 mount --bind "$kmods" "/lib/modules/$kver" || fatal "bind-mount the guest kernel's modules"
@@ -198,7 +209,7 @@ fi
 # Optional: not every kernel has these.
 modprobe -q -a can_bcm can_isotp
 ip link set lo up
-cd "$cwd" || fatal "working directory $cwd is not visible in the guest (/tmp and /run are fresh tmpfs there)"
+cd "$cwd" || fatal "working directory $cwd is not visible in the guest (/tmp and /run are fresh tmpfs there; only the repository is shared back)"
 export HOME=/root TERM=dumb
 EOF
 	printf 'export PATH=%s\n' "$(q "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}")"
@@ -228,6 +239,7 @@ qemu=(
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04
 	-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
 	-virtfs "local,path=$share,mount_tag=vmshare,security_model=none,multidevs=remap"
+	-virtfs "local,path=$repo,mount_tag=reposhare,security_model=none,readonly=on,multidevs=remap"
 )
 if [[ $kvaser -gt 0 ]]; then
 	qemu+=(-object can-bus,id=canbus0)
