@@ -8,6 +8,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/request"
+	"github.com/kanto-can/kanto-can/internal/target"
 )
 
 func newAttach() *cobra.Command {
@@ -41,24 +42,16 @@ A bus SPEC is HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=ID
 				}
 				buses[i] = b
 			}
-			t, err := tf.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer t.Close()
-			h, err := attach.OpenHost()
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			results, err := h.Attach(t, buses)
-			if err != nil {
-				return err
-			}
-			for _, r := range results {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", t.Label, r)
-			}
-			return nil
+			return tf.run(cmd, func(t *target.Target, h *attach.Host) error {
+				results, err := h.Attach(t, buses)
+				if err != nil {
+					return err
+				}
+				for _, r := range results {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", t.Label, r)
+				}
+				return nil
+			})
 		},
 	}
 	tf.register(cmd)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/request"
+	"github.com/kanto-can/kanto-can/internal/target"
 )
 
 func newDetach() *cobra.Command {
@@ -26,26 +27,18 @@ by anyone else are never touched. Detaching what is not attached is not an error
 					return err
 				}
 			}
-			t, err := tf.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer t.Close()
-			h, err := attach.OpenHost()
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			gone, err := h.Detach(t, buses)
-			if err != nil {
-				return err
-			}
-			if len(gone) == 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%s: nothing attached\n", t.Label)
+			return tf.run(cmd, func(t *target.Target, h *attach.Host) error {
+				gone, err := h.Detach(t, buses)
+				if err != nil {
+					return err
+				}
+				if len(gone) == 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: nothing attached\n", t.Label)
+					return nil
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: detached %s\n", t.Label, strings.Join(gone, ", "))
 				return nil
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: detached %s\n", t.Label, strings.Join(gone, ", "))
-			return nil
+			})
 		},
 	}
 	tf.register(cmd)

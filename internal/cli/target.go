@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/target"
 )
 
@@ -30,4 +31,20 @@ func (f *targetFlags) open(cmd *cobra.Command) (*target.Target, error) {
 		return target.FromPath(f.netns)
 	}
 	return nil, errors.New("no target: give --pid PID or --netns PATH")
+}
+
+// run opens the target and the host's netlink sockets, calls fn, and
+// closes both.
+func (f *targetFlags) run(cmd *cobra.Command, fn func(*target.Target, *attach.Host) error) error {
+	t, err := f.open(cmd)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	h, err := attach.OpenHost()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return fn(t, h)
 }

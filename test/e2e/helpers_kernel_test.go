@@ -64,20 +64,9 @@ func snapshot(t *testing.T, ns *kerneltest.NS) string {
 			lines = append(lines, fmt.Sprintf("%s link %d %s kind=%s mtu=%d up=%v alias=%q", where, l.Index, l.Name, l.Kind, l.MTU, l.Up, l.Alias))
 		}
 	}
-	host, err := vxcan.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close()
-	links(host, "host")
+	links(linkConn(t, nil), "host")
 	if ns != nil {
-		f := openNS(t, ns)
-		c, err := vxcan.DialNetNS(int(f.Fd()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		links(c, "ns")
-		c.Close()
+		links(linkConn(t, ns), "ns")
 	}
 	gw := dialGW(t)
 	rules, err := gw.List()
@@ -119,12 +108,7 @@ func dialGW(t *testing.T) *cangw.Conn {
 // that name them.
 func ours(t *testing.T) (links []string, rules []cangw.Rule) {
 	t.Helper()
-	c, err := vxcan.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ls, err := c.Links()
+	ls, err := linkConn(t, nil).Links()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +138,9 @@ func requireNothingOfOurs(t *testing.T) {
 	}
 }
 
-func linkIndex(t *testing.T, ns *kerneltest.NS, name string) (idx, mtu int) {
+// linkConn opens a route netlink socket in ns (nil: the host's), closed at
+// cleanup.
+func linkConn(t *testing.T, ns *kerneltest.NS) *vxcan.Conn {
 	t.Helper()
 	var c *vxcan.Conn
 	var err error
@@ -166,8 +152,13 @@ func linkIndex(t *testing.T, ns *kerneltest.NS, name string) (idx, mtu int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	l, err := c.LinkByName(name)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func linkIndex(t *testing.T, ns *kerneltest.NS, name string) (idx, mtu int) {
+	t.Helper()
+	l, err := linkConn(t, ns).LinkByName(name)
 	if err != nil {
 		t.Fatalf("interface %s: %v", name, err)
 	}
