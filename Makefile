@@ -70,7 +70,7 @@ demo: setup build
 
 # One guest run: the benchmark binary plus a no-op Go binary (the floor).
 # BENCH_TIME sets the iterations per measurement.
-BENCH_TIME ?= 40x
+BENCH_TIME ?= 60x
 bench: setup build
 	mkdir -p $(OUT)/bench
 	CGO_ENABLED=0 $(GO) build -o $(OUT)/bench/noop ./test/bench/noop

@@ -1,9 +1,8 @@
 package attach
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
+	"hash/fnv"
 	"net/url"
 	"strings"
 )
@@ -12,10 +11,14 @@ import (
 const HostEndPrefix = "kcan"
 
 // HostEndName is the host end's name for a target and a host bus: stable,
-// unique per (target, bus) and 15 bytes, the kernel's limit.
+// unique per (target, bus) and 15 bytes, the kernel's limit: the prefix and
+// 44 bits of a 64-bit FNV-1a hash. (Not a cryptographic hash: nothing is
+// secret here, a collision is caught by the alias check before any change,
+// and crypto/sha256 would add its packages' initialisation to every start.)
 func HostEndName(targetID, bus string) string {
-	sum := sha256.Sum256([]byte(targetID + "\x00" + bus))
-	return HostEndPrefix + hex.EncodeToString(sum[:])[:15-len(HostEndPrefix)]
+	h := fnv.New64a()
+	h.Write([]byte(targetID + "\x00" + bus))
+	return fmt.Sprintf("%s%011x", HostEndPrefix, h.Sum64()>>20)
 }
 
 // aliasMagic starts the alias of every host end kanto-can makes.
