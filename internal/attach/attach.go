@@ -59,10 +59,8 @@ func (r Result) String() string {
 		r.Plan.Bus.Host, r.Plan.Bus.Inside, r.Plan.HostEnd, r.Plan.Bus.Dir, r.Plan.FD, what)
 }
 
-// step is one applied change and the way to take it back.
-type step struct {
-	undo func() error
-}
+// undoList holds, for each change made so far, the way to take it back.
+type undoList []func() error
 
 // Attach wires each requested bus into the target. It is idempotent: for a
 // bus already attached it only adds missing and removes extra rules. Every
@@ -100,11 +98,11 @@ func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 		existing[i] = &end
 	}
 
-	var done []step
+	var done undoList
 	rollback := func(cause error) error {
 		var errs []error
 		for i := len(done) - 1; i >= 0; i-- {
-			if err := done[i].undo(); err != nil {
+			if err := done[i](); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -114,6 +112,7 @@ func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 		return cause
 	}
 	var current []cangw.Rule // the kernel's rules, listed once when needed
+	listed := false
 	for i := range buses {
 		r := &results[i]
 		if existing[i] == nil {
@@ -122,11 +121,12 @@ func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 			}
 			continue
 		}
-		if current == nil {
+		if !listed {
 			var err error
 			if current, err = h.GW.List(); err != nil {
 				return nil, rollback(err)
 			}
+			listed = true
 		}
 		r.HostEndIndex = existing[i].Index
 		if err := h.sync(r, current, &done); err != nil {
@@ -157,7 +157,7 @@ func checkExisting(end vxcan.Link, t *target.Target, p Plan) error {
 
 // create makes the pair and its rules. Deleting the pair undoes both: the
 // kernel deletes every rule naming a vanished interface.
-func (h *Host) create(t *target.Target, r *Result, done *[]step) error {
+func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 	p := r.Plan
 	meta := Meta{Target: t.ID, Label: t.Label, Bus: p.Bus.Host, Inside: p.Bus.Inside}
 	end, err := h.Links.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: meta.Alias()})
@@ -170,7 +170,7 @@ func (h *Host) create(t *target.Target, r *Result, done *[]step) error {
 	if err != nil {
 		return err
 	}
-	*done = append(*done, step{undo: func() error { return ignoreGone(h.Links.Delete(end.Index)) }})
+	*done = append(*done, func() error { return ignoreGone(h.Links.Delete(end.Index)) })
 	r.Created, r.HostEndIndex = true, end.Index
 	for _, rule := range p.Resolve(end.Index) {
 		if err := h.GW.Add(rule); err != nil {
@@ -184,7 +184,7 @@ func (h *Host) create(t *target.Target, r *Result, done *[]step) error {
 // sync brings an existing attachment's rules to the plan: add what is
 // missing first (so forwarding never stops), then remove what is extra,
 // including duplicates, which would forward frames twice.
-func (h *Host) sync(r *Result, current []cangw.Rule, done *[]step) error {
+func (h *Host) sync(r *Result, current []cangw.Rule, done *undoList) error {
 	want := r.Plan.Resolve(r.HostEndIndex)
 	var have []cangw.Rule
 	for _, c := range current {
@@ -207,8 +207,7 @@ func (h *Host) sync(r *Result, current []cangw.Rule, done *[]step) error {
 		if err := h.GW.Add(w); err != nil {
 			return fmt.Errorf("bus %s: %w", r.Plan.Bus.Host, err)
 		}
-		w := w
-		*done = append(*done, step{undo: func() error { return h.GW.Delete(w) }})
+		*done = append(*done, func() error { return h.GW.Delete(w) })
 		r.Added++
 	}
 	for j, c := range have {
@@ -218,8 +217,7 @@ func (h *Host) sync(r *Result, current []cangw.Rule, done *[]step) error {
 		if err := h.GW.Delete(c); err != nil {
 			return fmt.Errorf("bus %s: %w", r.Plan.Bus.Host, err)
 		}
-		c := c
-		*done = append(*done, step{undo: func() error { return h.GW.Add(c) }})
+		*done = append(*done, func() error { return h.GW.Add(c) })
 		r.Removed++
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strings"
 	"sync"
 	"unsafe"
 
@@ -193,13 +192,13 @@ func errorOf(m Message) error {
 	if m.Header.Flags&ackTLVs != 0 {
 		off := 4 + unix.NLMSG_HDRLEN
 		if m.Header.Flags&capped == 0 && len(m.Data) >= off {
-			off = 4 + int(binary.NativeEndian.Uint32(m.Data[4:]))
+			off = 4 + align(int(binary.NativeEndian.Uint32(m.Data[4:])))
 		}
 		if off <= len(m.Data) {
 			if ad, err := NewAttributeDecoder(m.Data[off:]); err == nil {
 				for ad.Next() {
 					if ad.Type() == unix.NLMSGERR_ATTR_MSG {
-						e.Message = strings.TrimRight(ad.String(), "\x00")
+						e.Message = ad.String()
 					}
 				}
 			}
