@@ -50,6 +50,8 @@ type Result struct {
 func (r Result) String() string {
 	what := "unchanged"
 	switch {
+	case r.Created && r.Plan.Pending:
+		what = "created; the bus does not exist (optional): no route until it appears"
 	case r.Created:
 		what = fmt.Sprintf("created, %d rules", r.Added)
 	case r.Added+r.Removed > 0:
@@ -73,14 +75,7 @@ func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 	results := make([]Result, len(buses))
 	existing := make([]*vxcan.Link, len(buses))
 	for i, b := range buses {
-		bus, err := h.Links.LinkByName(b.Host)
-		if errors.Is(err, vxcan.ErrNotFound) {
-			return nil, fmt.Errorf("host bus %s does not exist", b.Host)
-		}
-		if err != nil {
-			return nil, err
-		}
-		p, err := MakePlan(b, t.ID, bus)
+		p, err := h.plan(b, t)
 		if err != nil {
 			return nil, err
 		}
@@ -136,6 +131,19 @@ func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 	return results, nil
 }
 
+func (h *Host) plan(b request.Bus, t *target.Target) (Plan, error) {
+	bus, err := h.Links.LinkByName(b.Host)
+	switch {
+	case errors.Is(err, vxcan.ErrNotFound) && b.Optional:
+		return PlanPending(b, t.ID), nil
+	case errors.Is(err, vxcan.ErrNotFound):
+		return Plan{}, fmt.Errorf("host bus %s does not exist", b.Host)
+	case err != nil:
+		return Plan{}, err
+	}
+	return MakePlan(b, t.ID, bus)
+}
+
 // checkExisting makes sure a host end found under our name is ours, for
 // this target, and compatible with the plan.
 func checkExisting(end vxcan.Link, t *target.Target, p Plan) error {
@@ -149,8 +157,13 @@ func checkExisting(end vxcan.Link, t *target.Target, p Plan) error {
 	if meta.Inside != p.Bus.Inside {
 		return fmt.Errorf("bus %s is already attached to %s as %s; detach it first to rename it %s", p.Bus.Host, t.Label, meta.Inside, p.Bus.Inside)
 	}
-	if end.MTU != p.MTU {
-		return fmt.Errorf("bus %s is already attached to %s with MTU %d (fd=%v); detach it first to change FD mode", p.Bus.Host, t.Label, end.MTU, end.MTU == vxcan.MTUFD)
+	// A pair made FD-capable for a bus that was missing may serve a
+	// classic bus; the other way round FD frames could not pass.
+	if end.MTU < p.MTU {
+		return fmt.Errorf("bus %s is already attached to %s with MTU %d (classic only); detach it first to forward CAN FD", p.Bus.Host, t.Label, end.MTU)
+	}
+	if end.MTU > p.MTU && p.Bus.FD == request.FDOff {
+		return fmt.Errorf("bus %s is already attached to %s with MTU %d (FD); detach it first for fd=off", p.Bus.Host, t.Label, end.MTU)
 	}
 	return nil
 }
@@ -159,7 +172,7 @@ func checkExisting(end vxcan.Link, t *target.Target, p Plan) error {
 // kernel deletes every rule naming a vanished interface.
 func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 	p := r.Plan
-	meta := Meta{Target: t.ID, Label: t.Label, Bus: p.Bus.Host, Inside: p.Bus.Inside}
+	meta := Meta{Target: t.ID, Label: t.Label, Bus: p.Bus.Host, Inside: p.Bus.Inside, Container: t.Container}
 	end, err := h.Links.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: meta.Alias()})
 	if errors.Is(err, unix.EEXIST) {
 		if _, again := h.Links.LinkByName(p.HostEnd); again == nil {
@@ -230,6 +243,17 @@ func ignoreGone(err error) error {
 	return err
 }
 
+// DetachContainer removes every attachment recorded for a container id,
+// whatever namespace it was in: for when the container's process is gone
+// (an OCI poststop hook) but its namespace, and so the pair, may not be.
+func (h *Host) DetachContainer(id string) ([]string, error) {
+	ends, err := h.Links.Pairs()
+	if err != nil {
+		return nil, err
+	}
+	return h.deleteOurs(ends, func(m Meta) bool { return m.Container == id })
+}
+
 // Detach removes the target's attachments: those of the named host buses,
 // or all of them when buses is empty. It returns the host buses detached.
 // Links are removed only when their alias says they are ours and this
@@ -254,10 +278,16 @@ func (h *Host) Detach(t *target.Target, buses []string) ([]string, error) {
 		}
 		ends = all
 	}
+	return h.deleteOurs(ends, func(m Meta) bool { return m.Target == t.ID })
+}
+
+// deleteOurs deletes the host ends that are ours and match; the kernel
+// then drops their rules. It returns their host buses.
+func (h *Host) deleteOurs(ends []vxcan.Link, match func(Meta) bool) ([]string, error) {
 	var gone []string
 	for _, end := range ends {
 		meta, ok := ParseAlias(end.Alias)
-		if end.Kind != "vxcan" || !ok || meta.Target != t.ID || !strings.HasPrefix(end.Name, HostEndPrefix) {
+		if end.Kind != "vxcan" || !ok || !strings.HasPrefix(end.Name, HostEndPrefix) || !match(meta) {
 			continue
 		}
 		if err := ignoreGone(h.Links.Delete(end.Index)); err != nil {

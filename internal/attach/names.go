@@ -27,16 +27,21 @@ const aliasMagic = "kanto-can v1"
 // Meta is what a host end's alias records about its attachment, so that ls
 // and detach need no state of their own.
 type Meta struct {
-	Target string // Target.ID
-	Label  string // how the user named the target
-	Bus    string // host bus name
-	Inside string // interface name inside the target
+	Target    string // Target.ID
+	Label     string // how the user named the target
+	Bus       string // host bus name
+	Inside    string // interface name inside the target
+	Container string // container id, when known
 }
 
 // Alias encodes m for IFLA_IFALIAS (at most 255 bytes; long labels are cut).
 func (m Meta) Alias() string {
-	s := fmt.Sprintf("%s target=%s bus=%s in=%s label=", aliasMagic,
+	s := fmt.Sprintf("%s target=%s bus=%s in=%s ", aliasMagic,
 		url.QueryEscape(m.Target), url.QueryEscape(m.Bus), url.QueryEscape(m.Inside))
+	if m.Container != "" {
+		s += "ctr=" + url.QueryEscape(m.Container) + " "
+	}
+	s += "label="
 	label := url.QueryEscape(m.Label)
 	if room := 255 - len(s); len(label) > room {
 		label = label[:room]
@@ -69,6 +74,8 @@ func ParseAlias(alias string) (m Meta, ok bool) {
 			m.Inside = v
 		case "label":
 			m.Label = v
+		case "ctr":
+			m.Container = v
 		}
 	}
 	return m, m.Target != "" && m.Bus != "" && m.Inside != ""

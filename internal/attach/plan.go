@@ -18,6 +18,9 @@ type Plan struct {
 	// Rules with Src/Dst set to the bus index and to HostEndIndex, the
 	// placeholder for the host end's index until the pair exists.
 	Rules []cangw.Rule
+	// Pending: the bus is optional and missing; the pair is made, the
+	// rules follow when the bus appears.
+	Pending bool
 }
 
 // HostEndIndex stands for the host end's ifindex in a Plan's rules.
@@ -77,6 +80,17 @@ func MakePlan(b request.Bus, targetID string, bus vxcan.Link) (Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// PlanPending plans an optional bus that does not exist (yet): the pair
+// only, so the container sees its interface from its first instruction. Its
+// MTU is FD's unless fd=off, so that whatever bus appears can be routed.
+func PlanPending(b request.Bus, targetID string) Plan {
+	p := Plan{Bus: b, HostEnd: HostEndName(targetID, b.Host), MTU: vxcan.MTUFD, FD: true, Pending: true}
+	if b.FD == request.FDOff {
+		p.MTU, p.FD = vxcan.MTUClassic, false
+	}
+	return p
 }
 
 func kindOf(l vxcan.Link) string {

@@ -105,7 +105,7 @@ func TestHostEndName(t *testing.T) {
 }
 
 func TestAliasRoundTrip(t *testing.T) {
-	m := Meta{Target: "netns:4026532000", Label: "netns /run/netns/my app", Bus: "can0", Inside: "vcan 1"}
+	m := Meta{Target: "netns:4026532000", Label: "netns /run/netns/my app", Bus: "can0", Inside: "vcan 1", Container: "app-1"}
 	got, ok := ParseAlias(m.Alias())
 	if !ok || got != m {
 		t.Fatalf("ParseAlias(%q) = %+v, %v", m.Alias(), got, ok)

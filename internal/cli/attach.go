@@ -15,7 +15,7 @@ func newAttach() *cobra.Command {
 	var tf targetFlags
 	var specs []string
 	cmd := &cobra.Command{
-		Use:   "attach (--pid PID | --netns PATH) --bus SPEC [--bus SPEC...]",
+		Use:   "attach (CONTAINER | --pid PID | --netns PATH) --bus SPEC [--bus SPEC...]",
 		Short: "Give a container CAN interfaces wired to host buses",
 		Long: `Give a container CAN interfaces wired to host buses. Idempotent: attaching
 again changes nothing, or only the rules that differ. A failure part way
@@ -27,10 +27,11 @@ A bus SPEC is HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=ID
   fd       auto follows the host bus (FD bus: classic + FD; classic bus: classic)
   rx, tx   allowed ids, can-utils notation: 7DF, 100-10F, 700/7F0, 18DAF110 (8 digits
            = extended); the list runs until the next key, e.g. rx=7DF,7E8,tx=7E0`,
-		Example: `  kanto-can attach --pid 4242 --bus can0
+		Example: `  kanto-can attach databroker --bus can0          # a Kanto container, by name or id
+  kanto-can attach --pid 4242 --bus can0
   kanto-can attach --netns /run/netns/app --bus can0:can0,rx=7E8,tx=7DF --bus vcan0,dir=rx`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(specs) == 0 {
 				return errors.New("no bus: give at least one --bus SPEC")
 			}
@@ -42,7 +43,7 @@ A bus SPEC is HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=ID
 				}
 				buses[i] = b
 			}
-			return tf.run(cmd, func(t *target.Target, h *attach.Host) error {
+			return tf.run(cmd, args, func(t *target.Target, h *attach.Host) error {
 				results, err := h.Attach(t, buses)
 				if err != nil {
 					return err

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -15,28 +16,49 @@ func newDetach() *cobra.Command {
 	var tf targetFlags
 	var buses []string
 	cmd := &cobra.Command{
-		Use:   "detach (--pid PID | --netns PATH) [--bus HOSTBUS...]",
+		Use:   "detach (CONTAINER | --pid PID | --netns PATH) [--bus HOSTBUS...]",
 		Short: "Remove a container's CAN interfaces and their gateway rules",
 		Long: `Remove the container's vxcan pairs made by kanto-can (all, or those of the
 given host buses) and so every can-gw rule naming them. Links and rules made
 by anyone else are never touched. Detaching what is not attached is not an error.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, b := range buses {
 				if err := request.CheckIfName("--bus", b); err != nil {
 					return err
 				}
 			}
-			return tf.run(cmd, func(t *target.Target, h *attach.Host) error {
+			report := func(label string, gone []string) {
+				if len(gone) == 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: nothing attached\n", label)
+					return
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: detached %s\n", label, strings.Join(gone, ", "))
+			}
+			if len(args) == 1 && len(buses) == 0 {
+				// By container id, recorded with each attachment: works
+				// when the container's process is already gone.
+				if cmd.Flags().Changed("pid") || cmd.Flags().Changed("netns") {
+					return errors.New("name the container one way: CONTAINER, --pid or --netns")
+				}
+				h, err := attach.OpenHost()
+				if err != nil {
+					return err
+				}
+				defer h.Close()
+				gone, err := h.DetachContainer(tf.containerd.ContainerID(args[0]))
+				if err != nil {
+					return err
+				}
+				report("container "+args[0], gone)
+				return nil
+			}
+			return tf.run(cmd, args, func(t *target.Target, h *attach.Host) error {
 				gone, err := h.Detach(t, buses)
 				if err != nil {
 					return err
 				}
-				if len(gone) == 0 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: nothing attached\n", t.Label)
-					return nil
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: detached %s\n", t.Label, strings.Join(gone, ", "))
+				report(t.Label, gone)
 				return nil
 			})
 		},

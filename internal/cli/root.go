@@ -25,7 +25,7 @@ CAN bus through the kernel's CAN gateway (can-gw), using netlink only.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAttach(), newDetach(), newLs())
+	root.AddCommand(newAttach(), newDetach(), newLs(), newHook())
 	return root
 }
 

@@ -9,34 +9,47 @@ import (
 	"github.com/kanto-can/kanto-can/internal/target"
 )
 
-// targetFlags are the ways to name the container to work on.
+// targetFlags are the ways to name the container to work on: a Kanto
+// container name or id (the command's argument), a pid or a netns path.
 type targetFlags struct {
-	pid   int
-	netns string
+	pid        int
+	netns      string
+	containerd target.Containerd
 }
 
 func (f *targetFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.pid, "pid", 0, "a process of the container (its network namespace is used)")
 	cmd.Flags().StringVar(&f.netns, "netns", "", "path of the container's network namespace (e.g. /run/netns/NAME)")
+	f.containerd = target.DefaultContainerd
+	cmd.Flags().StringVar(&f.containerd.Namespace, "namespace", f.containerd.Namespace, "containerd namespace of CONTAINER")
+	cmd.Flags().StringVar(&f.containerd.StateDir, "containerd-state", f.containerd.StateDir, "containerd's state directory")
+	cmd.Flags().StringVar(&f.containerd.KantoMetaDir, "kanto-meta", f.containerd.KantoMetaDir, "Kanto's container records (to find CONTAINER by name)")
 }
 
-func (f *targetFlags) open(cmd *cobra.Command) (*target.Target, error) {
-	pidSet, nsSet := cmd.Flags().Changed("pid"), cmd.Flags().Changed("netns")
+func (f *targetFlags) open(cmd *cobra.Command, args []string) (*target.Target, error) {
+	given := 0
+	for _, set := range []bool{len(args) > 0, cmd.Flags().Changed("pid"), cmd.Flags().Changed("netns")} {
+		if set {
+			given++
+		}
+	}
 	switch {
-	case pidSet && nsSet:
-		return nil, errors.New("give either --pid or --netns, not both")
-	case pidSet:
+	case given > 1:
+		return nil, errors.New("name the container one way: CONTAINER, --pid or --netns")
+	case len(args) > 0:
+		return target.FromContainer(f.containerd, args[0])
+	case cmd.Flags().Changed("pid"):
 		return target.FromPID(f.pid)
-	case nsSet:
+	case cmd.Flags().Changed("netns"):
 		return target.FromPath(f.netns)
 	}
-	return nil, errors.New("no target: give --pid PID or --netns PATH")
+	return nil, errors.New("no target: give a Kanto CONTAINER name or id, --pid PID or --netns PATH")
 }
 
 // run opens the target and the host's netlink sockets, calls fn, and
 // closes both.
-func (f *targetFlags) run(cmd *cobra.Command, fn func(*target.Target, *attach.Host) error) error {
-	t, err := f.open(cmd)
+func (f *targetFlags) run(cmd *cobra.Command, args []string, fn func(*target.Target, *attach.Host) error) error {
+	t, err := f.open(cmd, args)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,7 @@
 //
 // One bus is written as
 //
-//	HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=IDS]
+//	HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=IDS][,optional]
 //
 // INSIDE is the interface name inside the container (default: HOSTBUS).
 // dir is seen from the container: rx = it only receives from the bus,
@@ -12,7 +12,12 @@
 // canid); the list runs until the next key=value, so
 // "can0,rx=7DF,7E8,tx=7E0" receives 7DF and 7E8 and transmits 7E0.
 // fd=auto follows the host bus: an FD bus (MTU 72) forwards classic and FD
-// frames, a classic bus (MTU 16) classic only.
+// frames, a classic bus (MTU 16) classic only. A bus is required unless
+// marked optional: a missing optional bus still gets its inside interface,
+// and routing once the bus appears.
+//
+// A whole request (the KANTO_CAN environment variable of a container, see
+// [ParseList]) is several buses separated by ";".
 package request
 
 import (
@@ -78,6 +83,8 @@ type Bus struct {
 	Dir    Direction
 	FD     FDMode
 	RX, TX *canid.List
+	// Optional: a missing host bus is not an error.
+	Optional bool
 }
 
 func (b Bus) String() string {
@@ -91,6 +98,9 @@ func (b Bus) String() string {
 	}
 	if b.TX != nil {
 		s += ",tx=" + b.TX.String()
+	}
+	if b.Optional {
+		s += ",optional"
 	}
 	return s
 }
@@ -122,9 +132,19 @@ func parseBus(spec string) (Bus, error) {
 	var rx, tx []string
 	for _, tok := range tokens[1:] {
 		key, val, isKV := strings.Cut(tok, "=")
+		if !isKV && (tok == "optional" || tok == "required") {
+			// Not ids: neither word is hexadecimal.
+			if seen["optional"] {
+				return Bus{}, fmt.Errorf("optional/required given twice")
+			}
+			seen["optional"] = true
+			b.Optional = tok == "optional"
+			list = nil
+			continue
+		}
 		if !isKV {
 			if list == nil {
-				return Bus{}, fmt.Errorf("%q is not key=value (keys: dir, fd, rx, tx)", tok)
+				return Bus{}, fmt.Errorf("%q is not key=value (keys: dir, fd, rx, tx; words: optional, required)", tok)
 			}
 			*list = append(*list, tok)
 			continue
@@ -164,7 +184,7 @@ func parseBus(spec string) (Bus, error) {
 			tx = []string{val}
 			list = &tx
 		default:
-			return Bus{}, fmt.Errorf("unknown key %q (keys: dir, fd, rx, tx)", key)
+			return Bus{}, fmt.Errorf("unknown key %q (keys: dir, fd, rx, tx; words: optional, required)", key)
 		}
 	}
 	var err error
@@ -227,4 +247,29 @@ func CheckSet(buses []Bus) error {
 		host[b.Host], inside[b.Inside] = true, true
 	}
 	return nil
+}
+
+// ParseList parses a whole request: buses separated by ";" (white space
+// around them is ignored), as in KANTO_CAN="can0;can1:vcan0,dir=rx,optional".
+// The buses must not collide (see [CheckSet]).
+func ParseList(s string) ([]Bus, error) {
+	var buses []Bus
+	for i, spec := range strings.Split(s, ";") {
+		spec = strings.TrimSpace(spec)
+		if spec == "" {
+			continue
+		}
+		b, err := ParseBus(spec)
+		if err != nil {
+			return nil, fmt.Errorf("bus %d: %w", i+1, err)
+		}
+		buses = append(buses, b)
+	}
+	if len(buses) == 0 {
+		return nil, fmt.Errorf("no bus in %q", s)
+	}
+	if err := CheckSet(buses); err != nil {
+		return nil, err
+	}
+	return buses, nil
 }

@@ -14,6 +14,9 @@ func TestParseBus(t *testing.T) {
 		{"can0,rx=7DF,7E8,tx=7E0", "can0,dir=both,fd=auto,rx=7DF,7E8,tx=7E0"},
 		{"can0,tx=100-10F,18DAF110,fd=on", "can0,dir=both,fd=on,tx=100-10F,18DAF110"},
 		{"can0,rx=700/7F0", "can0,dir=both,fd=auto,rx=700-70F"},
+		{"can9,optional", "can9,dir=both,fd=auto,optional"},
+		{"can9,rx=7DF,optional,tx=7E0", "can9,dir=both,fd=auto,rx=7DF,tx=7E0,optional"},
+		{"can9,required", "can9,dir=both,fd=auto"},
 	} {
 		b, err := ParseBus(tc.in)
 		if err != nil {
@@ -90,4 +93,21 @@ func FuzzParseBus(f *testing.F) {
 			t.Fatalf("accepted a name longer than %d bytes: %q", MaxIfNameLen, s)
 		}
 	})
+}
+
+func TestParseList(t *testing.T) {
+	buses, err := ParseList(" can0 ; can1:vcan0,dir=rx,optional;")
+	if err != nil || len(buses) != 2 || buses[1].Inside != "vcan0" || !buses[1].Optional || buses[0].Optional {
+		t.Fatalf("ParseList = %+v, %v", buses, err)
+	}
+	for in, want := range map[string]string{
+		"":                 "no bus",
+		" ; ":              "no bus",
+		"can0;can0:x":      "bus can0 requested twice",
+		"can0;can1,rx=800": `bus 2: bus "can1,rx=800": rx:`,
+	} {
+		if _, err := ParseList(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseList(%q) error = %v, want %q", in, err, want)
+		}
+	}
 }

@@ -21,6 +21,9 @@ type Target struct {
 	ID string
 	// Label is how the user named the target, for messages and listings.
 	Label string
+	// Container is the container's id (containerd's and Kanto's) when
+	// known: it finds the attachments again once the process is gone.
+	Container string
 }
 
 // Close releases the namespace handle.

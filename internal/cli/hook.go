@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kanto-can/kanto-can/internal/hook"
+)
+
+func newHook() *cobra.Command {
+	var buses []string
+	cmd := &cobra.Command{
+		Use:   "hook [prestart|createRuntime|poststop] [--bus SPEC...]",
+		Short: "Run as an OCI hook: attach before the entrypoint, detach after stop",
+		Long: `Run as an OCI runtime hook (runc gives the container's state on stdin).
+As prestart or createRuntime it attaches the buses given with --bus and those
+in the KANTO_CAN variable of the container's environment (buses separated by
+";", each a --bus SPEC, plus ",optional" for a bus that may be missing); as
+poststop it removes everything attached for the container. Without a hook
+name, the container's status decides. A container on the host's network gets
+nothing (a note on stderr, exit 0). An error fails the container's start.`,
+		Example: `  Kanto manifest:
+    "hooks": [
+      {"path": "/usr/bin/kanto-can", "args": ["kanto-can", "hook", "prestart"], "type": 0},
+      {"path": "/usr/bin/kanto-can", "args": ["kanto-can", "hook", "poststop"], "type": 2}
+    ]
+  with "config": {"env": ["KANTO_CAN=can0;can1:vcan0,dir=rx,optional"]}`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := hook.ReadState(cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			phase, err := hook.PhaseOf(name, st)
+			if err != nil {
+				return err
+			}
+			if err := hook.Run(phase, st, buses, cmd.ErrOrStderr()); err != nil {
+				return fmt.Errorf("container %s: %w", st.ID, err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&buses, "bus", nil, "bus to attach (see kanto-can attach --help); repeatable")
+	return cmd
+}

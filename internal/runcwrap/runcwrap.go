@@ -1,0 +1,267 @@
+// Package runcwrap is kanto-can installed as `runc` ahead of the real runc
+// in containerd's PATH (e.g. /usr/local/sbin/runc -> kanto-can). On
+// `runc create` of a container whose process environment has KANTO_CAN, in
+// a containerd namespace it serves (default kanto-cm), it adds kanto-can's
+// prestart and poststop hooks to the bundle's config.json; then, for every
+// call, it executes the real runc with the same arguments, environment and
+// standard streams, so its exit code is runc's.
+//
+// This covers every Kanto front end, including those that drop a manifest's
+// hooks (Ditto, the Update Agent, the auto-deployer's init-dir format): the
+// environment survives them all.
+package runcwrap
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/kanto-can/kanto-can/internal/hook"
+)
+
+// Name is the name kanto-can must be called by to act as the wrapper.
+const Name = "runc"
+
+// Environment of the wrapper (containerd's environment, e.g. set in a
+// systemd drop-in).
+const (
+	// EnvNamespaces lists the containerd namespaces served, comma-separated.
+	EnvNamespaces = "KANTO_CAN_NAMESPACES"
+	// EnvRealRunc names the real runc, instead of a PATH search.
+	EnvRealRunc = "KANTO_CAN_RUNC"
+)
+
+// DefaultNamespaces is Kanto container-management's namespace.
+const DefaultNamespaces = "kanto-cm"
+
+// Main runs the wrapper and, unless something fails before, does not return:
+// it replaces itself with the real runc.
+func Main(args []string, stderr io.Writer) int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "kanto-can (as runc): own executable: %v\n", err)
+		return 127
+	}
+	real, err := FindRunc(self, os.Getenv(EnvRealRunc), os.Getenv("PATH"))
+	if err != nil {
+		fmt.Fprintf(stderr, "kanto-can (as runc): %v\n", err)
+		return 127
+	}
+	if inv, ok := Parse(args[1:]); ok && inv.Create && serves(inv.Namespace()) {
+		if err := Inject(inv.Bundle, self); err != nil {
+			fmt.Fprintf(stderr, "kanto-can (as runc): %v\n", err)
+			return 1
+		}
+	}
+	err = syscall.Exec(real, args, os.Environ())
+	fmt.Fprintf(stderr, "kanto-can (as runc): exec %s: %v\n", real, err)
+	return 127
+}
+
+func serves(ns string) bool {
+	list := os.Getenv(EnvNamespaces)
+	if list == "" {
+		list = DefaultNamespaces
+	}
+	for _, n := range strings.Split(list, ",") {
+		if strings.TrimSpace(n) == ns && ns != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Invocation is what the wrapper needs to know of a runc command line.
+type Invocation struct {
+	Root   string // --root: containerd passes <state>/runc/<namespace>
+	Create bool   // the command is create (or run, which creates)
+	Bundle string // --bundle of create; "" = the working directory
+}
+
+// Namespace is the containerd namespace, the last element of --root.
+func (inv Invocation) Namespace() string {
+	if inv.Root == "" {
+		return ""
+	}
+	return filepath.Base(inv.Root)
+}
+
+// runc's global flags that take a value.
+var globalWithValue = map[string]bool{"log": true, "log-format": true, "root": true, "criu": true, "rootless": true}
+
+// Parse reads runc's global flags and command. ok is false when there is no
+// command.
+func Parse(args []string) (inv Invocation, ok bool) {
+	i := 0
+	for ; i < len(args); i++ {
+		name, val, hasVal, isFlag := flag(args[i])
+		if !isFlag {
+			break
+		}
+		if globalWithValue[name] && !hasVal && i+1 < len(args) {
+			i++
+			val = args[i]
+		}
+		if name == "root" {
+			inv.Root = val
+		}
+	}
+	if i == len(args) {
+		return inv, false
+	}
+	cmd := args[i]
+	if cmd != "create" && cmd != "run" {
+		return inv, true
+	}
+	inv.Create = true
+	for j := i + 1; j < len(args); j++ {
+		name, val, hasVal, isFlag := flag(args[j])
+		if !isFlag {
+			continue
+		}
+		if name == "bundle" || name == "b" {
+			if !hasVal && j+1 < len(args) {
+				j++
+				val = args[j]
+			}
+			inv.Bundle = val
+		}
+	}
+	return inv, true
+}
+
+// flag splits "--name=value", "-name value" and the like (runc's flag
+// parser takes one or two dashes).
+func flag(arg string) (name, val string, hasVal, isFlag bool) {
+	if len(arg) < 2 || arg[0] != '-' || arg == "--" {
+		return "", "", false, false
+	}
+	name = strings.TrimLeft(arg, "-")
+	name, val, hasVal = strings.Cut(name, "=")
+	return name, val, hasVal, true
+}
+
+// FindRunc finds the real runc: explicit, else the first "runc" in PATH,
+// then in the usual directories, that is not this very executable (by file
+// identity, so symlinks and hard links to kanto-can are skipped). It never
+// returns self.
+func FindRunc(self, explicit, path string) (string, error) {
+	selfInfo, err := os.Stat(self)
+	if err != nil {
+		return "", err
+	}
+	isReal := func(p string) bool {
+		fi, err := os.Stat(p)
+		return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 && !os.SameFile(fi, selfInfo)
+	}
+	if explicit != "" {
+		if !isReal(explicit) {
+			return "", fmt.Errorf("%s=%s is not an executable other than kanto-can", EnvRealRunc, explicit)
+		}
+		return explicit, nil
+	}
+	dirs := append(filepath.SplitList(path), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		if p := filepath.Join(d, Name); isReal(p) {
+			return p, nil
+		}
+	}
+	return "", errors.New("no real runc found in PATH or the usual directories (set " + EnvRealRunc + ")")
+}
+
+// ociHook is an entry of the spec's hooks lists.
+type ociHook struct {
+	Path    string   `json:"path"`
+	Args    []string `json:"args,omitempty"`
+	Env     []string `json:"env,omitempty"`
+	Timeout *int     `json:"timeout,omitempty"`
+}
+
+// Inject adds kanto-can's hooks to bundle/config.json when the container's
+// environment has KANTO_CAN; a spec without it is not touched at all (not
+// even rewritten). Adding twice changes nothing.
+func Inject(bundle, self string) error {
+	path := filepath.Join(bundle, "config.json")
+	if bundle == "" {
+		path = "config.json"
+	}
+	env, err := hook.EnvRequest(filepath.Dir(path))
+	if err != nil || env == "" {
+		return err
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var spec map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	hooks := map[string]json.RawMessage{}
+	if h, ok := spec["hooks"]; ok && string(h) != "null" {
+		if err := json.Unmarshal(h, &hooks); err != nil {
+			return fmt.Errorf("%s: hooks: %w", path, err)
+		}
+	}
+	changed := false
+	for _, phase := range []string{"prestart", "poststop"} {
+		var list []json.RawMessage
+		if h, ok := hooks[phase]; ok && string(h) != "null" {
+			if err := json.Unmarshal(h, &list); err != nil {
+				return fmt.Errorf("%s: hooks.%s: %w", path, phase, err)
+			}
+		}
+		if hasOurs(list, self) {
+			continue
+		}
+		ours, _ := json.Marshal(ociHook{Path: self, Args: []string{"kanto-can", "hook", phase}})
+		list = append(list, ours)
+		hooks[phase], _ = json.Marshal(list)
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	spec["hooks"], _ = json.Marshal(hooks)
+	out, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, out)
+}
+
+func hasOurs(list []json.RawMessage, self string) bool {
+	for _, raw := range list {
+		var h ociHook
+		if json.Unmarshal(raw, &h) == nil && h.Path == self && len(h.Args) > 1 && h.Args[1] == "hook" {
+			return true
+		}
+	}
+	return false
+}
+
+// writeAtomic replaces path by data through a rename, keeping its mode.
+func writeAtomic(path string, data []byte) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".kanto-can.tmp"
+	if err := os.WriteFile(tmp, data, fi.Mode().Perm()); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
