@@ -11,8 +11,9 @@ import (
 
 // Attachment is one (target, bus) wiring as the kernel shows it.
 type Attachment struct {
-	Target       string      `json:"target"` // Target.ID
-	Label        string      `json:"label"`  // how the user named it
+	Target       string      `json:"target"`              // Target.ID
+	Label        string      `json:"label"`               // how the user named it
+	Container    string      `json:"container,omitempty"` // container id, when known
 	Bus          string      `json:"bus"`
 	BusIndex     int         `json:"bus_index"` // 0 when the bus is gone
 	Inside       string      `json:"inside"`
@@ -68,7 +69,7 @@ func (h *Host) List() ([]Attachment, error) {
 			continue
 		}
 		a := Attachment{
-			Target: meta.Target, Label: meta.Label, Bus: meta.Bus, Inside: meta.Inside,
+			Target: meta.Target, Label: meta.Label, Container: meta.Container, Bus: meta.Bus, Inside: meta.Inside,
 			HostEnd: end.Name, HostEndIndex: end.Index, FD: end.MTU == vxcan.MTUFD,
 		}
 		if bus, err := h.Links.LinkByName(meta.Bus); err == nil {

@@ -86,7 +86,13 @@ func snapshot(t *testing.T, ns *kerneltest.NS) string {
 
 func openNS(t *testing.T, ns *kerneltest.NS) *os.File {
 	t.Helper()
-	f, err := os.Open(ns.Path())
+	return openPath(t, ns.Path())
+}
+
+// openPath opens a network namespace file, closed at cleanup.
+func openPath(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,13 +148,22 @@ func requireNothingOfOurs(t *testing.T) {
 // cleanup.
 func linkConn(t *testing.T, ns *kerneltest.NS) *vxcan.Conn {
 	t.Helper()
-	var c *vxcan.Conn
-	var err error
-	if ns == nil {
-		c, err = vxcan.Dial()
-	} else {
-		c, err = vxcan.DialNetNS(int(openNS(t, ns).Fd()))
+	if ns != nil {
+		return dialIn(t, openNS(t, ns))
 	}
+	c, err := vxcan.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// dialIn opens a route netlink socket in the namespace of f, closed at
+// cleanup.
+func dialIn(t *testing.T, f *os.File) *vxcan.Conn {
+	t.Helper()
+	c, err := vxcan.DialNetNS(int(f.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
