@@ -3,15 +3,22 @@
 package ctrtest_test
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -155,6 +162,40 @@ echo "hookran $pid" >` + pre)
 		}
 	})
 
+	t.Run("CanappServe", func(t *testing.T) {
+		// A vcan in the container's netns (as the kanto-can hook would add a
+		// vxcan end), canapp serve as the entrypoint, frames both ways.
+		prestart := sh(`pid=$(/bin/busybox sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+/usr/bin/nsenter --net=/proc/$pid/ns/net /bin/sh -c '/usr/sbin/ip link add can0 type vcan && /usr/sbin/ip link set can0 up'`)
+		ct := c.Run(t, ns, "serve", ctrtest.Spec{
+			Image: imageRef,
+			Args:  []string{"/bin/canapp", "serve", "can0"},
+			Hooks: ctrtest.Hooks{Prestart: []ctrtest.Hook{prestart}},
+		})
+		netns := "/proc/" + strconv.Itoa(ct.Pid()) + "/ns/net"
+		ct.WaitOutput(t, "ready", waitFor)
+		fd := canSocketIn(t, netns, "can0")
+		if _, err := unix.Write(fd, classicFrame(0x123, 0x11, 0x22)); err != nil {
+			t.Fatal(err)
+		}
+		if got := recvFrames(t, fd, 1); got[0] != "124#1122" {
+			t.Errorf("echo of 123#1122: %s, want 124#1122", got[0])
+		}
+		// canapp send (the host's copy, in the container's netns): our
+		// socket sees each frame and its echo.
+		kerneltest.MustRun(t, "nsenter", "--net="+netns, ctrtest.CanappPath(t), "send", "can0", "200#AA,12345678##1BBCC")
+		got := recvFrames(t, fd, 4)
+		sort.Strings(got)
+		if want := "12345678##1BBCC 12345679##1BBCC 200#AA 201#AA"; strings.Join(got, " ") != want {
+			t.Errorf("frames %v, want %s", got, want)
+		}
+		// recv on a quiet bus: exit 4 after its timeout.
+		if _, errs, code := kerneltest.Run(t, "nsenter", "--net="+netns, ctrtest.CanappPath(t), "recv", "can0", "1", "1"); code != 4 {
+			t.Errorf("canapp recv on a quiet bus: exit %d (%s), want 4", code, errs)
+		}
+		ct.Stop(t)
+	})
+
 	t.Run("HostNetwork", func(t *testing.T) {
 		ct := c.Run(t, ns, "host-net", ctrtest.Spec{
 			Image:       imageRef,
@@ -210,6 +251,92 @@ func TestRuncWrapper(t *testing.T) {
 	if !strings.Contains(calls, "--root "+c.RuncRoot(ns)) {
 		t.Errorf("runc not run with --root %s", c.RuncRoot(ns))
 	}
+}
+
+// canSocketIn opens a raw CAN socket (FD frames on) bound to iface in the
+// network namespace netns; the socket stays there.
+func canSocketIn(t *testing.T, netns, iface string) int {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(self)
+	target, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(target)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
+			panic(err) // the thread would stay in the wrong namespace
+		}
+	}()
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Socket(unix.AF_CAN, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.CAN_RAW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.SetsockoptInt(fd, unix.SOL_CAN_RAW, 5 /* CAN_RAW_FD_FRAMES */, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrCAN{Ifindex: ifi.Index}); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+func classicFrame(id uint32, data ...byte) []byte {
+	b := make([]byte, 16)
+	binary.NativeEndian.PutUint32(b, id)
+	b[4] = byte(len(data))
+	copy(b[8:], data)
+	return b
+}
+
+// recvFrames reads n frames, formatted like canapp (123#11, 12345678##1AA).
+func recvFrames(t *testing.T, fd, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	var out []string
+	buf := make([]byte, 72)
+	for len(out) < n {
+		left := time.Until(deadline)
+		if left <= 0 {
+			t.Fatalf("got %v, want %d frames", out, n)
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if k, err := unix.Poll(pfd, int(left/time.Millisecond)+1); k == 0 || err != nil {
+			continue
+		}
+		m, err := unix.Read(fd, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := binary.NativeEndian.Uint32(buf)
+		var s string
+		if id&unix.CAN_EFF_FLAG != 0 {
+			s = fmt.Sprintf("%08X", id&unix.CAN_EFF_MASK)
+		} else {
+			s = fmt.Sprintf("%03X", id&unix.CAN_SFF_MASK)
+		}
+		if m == 72 {
+			s += fmt.Sprintf("##%X%X", buf[5]&3, buf[8:8+int(buf[4])])
+		} else {
+			s += fmt.Sprintf("#%X", buf[8:8+int(buf[4])])
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // capEff returns a process's effective capability set.
