@@ -42,6 +42,7 @@ unit:
 kernel-tests: build
 	rm -rf $(KERNEL_TEST_DIR)
 	mkdir -p $(KERNEL_TEST_DIR)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/canapp ./test/canapp
 	@n=0; \
 	while read -r pkg dir files; do \
 		for f in $$files; do \
@@ -58,6 +59,7 @@ kernel-tests: build
 	done < <($(GO) list -tags kernel -f '{{.ImportPath}} {{.Dir}} {{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}' $(KERNEL_PKGS)); \
 	[[ $$n -gt 0 ]] || { echo "no package has kernel-tagged tests"; exit 1; }
 	test/vm/run.sh --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
+		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
 		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
 		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
 
