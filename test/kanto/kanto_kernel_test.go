@@ -196,3 +196,45 @@ func TestRuncWrapper(t *testing.T) {
 	other.Stop(t)
 	requireNothingOfOurs(t)
 }
+
+// attach, ls and detach take a running Kanto container by id or by name,
+// resolved through containerd's task and Kanto's records.
+func TestAttachByContainerIDAndName(t *testing.T) {
+	kerneltest.VCAN(t, "kbyid", 16)
+	c := env(t)
+	host := kerneltest.Open(t, nil, "kbyid")
+	ct := c.Run(t, ns, "3f2c9d1e-by-id", ctrtest.Spec{Image: imageRef, Args: []string{"/bin/sh", "-c", "echo up; exec sleep 600"}})
+	ct.WaitOutput(t, "up", wait)
+	// Kanto's record of the container: its id and name.
+	meta := t.TempDir()
+	os.MkdirAll(filepath.Join(meta, ct.ID()), 0o755)
+	os.WriteFile(filepath.Join(meta, ct.ID(), "config.json"), []byte(`{"id":"`+ct.ID()+`","name":"friendly"}`), 0o644)
+	kc := kerneltest.Binary(t)
+	where := []string{"--containerd-state", c.State(), "--kanto-meta", meta}
+
+	for _, ref := range []string{ct.ID(), "friendly"} {
+		args := append([]string{"attach", ref, "--bus", "kbyid:can0"}, where...)
+		if _, errOut, code := kerneltest.Run(t, kc, args...); code != 0 {
+			t.Fatalf("attach %s: %s", ref, errOut)
+		}
+		list := ls(t)
+		if len(list) != 1 || list[0].Container != ct.ID() {
+			t.Fatalf("attach %s: ls %+v", ref, list)
+		}
+		// The container's own process can use it now.
+		out, errOut, code := c.Ctr(t, "-n", ns, "tasks", "exec", "--exec-id", "send"+itoa(len(ref)), ct.ID(), "/bin/canapp", "send", "can0", "5A5#01")
+		if code != 0 {
+			t.Fatalf("exec canapp send: %s %s", out, errOut)
+		}
+		host.Expect(t, []kerneltest.Frame{frame(0x5A5, 1)}, wait)
+		if _, errOut, code := kerneltest.Run(t, kc, append([]string{"detach", ref}, where...)...); code != 0 {
+			t.Fatalf("detach %s: %s", ref, errOut)
+		}
+		requireNothingOfOurs(t)
+	}
+	_, errOut, code := kerneltest.Run(t, kc, append([]string{"attach", "nosuch-ctr", "--bus", "kbyid"}, where...)...)
+	if code == 0 || !strings.Contains(errOut, "container nosuch-ctr: not running in containerd namespace kanto-cm") {
+		t.Errorf("unknown container: exit %d, %q", code, errOut)
+	}
+	ct.Stop(t)
+}
