@@ -5,7 +5,7 @@
 #   make unit           vet + unit tests on the host
 #   make kernel-tests   tests tagged "kernel", run in a QEMU guest (test/vm/)
 #   make test           all of the above, in order
-#   make demo           the end-to-end demo in the guest (demo/demo.sh)
+#   make demo           the end-to-end demo in the guest (package demo)
 #   make bench          benchmarks in the guest (test/bench), figures printed
 #
 # Kernel tests: KERNEL_PKGS=./internal/foo limits the packages, KERNEL_TEST_DIR
@@ -67,8 +67,12 @@ test: setup
 	$(MAKE) unit
 	$(MAKE) kernel-tests
 
+# The demo is a kernel-tagged Go test (package demo), so `make test` runs it too.
 demo: setup build
-	test/vm/run.sh --kvaser 2 --env KANTO_CAN_BIN=$(abspath $(BIN)) -- demo/demo.sh
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/canapp ./test/canapp
+	CGO_ENABLED=0 $(GO) test -c -tags kernel -o $(OUT)/demo.test ./demo
+	cd demo && ../test/vm/run.sh --kvaser 2 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
+		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) -- $(abspath $(OUT)/demo.test) -test.run '^TestDemo$$'
 
 # One guest run: the benchmark binary plus a no-op Go binary (the floor).
 # BENCH_TIME sets the iterations per measurement.

@@ -12,13 +12,26 @@ const HostEndPrefix = "kcan"
 
 // HostEndName is the host end's name for a target and a host bus: stable,
 // unique per (target, bus) and 15 bytes, the kernel's limit: the prefix and
-// 44 bits of a 64-bit FNV-1a hash. (Not a cryptographic hash: nothing is
-// secret here, a collision is caught by the alias check before any change,
-// and crypto/sha256 would add its packages' initialisation to every start.)
+// 44 bits of a 64-bit FNV-1a hash, mixed so that names of one target's
+// buses (can0, can1) differ everywhere, not in one digit. (Not a
+// cryptographic hash: nothing is secret here, a collision is caught by the
+// alias check before any change, and crypto/sha256 would add its packages'
+// initialisation to every container start.)
 func HostEndName(targetID, bus string) string {
 	h := fnv.New64a()
 	h.Write([]byte(targetID + "\x00" + bus))
-	return fmt.Sprintf("%s%011x", HostEndPrefix, h.Sum64()>>20)
+	return fmt.Sprintf("%s%011x", HostEndPrefix, mix(h.Sum64())>>20)
+}
+
+// mix is MurmurHash3's 64-bit finaliser: every input bit flips about half
+// of the output bits.
+func mix(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
 
 // aliasMagic starts the alias of every host end kanto-can makes.

@@ -102,6 +102,17 @@ func TestHostEndName(t *testing.T) {
 	if a == HostEndName("netns:4026532000", "can1") || a == HostEndName("netns:4026532001", "can0") {
 		t.Fatal("not unique per (target, bus)")
 	}
+	// Neighbouring inputs give unrelated names, not names one digit apart.
+	b := HostEndName("netns:4026532000", "can1")
+	same := 0
+	for i := len(HostEndPrefix); i < len(a); i++ {
+		if a[i] == b[i] {
+			same++
+		}
+	}
+	if same > 5 {
+		t.Fatalf("%s and %s share %d of 11 digits", a, b, same)
+	}
 }
 
 func TestAliasRoundTrip(t *testing.T) {
