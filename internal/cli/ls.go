@@ -8,19 +8,21 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/target"
 )
 
 func newLs() *cobra.Command {
 	var output string
+	var containerd target.Containerd
 	cmd := &cobra.Command{
-		Use:   "ls [-o table|json]",
+		Use:   "ls [CONTAINER] [-o table|json]",
 		Short: "List attachments, their gateway rules and counters",
 		Long: `List every attachment made by kanto-can: target, host bus, inside name, host
 end, direction, and each can-gw rule with its filter and counters (handled:
 frames forwarded; dropped: lost, e.g. destination down; deleted: discarded by
 the hop limit).`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: want table or json", output)
 			}
@@ -32,6 +34,17 @@ the hop limit).`,
 			list, err := h.List()
 			if err != nil {
 				return err
+			}
+			if len(args) == 1 {
+				// Only the attachments recorded for that container.
+				id := containerd.ContainerID(args[0])
+				var mine []attach.Attachment
+				for _, a := range list {
+					if a.Container == id {
+						mine = append(mine, a)
+					}
+				}
+				list = mine
 			}
 			if output == "json" {
 				if list == nil {
@@ -46,6 +59,7 @@ the hop limit).`,
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	registerContainerd(cmd, &containerd)
 	return cmd
 }
 

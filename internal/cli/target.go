@@ -20,10 +20,15 @@ type targetFlags struct {
 func (f *targetFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.pid, "pid", 0, "a process of the container (its network namespace is used)")
 	cmd.Flags().StringVar(&f.netns, "netns", "", "path of the container's network namespace (e.g. /run/netns/NAME)")
-	f.containerd = target.DefaultContainerd
-	cmd.Flags().StringVar(&f.containerd.Namespace, "namespace", f.containerd.Namespace, "containerd namespace of CONTAINER")
-	cmd.Flags().StringVar(&f.containerd.StateDir, "containerd-state", f.containerd.StateDir, "containerd's state directory")
-	cmd.Flags().StringVar(&f.containerd.KantoMetaDir, "kanto-meta", f.containerd.KantoMetaDir, "Kanto's container records (to find CONTAINER by name)")
+	registerContainerd(cmd, &f.containerd)
+}
+
+// registerContainerd adds the flags that say where to find CONTAINER.
+func registerContainerd(cmd *cobra.Command, c *target.Containerd) {
+	*c = target.DefaultContainerd
+	cmd.Flags().StringVar(&c.Namespace, "namespace", c.Namespace, "containerd namespace of CONTAINER")
+	cmd.Flags().StringVar(&c.StateDir, "containerd-state", c.StateDir, "containerd's state directory")
+	cmd.Flags().StringVar(&c.KantoMetaDir, "kanto-meta", c.KantoMetaDir, "Kanto's container records (to find CONTAINER by name)")
 }
 
 func (f *targetFlags) open(cmd *cobra.Command, args []string) (*target.Target, error) {

@@ -221,6 +221,13 @@ func TestAttachByContainerIDAndName(t *testing.T) {
 		if len(list) != 1 || list[0].Container != ct.ID() {
 			t.Fatalf("attach %s: ls %+v", ref, list)
 		}
+		// ls CONTAINER shows that container's attachments only.
+		for filter, want := range map[string]string{ref: "kbyid", "other-ctr": ""} {
+			out, _, _ := kerneltest.Run(t, kc, append([]string{"ls", filter}, where...)...)
+			if got := strings.Contains(out, "kbyid"); got != (want != "") {
+				t.Errorf("ls %s: %q", filter, out)
+			}
+		}
 		// The container's own process can use it now.
 		out, errOut, code := c.Ctr(t, "-n", ns, "tasks", "exec", "--exec-id", "send"+itoa(len(ref)), ct.ID(), "/bin/canapp", "send", "can0", "5A5#01")
 		if code != 0 {
