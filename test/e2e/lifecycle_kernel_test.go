@@ -212,7 +212,8 @@ func TestBadInput(t *testing.T) {
 		{"mixes a standard and an extended id", append(nsArg, "--bus", "badbus,rx=100-18DAF110")},
 		{"not key=value", append(nsArg, "--bus", "badbus,7DF")},
 		{"no bus", nsArg},
-		{"either --pid or --netns", []string{"attach", "--pid", "1", "--netns", ns.Path(), "--bus", "badbus"}},
+		{"name the container one way", []string{"attach", "--pid", "1", "--netns", ns.Path(), "--bus", "badbus"}},
+		{"name the container one way", []string{"attach", "some-ctr", "--pid", "1", "--bus", "badbus"}},
 		// The first bus is fine, the second fails: the first is undone.
 		{"inside name taken0 is already taken", append(nsArg, "--bus", "badbus:can0", "--bus", "badbus2:taken0")},
 	} {
