@@ -319,3 +319,69 @@ func FilterString(f Filter, inverted bool) string {
 	}
 	return fromMask(f.ID&full, f.Mask&full, ext).String()
 }
+
+// Uncovered returns the part of req that l does not allow: the ids (as
+// ranges) and id/masks of req outside l. Empty means l covers req.
+func (l List) Uncovered(req List) List {
+	var out List
+	for _, ext := range []bool{false, true} {
+		var have []Item
+		for _, it := range l.Items {
+			if it.Extended == ext && it.Mask == 0 {
+				have = append(have, it)
+			}
+		}
+		have = mergeRanges(have)
+		for _, it := range req.Items {
+			if it.Extended != ext {
+				continue
+			}
+			if it.Mask != 0 {
+				if !l.coversMask(it) {
+					out.Items = append(out.Items, it)
+				}
+				continue
+			}
+			out.Items = append(out.Items, subtract(it, have)...)
+		}
+	}
+	return out
+}
+
+// subtract removes the sorted, disjoint ranges have from r.
+func subtract(r Item, have []Item) []Item {
+	var out []Item
+	lo := uint64(r.Lo)
+	for _, h := range have {
+		if uint64(h.Hi) < lo || h.Lo > r.Hi {
+			continue
+		}
+		if uint64(h.Lo) > lo {
+			out = append(out, Item{Extended: r.Extended, Lo: uint32(lo), Hi: h.Lo - 1})
+		}
+		lo = uint64(h.Hi) + 1
+	}
+	if lo <= uint64(r.Hi) {
+		out = append(out, Item{Extended: r.Extended, Lo: uint32(lo), Hi: r.Hi})
+	}
+	return out
+}
+
+// coversMask reports whether every id of a (non-prefix) id/mask item is
+// allowed: the same id/mask is listed, or, for standard ids, each of them is.
+func (l List) coversMask(m Item) bool {
+	for _, it := range l.Items {
+		if it == m {
+			return true
+		}
+	}
+	if m.Extended {
+		return false // 2^29 ids: only an identical id/mask counts
+	}
+	for id := uint32(0); id <= SFFMask; id++ {
+		if id&m.Mask == m.ID&m.Mask && !l.Matches(id, false) {
+			return false
+		}
+	}
+	return true
+}

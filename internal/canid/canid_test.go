@@ -208,3 +208,25 @@ func FuzzParseList(f *testing.F) {
 		}
 	})
 }
+
+func TestUncovered(t *testing.T) {
+	for _, tc := range []struct{ granted, req, want string }{
+		{"100-10F", "100-10F", ""},
+		{"100-10F", "105", ""},
+		{"100-10F", "100-1FF", "110-1FF"},
+		{"100-10F,120-12F", "100-13F", "110-11F,130-13F"},
+		{"7DF,7E8", "7DF,7E0", "7E0"},
+		{"000-7FF", "100/701", ""},
+		{"100-1FF", "100/701", ""},
+		{"100-17F", "100/701", "100/701"},
+		{"18DA0000-18DAFFFF", "18DAF110", ""},
+		{"7DF", "18DAF110", "18DAF110"},
+		{"18DA0000/1FFF00FF", "18DA0000/1FFF00FF", ""},
+	} {
+		g, _ := ParseList(tc.granted)
+		r, _ := ParseList(tc.req)
+		if got := g.Uncovered(r).String(); got != tc.want {
+			t.Errorf("granted %s, request %s: uncovered %q, want %q", tc.granted, tc.req, got, tc.want)
+		}
+	}
+}

@@ -85,7 +85,22 @@ type Bus struct {
 	RX, TX *canid.List
 	// Optional: a missing host bus is not an error.
 	Optional bool
+	// DirSet and FDSet tell an explicit dir= or fd= from the default, so a
+	// policy can fill in what the request left open.
+	DirSet, FDSet bool
+	// TxRate limits what the container may send; set by the admin's
+	// policy, never by a request.
+	TxRate *Rate
 }
+
+// Rate is a transmit rate limit: frames per second, and a burst of frames
+// that may go at once.
+type Rate struct {
+	FramesPerSecond uint64
+	Burst           uint64
+}
+
+func (r Rate) String() string { return fmt.Sprintf("%d/s burst %d", r.FramesPerSecond, r.Burst) }
 
 func (b Bus) String() string {
 	s := b.Host
@@ -156,6 +171,7 @@ func parseBus(spec string) (Bus, error) {
 		list = nil
 		switch key {
 		case "dir":
+			b.DirSet = true
 			switch val {
 			case "both":
 				b.Dir = Both
@@ -167,6 +183,7 @@ func parseBus(spec string) (Bus, error) {
 				return Bus{}, fmt.Errorf("dir=%q: want both, rx or tx", val)
 			}
 		case "fd":
+			b.FDSet = true
 			switch val {
 			case "auto":
 				b.FD = FDAuto

@@ -1,0 +1,150 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/kanto-can/kanto-can/internal/request"
+)
+
+const sample = `{
+  "buses": {"can0": {"fd": "auto"}, "can1": {"fd": "off"}, "vcan0": {}},
+  "containers": [
+    {"match": ["databroker", "db-*"], "buses": {
+      "can0": {"dir": "both", "rx": ["7DF", "7E8"], "tx": ["100-10F"], "tx_rate": {"frames_per_second": 100, "burst": 10}},
+      "can1": {"dir": "rx"}
+    }},
+    {"match": "logger", "buses": {"can0": {"dir": "rx"}}}
+  ],
+  "default": {"buses": {"vcan0": {}}}
+}`
+
+func mustParse(t *testing.T, s string) *Policy {
+	t.Helper()
+	p, err := Parse([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func buses(t *testing.T, spec string) []request.Bus {
+	t.Helper()
+	b, err := request.ParseList(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Table: policy x request -> grants or error.
+func TestResolve(t *testing.T) {
+	p := mustParse(t, sample)
+	for _, tc := range []struct {
+		names []string
+		req   string
+		want  string // resolved buses, or the error's text
+	}{
+		{[]string{"databroker"}, "can0", "can0,dir=both,fd=auto,rx=7DF,7E8,tx=100-10F rate=100/s burst 10"},
+		{[]string{"uuid-1", "db-main"}, "can0,rx=7E8", "can0,dir=both,fd=auto,rx=7E8,tx=100-10F rate=100/s burst 10"},
+		{[]string{"databroker"}, "can0,tx=100-103", "can0,dir=both,fd=auto,rx=7DF,7E8,tx=100-103 rate=100/s burst 10"},
+		{[]string{"databroker"}, "can0,dir=rx", "can0,dir=rx,fd=auto,rx=7DF,7E8"},
+		{[]string{"databroker"}, "can1", "can1,dir=rx,fd=off"},
+		{[]string{"logger"}, "can0", "can0,dir=rx,fd=auto"},
+		{[]string{"someone"}, "vcan0", "vcan0,dir=both,fd=auto"},
+		{nil, "vcan0", "vcan0,dir=both,fd=auto"},
+		// Asking for more than granted.
+		{[]string{"databroker"}, "can0,tx=100-1FF", "bus can0: tx ids 110-1FF not granted (granted: 100-10F)"},
+		{[]string{"databroker"}, "can0,rx=7DF,7E0", "bus can0: rx ids 7E0 not granted"},
+		{[]string{"databroker"}, "can1,dir=both", "bus can1: dir=both asked, only dir=rx granted"},
+		{[]string{"databroker"}, "can1,dir=rx,fd=on", "fd=on asked, the bus is configured fd=off"},
+		{[]string{"logger"}, "can0,dir=tx", "dir=tx asked, only dir=rx granted"},
+		{[]string{"someone"}, "can0", "container someone may not use bus can0"},
+		{nil, "can0", "this container may not use bus can0"},
+		{[]string{"databroker"}, "can9", "bus can9 is not one of the buses for containers (can0, can1, vcan0)"},
+	} {
+		got, err := p.Resolve(tc.names, buses(t, tc.req))
+		var s string
+		if err != nil {
+			s = err.Error()
+		} else {
+			var parts []string
+			for _, b := range got {
+				x := b.String()
+				if b.TxRate != nil {
+					x += " rate=" + b.TxRate.String()
+				}
+				parts = append(parts, x)
+			}
+			s = strings.Join(parts, "; ")
+		}
+		if !strings.Contains(s, tc.want) {
+			t.Errorf("%v asks %q: got %q, want %q", tc.names, tc.req, s, tc.want)
+		}
+	}
+}
+
+func TestNoPolicyAllowsAll(t *testing.T) {
+	var p *Policy
+	req := buses(t, "can0;can1,dir=rx")
+	got, err := p.Resolve([]string{"x"}, req)
+	if err != nil || len(got) != 2 || got[1].Dir != request.RxOnly {
+		t.Fatalf("nil policy: %+v, %v", got, err)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{`{"buses": {"can0": {}},}`, "line 1, column"},
+		{`[]`, "the file: want an object"},
+		{`{"busses": {}}`, "busses: unknown field"},
+		{`{"buses": {"can0": {"fd": "maybe"}}}`, "buses.can0.fd: maybe"},
+		{`{"buses": {"can0": {"speed": 1}}}`, "buses.can0.speed: unknown field"},
+		{`{"buses": {"can0": {}}, "containers": [{"buses": {}}]}`, "containers[0].match: missing"},
+		{`{"buses": {"can0": {}}, "containers": [{"match": "a", "buses": {"can9": {}}}]}`, `containers[0].buses.can9: bus can9 is not in "buses"`},
+		{`{"buses": {"can0": {}}, "containers": [{"match": "a", "buses": {"can0": {"rx": ["100-10F", "105"]}}}]}`, "containers[0].buses.can0.rx[1]: 105 overlaps containers[0].buses.can0.rx[0] (100-10F)"},
+		{`{"buses": {"can0": {}}, "default": {"buses": {"can0": {"tx": ["800"]}}}}`, "default.buses.can0.tx[0]: 800 is beyond the 11-bit range"},
+		{`{"buses": {"can0": {}}, "default": {"buses": {"can0": {"tx": ["12345"]}}}}`, "default.buses.can0.tx[0]: \"12345\" has 5 hex digits"},
+		{`{"buses": {"can0": {}}, "default": {"buses": {"can0": {"tx_rate": {"frames_per_second": -5}}}}}`, "default.buses.can0.tx_rate.frames_per_second: -5: want a whole number"},
+		{`{"buses": {"can0": {}}, "default": {"buses": {"can0": {"dir": "rx", "tx_rate": {"frames_per_second": 5}}}}}`, "tx_rate: dir=rx transmits nothing"},
+		{`{"buses": {"can0": {}}, "default": {"buses": {"can0": {"dir": "tx", "rx": ["7DF"]}}}}`, "default.buses.can0.rx: dir=tx receives nothing"},
+		{`{"buses": {"can0": {}}, "default": {"buses": {"can0": {"rx": "7DF"}}}}`, "default.buses.can0.rx: want an array"},
+		{`{"buses": {"averyveryverylongname": {}}}`, "buses.averyveryverylongname: bus name"},
+	} {
+		_, err := Parse([]byte(tc.file))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%s): error %v, want %q", tc.file, err, tc.want)
+		} else if strings.Contains(err.Error(), "\n") {
+			t.Errorf("Parse(%s): multi-line error", tc.file)
+		}
+	}
+}
+
+func TestManyRulesWarning(t *testing.T) {
+	var ids []string
+	for i := 0; i < 70; i++ {
+		ids = append(ids, fmt.Sprintf(`"%03X"`, 0x100+2*i))
+	}
+	p := mustParse(t, `{"buses": {"can0": {}}, "default": {"buses": {"can0": {"rx": [`+strings.Join(ids, ",")+`]}}}}`)
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "default.buses.can0.rx compiles to 70 can-gw rules") {
+		t.Fatalf("warnings %v", p.Warnings)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(sample))
+	f.Add([]byte(`{"buses": {"can0": {}}, "default": {"buses": {"can0": {}}}}`))
+	f.Add([]byte(`{"buses": {"can0": {"fd": "on"}}, "containers": [{"match": ["a*"], "buses": {"can0": {"dir": "tx", "tx": ["18DA0000-18DAFFFF", "700/701"], "tx_rate": {"frames_per_second": 5}}}}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse(data)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error: %q", err)
+			}
+			return
+		}
+		// Whatever parses resolves without panicking.
+		p.Resolve([]string{"a"}, []request.Bus{{Host: "can0", Inside: "can0"}})
+	})
+}
