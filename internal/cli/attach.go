@@ -44,13 +44,18 @@ A bus SPEC is HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=ID
 				buses[i] = b
 			}
 			return tf.run(cmd, args, func(t *target.Target, h *attach.Host) error {
-				results, err := h.Attach(t, buses)
+				granted, notes, err := resolvePolicy(cmd, []string{t.Container, tf.containerd.KantoName(t.Container)}, buses)
+				if err != nil {
+					return err
+				}
+				results, err := h.Attach(t, granted)
 				if err != nil {
 					return err
 				}
 				for _, r := range results {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", t.Label, r)
 				}
+				logNotes(cmd.ErrOrStderr(), notes)
 				return nil
 			})
 		},

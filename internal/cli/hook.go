@@ -6,6 +6,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/hook"
+	"github.com/kanto-can/kanto-can/internal/request"
+	"github.com/kanto-can/kanto-can/internal/target"
 )
 
 func newHook() *cobra.Command {
@@ -40,9 +42,16 @@ nothing (a note on stderr, exit 0). An error fails the container's start.`,
 			if err != nil {
 				return err
 			}
-			if err := hook.Run(phase, st, buses, cmd.ErrOrStderr()); err != nil {
+			var notes []string
+			resolve := func(names []string, req []request.Bus) (granted []request.Bus, err error) {
+				granted, notes, err = resolvePolicy(cmd, names, req)
+				return granted, err
+			}
+			kantoName := target.DefaultContainerd.KantoName(st.ID)
+			if err := hook.Run(phase, st, buses, kantoName, resolve, cmd.ErrOrStderr()); err != nil {
 				return fmt.Errorf("container %s: %w", st.ID, err)
 			}
+			logNotes(cmd.ErrOrStderr(), notes)
 			return nil
 		},
 	}

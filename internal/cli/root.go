@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kanto-can/kanto-can/internal/policy"
 )
 
 // Version is set at build time (-ldflags -X).
@@ -25,7 +27,8 @@ CAN bus through the kernel's CAN gateway (can-gw), using netlink only.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAttach(), newDetach(), newLs(), newHook())
+	root.PersistentFlags().StringVar(&configPath, "config", policy.DefaultPath, "the admin's policy file (see docs/policy.md)")
+	root.AddCommand(newAttach(), newDetach(), newLs(), newHook(), newPolicy())
 	return root
 }
 

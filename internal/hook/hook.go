@@ -129,9 +129,13 @@ func Request(args []string, env string) ([]request.Bus, error) {
 	return buses, nil
 }
 
+// Resolver applies the admin's policy to a container's request; names are
+// the container's id and Kanto name.
+type Resolver func(names []string, req []request.Bus) ([]request.Bus, error)
+
 // Run does the hook's work. Messages for the user (the container log and
 // runc's error) go to stderr; the returned error is one line.
-func Run(phase Phase, st State, busArgs []string, stderr io.Writer) error {
+func Run(phase Phase, st State, busArgs []string, kantoName string, resolve Resolver, stderr io.Writer) error {
 	if phase == Detach {
 		h, err := attach.OpenHost()
 		if err != nil {
@@ -147,6 +151,9 @@ func Run(phase Phase, st State, busArgs []string, stderr io.Writer) error {
 	}
 	buses, err := Request(busArgs, env)
 	if err != nil {
+		return err
+	}
+	if buses, err = resolve([]string{st.ID, kantoName}, buses); err != nil {
 		return err
 	}
 	if st.Pid <= 0 {

@@ -107,3 +107,19 @@ func (c Containerd) ContainerID(ref string) string {
 	}
 	return ref
 }
+
+// KantoName returns the Kanto name of a container id, if Kanto has a record
+// of it.
+func (c Containerd) KantoName(id string) string {
+	b, err := os.ReadFile(filepath.Join(c.KantoMetaDir, id, "config.json"))
+	if err != nil {
+		return ""
+	}
+	var rec struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(b, &rec) != nil {
+		return ""
+	}
+	return rec.Name
+}

@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kanto-can/kanto-can/internal/canid"
+	"github.com/kanto-can/kanto-can/internal/policy"
+	"github.com/kanto-can/kanto-can/internal/request"
+)
+
+// configPath is the --config flag of every command.
+var configPath string
+
+// loadPolicy reads the admin's policy. Without a file at the default path
+// there is none, and everything is allowed; notes says so (and carries the
+// policy's warnings), for the caller to log once the command succeeded, so
+// that an error stays the one line on stderr.
+func loadPolicy(cmd *cobra.Command) (p *policy.Policy, notes []string, err error) {
+	p, err = policy.Load(configPath)
+	if errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") {
+		return nil, []string{fmt.Sprintf("no policy file %s: any container may use any bus, both ways, every id (as with the manual recipe)", configPath)}, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy: %w", err)
+	}
+	for _, w := range p.Warnings {
+		notes = append(notes, "policy: "+w)
+	}
+	return p, notes, nil
+}
+
+// logNotes writes notes to the log (stderr).
+func logNotes(log io.Writer, notes []string) {
+	for _, n := range notes {
+		fmt.Fprintf(log, "kanto-can: %s\n", n)
+	}
+}
+
+func newPolicy() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Check the admin's policy file",
+	}
+	check := &cobra.Command{
+		Use:   "check [CONTAINER...]",
+		Short: "Validate the policy file and show what containers would get",
+		Long: `Validate the policy file (--config, default ` + policy.DefaultPath + `) and print,
+for each container named (a Kanto name or id; by default one line per entry's
+patterns and the default), the buses it would get: direction, receive and
+transmit allow-lists, transmit rate limit.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := policy.Load(configPath)
+			if err != nil {
+				return fmt.Errorf("policy: %w", err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%s: valid\n", configPath)
+			for _, w := range p.Warnings {
+				fmt.Fprintf(out, "warning: %s\n", w)
+			}
+			names := args
+			if len(names) == 0 {
+				for _, c := range p.Containers {
+					names = append(names, c.Match[0])
+				}
+			}
+			w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "CONTAINER\tENTRY\tBUS\tDIR\tRX\tTX\tTX RATE")
+			row := func(name string) {
+				a, entry := p.For(name)
+				if a == nil || len(a.Buses) == 0 {
+					fmt.Fprintf(w, "%s\t%s\t-\tnothing\t\t\t\n", name, or(entry, "none"))
+					return
+				}
+				for _, bus := range sortedBuses(a) {
+					g := a.Buses[bus]
+					rate := "-"
+					if g.TxRate != nil && g.Dir.Transmits() {
+						rate = g.TxRate.String()
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, entry, bus, g.Dir, ids(g.RX, g.Dir.Receives()), ids(g.TX, g.Dir.Transmits()), rate)
+				}
+			}
+			for _, n := range names {
+				row(n)
+			}
+			if len(args) == 0 {
+				row("(any other)")
+			}
+			return w.Flush()
+		},
+	}
+	cmd.AddCommand(check)
+	return cmd
+}
+
+func sortedBuses(a *policy.Access) []string {
+	var names []string
+	for n := range a.Buses {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func ids(l *canid.List, used bool) string {
+	switch {
+	case !used:
+		return "-"
+	case l == nil:
+		return "all"
+	}
+	return l.String()
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// resolvePolicy applies the policy to a request for a container with these
+// names (empty names are ignored). The notes are for logNotes.
+func resolvePolicy(cmd *cobra.Command, names []string, buses []request.Bus) ([]request.Bus, []string, error) {
+	p, notes, err := loadPolicy(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	var nonEmpty []string
+	for _, n := range names {
+		if strings.TrimSpace(n) != "" {
+			nonEmpty = append(nonEmpty, n)
+		}
+	}
+	granted, err := p.Resolve(nonEmpty, buses)
+	return granted, notes, err
+}
