@@ -26,6 +26,8 @@
 //   - TCA_POLICE_PKTRATE64 and TCA_POLICE_PKTBURST64 come together, each
 //     at least 1. The burst is not a frame count but the time the rate
 //     needs to earn it, in 64 ns psched ticks.
+//   - A new police action starts with an empty bucket: the burst becomes
+//     available after Burst/FramesPerSecond seconds, the rate at once.
 //   - A matchall filter cannot be replaced in place (EEXIST), so Apply on
 //     an interface that is limited already replaces the filter's police
 //     action by its index (RTM_NEWACTION with NLM_F_REPLACE): the new rate
@@ -148,7 +150,8 @@ func Remove(c *nl.Conn, ifindex int) error {
 }
 
 // Get reads back the limit of the interface's filter: false when it has
-// none.
+// none. The kernel answers a filter dump for an interface that does not
+// exist with an empty dump, so such an interface reads as unlimited.
 func Get(c *nl.Conn, ifindex int) (Limit, bool, error) {
 	f, ok, err := find(c, ifindex)
 	if err != nil || !ok {
@@ -177,11 +180,8 @@ func Stats(c *nl.Conn, ifindex int) (passed, dropped uint64, err error) {
 
 // find dumps the ingress filters and returns ours.
 func find(c *nl.Conn, ifindex int) (filter, bool, error) {
+	// Without an ingress qdisc the dump is empty.
 	msgs, err := c.Execute(dumpFiltersMsg(ifindex))
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-		// No ingress qdisc to list filters of.
-		return filter{}, false, nil
-	}
 	if err != nil {
 		return filter{}, false, fmt.Errorf("list ingress filters of ifindex %d: %w", ifindex, err)
 	}
