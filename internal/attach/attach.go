@@ -8,6 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/internal/nl"
+	"github.com/kanto-can/kanto-can/internal/ratelimit"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
 	"github.com/kanto-can/kanto-can/vxcan"
@@ -18,6 +20,7 @@ import (
 type Host struct {
 	Links *vxcan.Conn
 	GW    *cangw.Conn
+	tc    *nl.Conn // traffic control (rate limits), opened when needed
 }
 
 // OpenHost opens the sockets in the caller's network namespace.
@@ -34,9 +37,63 @@ func OpenHost() (*Host, error) {
 	return &Host{Links: links, GW: gw}, nil
 }
 
-// Close closes both sockets.
+// Close closes the sockets.
 func (h *Host) Close() error {
-	return errors.Join(h.Links.Close(), h.GW.Close())
+	err := errors.Join(h.Links.Close(), h.GW.Close())
+	if h.tc != nil {
+		err = errors.Join(err, h.tc.Close())
+	}
+	return err
+}
+
+func (h *Host) tcConn() (*nl.Conn, error) {
+	if h.tc == nil {
+		c, err := nl.Dial()
+		if err != nil {
+			return nil, err
+		}
+		h.tc = c
+	}
+	return h.tc, nil
+}
+
+// syncRate brings the host end's transmit rate limit to the plan's: the
+// police action on the host end's ingress, which frames from the container
+// meet before the gateway does.
+func (h *Host) syncRate(r *Result, done *undoList) error {
+	tc, err := h.tcConn()
+	if err != nil {
+		return err
+	}
+	cur, has, err := ratelimit.Get(tc, r.HostEndIndex)
+	if err != nil {
+		return err
+	}
+	want := r.Plan.Bus.TxRate
+	switch {
+	case want != nil:
+		l := ratelimit.Limit{FramesPerSecond: want.FramesPerSecond, Burst: want.Burst}
+		if has && cur == l {
+			return nil
+		}
+		if err := ratelimit.Apply(tc, r.HostEndIndex, l); err != nil {
+			return fmt.Errorf("bus %s: rate limit: %w", r.Plan.Bus.Host, err)
+		}
+	case has:
+		if err := ratelimit.Remove(tc, r.HostEndIndex); err != nil {
+			return fmt.Errorf("bus %s: rate limit: %w", r.Plan.Bus.Host, err)
+		}
+	default:
+		return nil
+	}
+	r.RateChanged = true
+	*done = append(*done, func() error {
+		if has {
+			return ratelimit.Apply(tc, r.HostEndIndex, cur)
+		}
+		return ratelimit.Remove(tc, r.HostEndIndex)
+	})
+	return nil
 }
 
 // Result says what Attach did for one bus.
@@ -45,6 +102,7 @@ type Result struct {
 	HostEndIndex   int
 	Created        bool // the pair was made by this call
 	Added, Removed int  // rules
+	RateChanged    bool // the transmit rate limit was set, changed or removed
 }
 
 func (r Result) String() string {
@@ -54,8 +112,14 @@ func (r Result) String() string {
 		what = "created; the bus does not exist (optional): no route until it appears"
 	case r.Created:
 		what = fmt.Sprintf("created, %d rules", r.Added)
-	case r.Added+r.Removed > 0:
+	case r.Added+r.Removed > 0 || r.RateChanged:
 		what = fmt.Sprintf("updated, %d rules added, %d removed", r.Added, r.Removed)
+		if r.RateChanged {
+			what += ", rate limit changed"
+		}
+	}
+	if rate := r.Plan.Bus.TxRate; rate != nil {
+		what += ", tx rate " + rate.String()
 	}
 	return fmt.Sprintf("%s -> %s (host end %s, dir=%s, fd=%v): %s",
 		r.Plan.Bus.Host, r.Plan.Bus.Inside, r.Plan.HostEnd, r.Plan.Bus.Dir, r.Plan.FD, what)
@@ -191,7 +255,10 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 		}
 		r.Added++
 	}
-	return nil
+	if p.Bus.TxRate == nil {
+		return nil
+	}
+	return h.syncRate(r, done) // undone with the pair anyway
 }
 
 // sync brings an existing attachment's rules to the plan: add what is
@@ -233,7 +300,7 @@ func (h *Host) sync(r *Result, current []cangw.Rule, done *undoList) error {
 		*done = append(*done, func() error { return h.GW.Add(c) })
 		r.Removed++
 	}
-	return nil
+	return h.syncRate(r, done)
 }
 
 func ignoreGone(err error) error {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/canid"
+	"github.com/kanto-can/kanto-can/internal/ratelimit"
 	"github.com/kanto-can/kanto-can/vxcan"
 )
 
@@ -21,6 +22,17 @@ type Attachment struct {
 	HostEndIndex int         `json:"host_end_index"`
 	FD           bool        `json:"fd"`
 	Rules        []RuleState `json:"rules"`
+	// TxRate is the transmit rate limit, with the frames it let through
+	// and dropped; nil without a limit.
+	TxRate *RateState `json:"tx_rate,omitempty"`
+}
+
+// RateState is a transmit rate limit and its counters.
+type RateState struct {
+	FramesPerSecond uint64 `json:"frames_per_second"`
+	Burst           uint64 `json:"burst"`
+	Passed          uint64 `json:"passed"`
+	Dropped         uint64 `json:"dropped"`
 }
 
 // RuleState is one of an attachment's can-gw rules with its counters.
@@ -92,6 +104,9 @@ func (h *Host) List() ([]Attachment, error) {
 				Handled: r.Handled, Dropped: r.Dropped, Deleted: r.Deleted,
 			})
 		}
+		if err := h.listRate(&a); err != nil {
+			return nil, err
+		}
 		sort.SliceStable(a.Rules, func(i, j int) bool {
 			x, y := a.Rules[i], a.Rules[j]
 			if x.Direction != y.Direction {
@@ -117,4 +132,21 @@ func FilterString(f *cangw.Filter) string {
 		return "all"
 	}
 	return canid.FilterString(canid.Filter{ID: f.ID, Mask: f.Mask}, f.Inverted)
+}
+
+func (h *Host) listRate(a *Attachment) error {
+	tc, err := h.tcConn()
+	if err != nil {
+		return err
+	}
+	l, has, err := ratelimit.Get(tc, a.HostEndIndex)
+	if err != nil || !has {
+		return err
+	}
+	passed, dropped, err := ratelimit.Stats(tc, a.HostEndIndex)
+	if err != nil {
+		return err
+	}
+	a.TxRate = &RateState{FramesPerSecond: l.FramesPerSecond, Burst: l.Burst, Passed: passed, Dropped: dropped}
+	return nil
 }

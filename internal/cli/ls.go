@@ -65,22 +65,30 @@ the hop limit).`,
 
 func printTable(cmd *cobra.Command, list []attach.Attachment) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "TARGET\tBUS\tINSIDE\tHOST END\tDIR\tRULE\tFRAMES\tFILTER\tHANDLED\tDROPPED\tDELETED")
+	fmt.Fprintln(w, "TARGET\tBUS\tINSIDE\tHOST END\tDIR\tRULE\tFRAMES\tFILTER\tHANDLED\tDROPPED\tDELETED\tTX RATE")
 	for _, a := range list {
 		bus := a.Bus
 		if a.BusIndex == 0 {
 			bus += " (missing)"
 		}
+		rate := "-"
+		if a.TxRate != nil {
+			rate = fmt.Sprintf("%d/s burst %d (passed %d, dropped %d)", a.TxRate.FramesPerSecond, a.TxRate.Burst, a.TxRate.Passed, a.TxRate.Dropped)
+		}
 		if len(a.Rules) == 0 {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\n", a.Label, bus, a.Inside, a.HostEnd, a.Direction())
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\n", a.Label, bus, a.Inside, a.HostEnd, a.Direction())
 		}
 		for _, r := range a.Rules {
 			frames := "classic"
 			if r.FD {
 				frames = "fd"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n",
-				a.Label, bus, a.Inside, a.HostEnd, a.Direction(), r.Direction, frames, r.Filter, r.Handled, r.Dropped, r.Deleted)
+			rowRate := "-"
+			if r.Direction == "tx" {
+				rowRate = rate
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n",
+				a.Label, bus, a.Inside, a.HostEnd, a.Direction(), r.Direction, frames, r.Filter, r.Handled, r.Dropped, r.Deleted, rowRate)
 		}
 	}
 	w.Flush()

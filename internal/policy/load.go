@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"sort"
@@ -364,6 +365,10 @@ func kind(v any) string {
 // syntaxError says where in the file JSON decoding failed.
 func syntaxError(data []byte, err error) error {
 	var se *json.SyntaxError
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		line := 1 + bytes.Count(data, []byte("\n"))
+		return fmt.Errorf("line %d, column %d: unexpected end of file", line, len(data)-bytes.LastIndexByte(data, '\n'))
+	}
 	if errors.As(err, &se) {
 		line := 1 + bytes.Count(data[:se.Offset], []byte("\n"))
 		col := int(se.Offset) - bytes.LastIndexByte(data[:se.Offset], '\n')

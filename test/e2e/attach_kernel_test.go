@@ -131,13 +131,20 @@ func TestClassicBusGetsClassicOnly(t *testing.T) {
 	failKC(t, "classic CAN only", "attach", "--netns", ns2.Path(), "--bus", "clbus,fd=on")
 }
 
-// lsOne returns the single attachment of a host bus from `ls -o json`.
-func lsOne(t *testing.T, bus string) attach.Attachment {
+// lsAll returns `ls -o json`.
+func lsAll(t *testing.T) []attach.Attachment {
 	t.Helper()
 	var list []attach.Attachment
 	if err := json.Unmarshal([]byte(mustKC(t, "ls", "-o", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
+	return list
+}
+
+// lsOne returns the single attachment of a host bus from `ls -o json`.
+func lsOne(t *testing.T, bus string) attach.Attachment {
+	t.Helper()
+	list := lsAll(t)
 	var found []attach.Attachment
 	for _, a := range list {
 		if a.Bus == bus {
