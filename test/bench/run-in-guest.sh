@@ -8,3 +8,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 echo "kernel $(uname -r), $(nproc) CPUs, emulated (TCG): quote ratios, not absolute times"
 "$bin" -test.run '^$' -test.bench '^BenchmarkAttach$' -test.benchtime "$benchtime"
 "$bin" -test.run '^$' -test.bench '^BenchmarkContainerStart$' -test.benchtime "$container_benchtime"
+"$bin" -test.run '^$' -test.bench '^BenchmarkFilters$' -test.benchtime 5x
