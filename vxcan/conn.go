@@ -228,3 +228,41 @@ func (c *Conn) Create(p Pair) (Link, error) {
 	}
 	return c.LinkByName(p.Name)
 }
+
+// CreateVCAN makes a virtual CAN bus (a vcan interface), up, with the MTU
+// and alias given: the bus of containers that talk to each other without
+// hardware. When the name is taken the error wraps unix.EEXIST.
+func (c *Conn) CreateVCAN(name string, mtu int, alias string) (Link, error) {
+	if mtu != MTUClassic && mtu != MTUFD {
+		return Link{}, fmt.Errorf("vxcan: vcan MTU %d: want %d (classic) or %d (FD)", mtu, MTUClassic, MTUFD)
+	}
+	ae := nl.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, name)
+	ae.Uint32(unix.IFLA_MTU, uint32(mtu))
+	ae.Nested(unix.IFLA_LINKINFO, func(info *nl.AttributeEncoder) error {
+		info.String(unix.IFLA_INFO_KIND, "vcan")
+		return nil
+	})
+	attrs, err := ae.Encode()
+	if err != nil {
+		return Link{}, err
+	}
+	if _, err := c.execute(unix.RTM_NEWLINK, nl.Acknowledge|nl.Create|nl.Excl, append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)); err != nil {
+		return Link{}, fmt.Errorf("vxcan: create vcan %s: %w", name, err)
+	}
+	if alias != "" {
+		ae := nl.NewAttributeEncoder()
+		ae.String(unix.IFLA_IFNAME, name)
+		ae.String(unix.IFLA_IFALIAS, alias)
+		if attrs, err = ae.Encode(); err != nil {
+			return Link{}, err
+		}
+		if _, err := c.execute(unix.RTM_NEWLINK, nl.Acknowledge, append(ifinfomsg(0, 0, 0), attrs...)); err != nil {
+			if l, lerr := c.LinkByName(name); lerr == nil {
+				c.Delete(l.Index) // nothing half-made
+			}
+			return Link{}, fmt.Errorf("vxcan: alias of vcan %s: %w", name, err)
+		}
+	}
+	return c.LinkByName(name)
+}

@@ -172,32 +172,115 @@ func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 	}
 	var current []cangw.Rule // the kernel's rules, listed once when needed
 	listed := false
+	rules := func() ([]cangw.Rule, error) {
+		if !listed {
+			var err error
+			if current, err = h.GW.List(); err != nil {
+				return nil, err
+			}
+			listed = true
+		}
+		return current, nil
+	}
 	for i := range buses {
 		r := &results[i]
+		if r.Plan.CreateBus {
+			if err := h.createVirtualBus(t, r, &done); err != nil {
+				return nil, rollback(err)
+			}
+		}
+		if r.Plan.Bus.Virtual && !r.Plan.Pending {
+			all, err := rules()
+			if err != nil {
+				return nil, rollback(err)
+			}
+			if err := h.addPeerRules(t, &r.Plan, all); err != nil {
+				return nil, rollback(err)
+			}
+		}
 		if existing[i] == nil {
 			if err := h.create(t, r, &done); err != nil {
 				return nil, rollback(err)
 			}
 			continue
 		}
-		if !listed {
-			var err error
-			if current, err = h.GW.List(); err != nil {
-				return nil, rollback(err)
-			}
-			listed = true
+		all, err := rules()
+		if err != nil {
+			return nil, rollback(err)
 		}
 		r.HostEndIndex = existing[i].Index
-		if err := h.sync(r, current, &done); err != nil {
+		if err := h.sync(r, all, &done); err != nil {
 			return nil, rollback(err)
 		}
 	}
 	return results, nil
 }
 
+// virtualBusAlias marks the vcans kanto-can made for virtual buses.
+const virtualBusAlias = aliasMagic + " virtual bus"
+
+// createVirtualBus makes the vcan of a virtual bus and plans again with it.
+func (h *Host) createVirtualBus(t *target.Target, r *Result, done *undoList) error {
+	b := r.Plan.Bus
+	mtu := vxcan.MTUFD
+	if b.FD == request.FDOff {
+		mtu = vxcan.MTUClassic
+	}
+	bus, err := h.Links.CreateVCAN(b.Host, mtu, virtualBusAlias)
+	if errors.Is(err, unix.EEXIST) { // made meanwhile by another attach
+		bus, err = h.Links.LinkByName(b.Host)
+	} else if err == nil {
+		*done = append(*done, func() error { return ignoreGone(h.Links.Delete(bus.Index)) })
+	}
+	if err != nil {
+		return err
+	}
+	p, err := MakePlan(b, t.ID, bus)
+	if err != nil {
+		return err
+	}
+	r.Plan = p
+	return nil
+}
+
+// addPeerRules adds to a plan on a virtual bus the direct rules to and from
+// every other container on that bus, read back from the kernel.
+func (h *Host) addPeerRules(t *target.Target, p *Plan, current []cangw.Rule) error {
+	ends, err := h.Links.Pairs()
+	if err != nil {
+		return err
+	}
+	for _, end := range ends {
+		meta, ok := ParseAlias(end.Alias)
+		if !ok || meta.Bus != p.Bus.Host || meta.Target == t.ID || !strings.HasPrefix(end.Name, HostEndPrefix) {
+			continue
+		}
+		peer := Peer{Index: end.Index, FD: end.MTU == vxcan.MTUFD}
+		for _, r := range current {
+			if r.Flags&cangw.FlagFD != 0 { // the classic rules carry the same filters
+				continue
+			}
+			switch {
+			case r.Src == p.BusIndex && r.Dst == end.Index:
+				peer.RX = append(peer.RX, r.Filter)
+			case r.Src == end.Index && r.Dst == p.BusIndex:
+				peer.TX = append(peer.TX, r.Filter)
+			}
+		}
+		more, err := p.PeerRules(peer)
+		if err != nil {
+			return err
+		}
+		p.Rules = append(p.Rules, more...)
+	}
+	return nil
+}
+
 func (h *Host) plan(b request.Bus, t *target.Target) (Plan, error) {
 	bus, err := h.Links.LinkByName(b.Host)
 	switch {
+	case errors.Is(err, vxcan.ErrNotFound) && b.Virtual:
+		return Plan{Bus: b, HostEnd: HostEndName(t.ID, b.Host), CreateBus: true}, nil
 	case errors.Is(err, vxcan.ErrNotFound) && b.Optional:
 		return PlanPending(b, t.ID), nil
 	case errors.Is(err, vxcan.ErrNotFound):

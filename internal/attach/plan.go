@@ -21,6 +21,10 @@ type Plan struct {
 	// Pending: the bus is optional and missing; the pair is made, the
 	// rules follow when the bus appears.
 	Pending bool
+	// CreateBus: the bus is virtual and missing; attach makes the vcan,
+	// then plans again.
+	CreateBus bool
+	BusIndex  int // the host bus's ifindex (0 while it is missing)
 }
 
 // HostEndIndex stands for the host end's ifindex in a Plan's rules.
@@ -49,7 +53,7 @@ func MakePlan(b request.Bus, targetID string, bus vxcan.Link) (Plan, error) {
 	case request.FDOff:
 		fd = false
 	}
-	p := Plan{Bus: b, HostEnd: HostEndName(targetID, b.Host), MTU: vxcan.MTUClassic, FD: fd}
+	p := Plan{Bus: b, HostEnd: HostEndName(targetID, b.Host), MTU: vxcan.MTUClassic, FD: fd, BusIndex: bus.Index}
 	if fd {
 		p.MTU = vxcan.MTUFD
 	}
@@ -78,8 +82,80 @@ func MakePlan(b request.Bus, targetID string, bus vxcan.Link) (Plan, error) {
 		if err := add(HostEndIndex, bus.Index, txFlags, b.TX); err != nil {
 			return Plan{}, fmt.Errorf("bus %s: tx: %w", b.Host, err)
 		}
+		if b.Virtual {
+			// Containers on a virtual bus get each other's frames by
+			// direct rules (see PeerRules); a hop limit of 1 keeps the
+			// echo on the vcan from reaching them a second time, whatever
+			// the module's max_hops.
+			for i := range p.Rules {
+				if p.Rules[i].Src == HostEndIndex {
+					p.Rules[i].HopLimit = 1
+				}
+			}
+		}
 	}
 	return p, nil
+}
+
+// Peer is another container's host end on a virtual bus, as the kernel
+// shows it: its index, FD capability and its rules' filters each way (nil
+// slice: that direction is not allowed; a nil filter: every id).
+type Peer struct {
+	Index  int
+	FD     bool
+	RX, TX []*cangw.Filter
+}
+
+// PeerRules are the rules that let the planned container and a peer on the
+// same virtual bus hear each other, directly (one hop): each way, the
+// sender's transmit filters intersected with the receiver's receive filters.
+func (p Plan) PeerRules(peer Peer) ([]cangw.Rule, error) {
+	rx, err := compile(p.Bus.RX)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := compile(p.Bus.TX)
+	if err != nil {
+		return nil, err
+	}
+	kinds := []cangw.Flags{0}
+	if p.FD && peer.FD {
+		kinds = append(kinds, cangw.FlagFD)
+	}
+	var out []cangw.Rule
+	add := func(src, dst int, from, to []*cangw.Filter) {
+		for _, f := range intersect(from, to) {
+			for _, kind := range kinds {
+				out = append(out, cangw.Rule{Src: src, Dst: dst, Flags: cangw.FlagIIFTXOK | kind, Filter: f})
+			}
+		}
+	}
+	if p.Bus.Dir.Transmits() && peer.RX != nil {
+		add(HostEndIndex, peer.Index, tx, peer.RX)
+	}
+	if p.Bus.Dir.Receives() && peer.TX != nil {
+		add(peer.Index, HostEndIndex, peer.TX, rx)
+	}
+	return out, nil
+}
+
+// intersect returns the filters matching what both lists match; each list
+// is disjoint, so the result is too. A nil filter matches everything.
+func intersect(a, b []*cangw.Filter) []*cangw.Filter {
+	var out []*cangw.Filter
+	for _, x := range a {
+		for _, y := range b {
+			switch {
+			case x == nil:
+				out = append(out, y)
+			case y == nil:
+				out = append(out, x)
+			case (x.ID^y.ID)&x.Mask&y.Mask == 0:
+				out = append(out, &cangw.Filter{ID: x.ID&x.Mask | y.ID&y.Mask, Mask: x.Mask | y.Mask})
+			}
+		}
+	}
+	return out
 }
 
 // PlanPending plans an optional bus that does not exist (yet): the pair

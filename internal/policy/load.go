@@ -45,7 +45,7 @@ func Parse(data []byte) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Policy{Buses: map[string]request.FDMode{}}
+	p := &Policy{Buses: map[string]Bus{}}
 	if v, ok := top["buses"]; ok {
 		buses, err := object("buses", v)
 		if err != nil {
@@ -56,14 +56,20 @@ func Parse(data []byte) (*Policy, error) {
 			if err := request.CheckIfName("bus name", name); err != nil {
 				return nil, fmt.Errorf("%s: %w", at, err)
 			}
-			bus, err := object(at, bv, "fd")
+			bus, err := object(at, bv, "fd", "virtual")
 			if err != nil {
 				return nil, err
 			}
-			p.Buses[name], err = fdMode(at+".fd", bus["fd"])
-			if err != nil {
+			var b Bus
+			if b.FD, err = fdMode(at+".fd", bus["fd"]); err != nil {
 				return nil, err
 			}
+			if v, ok := bus["virtual"]; ok {
+				if b.Virtual, ok = v.(bool); !ok {
+					return nil, fmt.Errorf("%s.virtual: want true or false, got %s", at, kind(v))
+				}
+			}
+			p.Buses[name] = b
 		}
 	}
 	if v, ok := top["containers"]; ok {

@@ -28,8 +28,8 @@ const ManyRules = 64
 
 // Policy is a validated config file.
 type Policy struct {
-	// Buses are the host buses containers may be given, with their FD mode.
-	Buses map[string]request.FDMode
+	// Buses are the host buses containers may be given.
+	Buses map[string]Bus
 	// Containers are checked in order; the first whose Match has a pattern
 	// matching the container's id or name applies.
 	Containers []Container
@@ -38,6 +38,14 @@ type Policy struct {
 	Default *Access
 	// Warnings for the admin (e.g. lists that compile to many rules).
 	Warnings []string
+}
+
+// Bus is what the policy says of a host bus.
+type Bus struct {
+	FD request.FDMode
+	// Virtual: a vcan that kanto-can creates when a container first asks
+	// for it, so containers can talk to each other without hardware.
+	Virtual bool
 }
 
 // Container is an entry for some containers.
@@ -90,7 +98,7 @@ func (p *Policy) Resolve(names []string, req []request.Bus) ([]request.Bus, erro
 	access, _ := p.For(names...)
 	out := make([]request.Bus, len(req))
 	for i, b := range req {
-		fd, known := p.Buses[b.Host]
+		bus, known := p.Buses[b.Host]
 		if !known {
 			return nil, fmt.Errorf("policy: bus %s is not one of the buses for containers (%s)", b.Host, strings.Join(p.busNames(), ", "))
 		}
@@ -102,10 +110,11 @@ func (p *Policy) Resolve(names []string, req []request.Bus) ([]request.Bus, erro
 		if !ok {
 			return nil, fmt.Errorf("policy: %s may not use bus %s", who, b.Host)
 		}
-		r, err := narrow(b, g, fd)
+		r, err := narrow(b, g, bus.FD)
 		if err != nil {
 			return nil, fmt.Errorf("policy: %s, bus %s: %w", who, b.Host, err)
 		}
+		r.Virtual = bus.Virtual
 		out[i] = r
 	}
 	return out, nil

@@ -85,6 +85,14 @@ func TestResolve(t *testing.T) {
 	}
 }
 
+func TestVirtualBus(t *testing.T) {
+	p := mustParse(t, `{"buses": {"sim0": {"virtual": true}}, "default": {"buses": {"sim0": {}}}}`)
+	got, err := p.Resolve(nil, buses(t, "sim0"))
+	if err != nil || !got[0].Virtual {
+		t.Fatalf("Resolve = %+v, %v", got, err)
+	}
+}
+
 func TestNoPolicyAllowsAll(t *testing.T) {
 	var p *Policy
 	req := buses(t, "can0;can1,dir=rx")
@@ -111,6 +119,7 @@ func TestParseErrors(t *testing.T) {
 		{`{"buses": {"can0": {}}, "default": {"buses": {"can0": {"dir": "tx", "rx": ["7DF"]}}}}`, "default.buses.can0.rx: dir=tx receives nothing"},
 		{`{"buses": {"can0": {}}, "default": {"buses": {"can0": {"rx": "7DF"}}}}`, "default.buses.can0.rx: want an array"},
 		{`{"buses": {"averyveryverylongname": {}}}`, "buses.averyveryverylongname: bus name"},
+		{`{"buses": {"sim0": {"virtual": "yes"}}}`, "buses.sim0.virtual: want true or false"},
 	} {
 		_, err := Parse([]byte(tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

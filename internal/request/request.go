@@ -91,6 +91,9 @@ type Bus struct {
 	// TxRate limits what the container may send; set by the admin's
 	// policy, never by a request.
 	TxRate *Rate
+	// Virtual: the bus is a vcan that kanto-can makes when missing and on
+	// which containers hear each other; set by the policy only.
+	Virtual bool
 }
 
 // Rate is a transmit rate limit: frames per second, and a burst of frames

@@ -259,3 +259,52 @@ func onCPU(t *testing.T, cpu int, fn func()) {
 	}
 	fn()
 }
+
+// A virtual bus from the policy: kanto-can makes the vcan when the first
+// container asks for it, and containers on it hear each other (each frame
+// once, within both sides' filters), as does a socket on the host's vcan.
+func TestPolicyVirtualBus(t *testing.T) {
+	kerneltest.Require(t)
+	pol := writePolicy(t, `{"buses": {"simbus": {"virtual": true}}, "default": {"buses": {"simbus": {}}}}`)
+	nsA, nsB := kerneltest.NewNS(t), kerneltest.NewNS(t)
+	t.Cleanup(func() { kerneltest.Run(t, "ip", "link", "del", "simbus") })
+	mustKC(t, "attach", "--config", pol, "--netns", nsA.Path(), "--bus", "simbus:can0,tx=100-1FF")
+	t.Cleanup(func() { kc(t, "detach", "--netns", nsA.Path()) })
+	if l, err := linkConn(t, nil).LinkByName("simbus"); err != nil || l.Kind != "vcan" || !l.Up {
+		t.Fatalf("virtual bus: %+v, %v", l, err)
+	}
+	mustKC(t, "attach", "--config", pol, "--netns", nsB.Path(), "--bus", "simbus:can0,rx=180-27F")
+	t.Cleanup(func() { kc(t, "detach", "--netns", nsB.Path()) })
+	host := kerneltest.Open(t, nil, "simbus")
+	a := kerneltest.Open(t, nsA, "can0")
+	b := kerneltest.Open(t, nsB, "can0")
+
+	onOneCPU(t, func() {
+		for _, id := range []uint32{0x150, 0x190, 0x1F0, 0x1FF} {
+			a.Send(t, frame(id, 1))
+		}
+	})
+	b.ExpectOnlyUntil(t, []kerneltest.Frame{frame(0x190, 1), frame(0x1F0, 1)}, frame(0x1FF, 1), wait)
+	host.Expect(t, []kerneltest.Frame{frame(0x150, 1), frame(0x190, 1), frame(0x1F0, 1), frame(0x1FF, 1)}, wait)
+	b.Send(t, frame(0x222, 2))
+	a.Expect(t, []kerneltest.Frame{frame(0x222, 2)}, wait)
+	host.Expect(t, []kerneltest.Frame{frame(0x222, 2)}, wait)
+
+	// Attaching again changes nothing; detaching A removes its rules with B.
+	before := snapshot(t, nil)
+	mustKC(t, "attach", "--config", pol, "--netns", nsB.Path(), "--bus", "simbus:can0,rx=180-27F")
+	if snapshot(t, nil) != before {
+		t.Fatal("re-attaching B changed the kernel state")
+	}
+	mustKC(t, "detach", "--netns", nsA.Path())
+	simbus, _ := linkIndex(t, nil, "simbus")
+	_, rules := ours(t)
+	if len(rules) != 6 { // B: rx 180-1FF, 200-27F and tx all, classic and FD each
+		t.Errorf("after A left: %d rules of ours, want 6", len(rules))
+	}
+	for _, r := range rules {
+		if r.Src != simbus && r.Dst != simbus {
+			t.Errorf("after A left, a rule between containers remains: %+v", r)
+		}
+	}
+}
