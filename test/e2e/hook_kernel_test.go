@@ -137,3 +137,28 @@ func TestHookHostNetworkDoesNothing(t *testing.T) {
 		t.Fatal("the hook changed something for a host-network container")
 	}
 }
+
+// The hook goes through the policy too: a container asking for a bus it is
+// not granted does not start, and the error names the bus.
+func TestHookEnforcesPolicy(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "hookpol", 16)
+	pol := writePolicy(t, `{"buses": {"hookpol": {}}, "containers": [{"match": "allowed-*", "buses": {"hookpol": {"dir": "rx"}}}]}`)
+	denied := newFakeContainer(t, "denied-app", []string{"KANTO_CAN=hookpol"}, false)
+	before := snapshot(t, nil)
+	errOut, code := denied.hook(t, "creating", "prestart", "--config", pol)
+	if code == 0 || !strings.Contains(errOut, "policy: container denied-app may not use bus hookpol") {
+		t.Fatalf("denied container: exit %d, %q", code, errOut)
+	}
+	if snapshot(t, nil) != before {
+		t.Fatal("a denied hook left something behind")
+	}
+	ok := newFakeContainer(t, "allowed-app", []string{"KANTO_CAN=hookpol"}, false)
+	if errOut, code := ok.hook(t, "creating", "prestart", "--config", pol); code != 0 {
+		t.Fatalf("allowed container: exit %d, %q", code, errOut)
+	}
+	if a := lsOne(t, "hookpol"); a.Direction() != "rx" {
+		t.Errorf("granted dir=rx, got %s", a.Direction())
+	}
+	ok.hook(t, "stopped", "poststop")
+}
