@@ -51,6 +51,10 @@ func ifinfomsg(index int32, flags, change uint32) []byte {
 	return b
 }
 
+// ParseLink decodes an RTM_NEWLINK or RTM_DELLINK message, such as a link
+// notification.
+func ParseLink(m nl.Message) (Link, error) { return parseLink(m) }
+
 func parseLink(m nl.Message) (Link, error) {
 	if len(m.Data) < ifinfomsgLen {
 		return Link{}, fmt.Errorf("vxcan: RTM_NEWLINK message of %d bytes, want at least %d", len(m.Data), ifinfomsgLen)

@@ -10,6 +10,7 @@ import (
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/nl"
 	"github.com/kanto-can/kanto-can/internal/ratelimit"
+	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
 	"github.com/kanto-can/kanto-can/vxcan"
@@ -20,7 +21,10 @@ import (
 type Host struct {
 	Links *vxcan.Conn
 	GW    *cangw.Conn
-	tc    *nl.Conn // traffic control (rate limits), opened when needed
+	// Records is the directory of the attachments' records (package
+	// record); "" keeps none.
+	Records string
+	tc      *nl.Conn // traffic control (rate limits), opened when needed
 }
 
 // OpenHost opens the sockets in the caller's network namespace.
@@ -34,7 +38,7 @@ func OpenHost() (*Host, error) {
 		links.Close()
 		return nil, err
 	}
-	return &Host{Links: links, GW: gw}, nil
+	return &Host{Links: links, GW: gw, Records: record.DefaultDir}, nil
 }
 
 // Close closes the sockets.
@@ -202,18 +206,81 @@ func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 			if err := h.create(t, r, &done); err != nil {
 				return nil, rollback(err)
 			}
-			continue
+		} else {
+			all, err := rules()
+			if err != nil {
+				return nil, rollback(err)
+			}
+			r.HostEndIndex = existing[i].Index
+			if err := h.sync(r, all, &done); err != nil {
+				return nil, rollback(err)
+			}
 		}
-		all, err := rules()
-		if err != nil {
-			return nil, rollback(err)
-		}
-		r.HostEndIndex = existing[i].Index
-		if err := h.sync(r, all, &done); err != nil {
+		if err := h.record(t, r, &done); err != nil {
 			return nil, rollback(err)
 		}
 	}
 	return results, nil
+}
+
+// record writes the attachment's record; a new one is removed again if
+// the attach is undone.
+func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
+	if h.Records == "" {
+		return nil
+	}
+	rec := record.Record{HostEnd: r.Plan.HostEnd, Target: t.ID, Label: t.Label, Container: t.Container,
+		Bus: r.Plan.Bus.String(), TxRate: r.Plan.Bus.TxRate, Virtual: r.Plan.Bus.Virtual}
+	if err := record.Write(h.Records, rec); err != nil {
+		return err
+	}
+	if r.Created {
+		*done = append(*done, func() error { return record.Remove(h.Records, rec.HostEnd) })
+	}
+	return nil
+}
+
+// Reconcile puts back what the kernel forgot, from the records: the rules
+// (and rate limits) of attachments whose bus came back, for example with a
+// new ifindex after an adapter was replugged. Records of host ends that are
+// gone (their container's namespace went away) are removed. It returns the
+// host ends it changed.
+func (h *Host) Reconcile() ([]string, error) {
+	if h.Records == "" {
+		return nil, nil
+	}
+	recs, err := record.List(h.Records)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	var errs []error
+	for _, rec := range recs {
+		if _, err := h.Links.LinkByName(rec.HostEnd); errors.Is(err, vxcan.ErrNotFound) {
+			if err := record.Remove(h.Records, rec.HostEnd); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		b, err := rec.Request()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := h.Links.LinkByName(b.Host); errors.Is(err, vxcan.ErrNotFound) && !b.Optional && !b.Virtual {
+			continue // the bus is away: its rules come back with it
+		}
+		t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container}
+		res, err := h.Attach(t, []request.Bus{b})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", rec.HostEnd, err))
+			continue
+		}
+		if res[0].Added+res[0].Removed > 0 || res[0].RateChanged {
+			changed = append(changed, rec.HostEnd)
+		}
+	}
+	return changed, errors.Join(errs...)
 }
 
 // virtualBusAlias marks the vcans kanto-can made for virtual buses.
@@ -319,6 +386,11 @@ func checkExisting(end vxcan.Link, t *target.Target, p Plan) error {
 // kernel deletes every rule naming a vanished interface.
 func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 	p := r.Plan
+	if t.NS == nil {
+		// A target known only from a record: its pair is gone, and with it
+		// the way into its namespace.
+		return fmt.Errorf("bus %s: the host end %s is gone and %s's network namespace is unknown", p.Bus.Host, p.HostEnd, t.Label)
+	}
 	meta := Meta{Target: t.ID, Label: t.Label, Bus: p.Bus.Host, Inside: p.Bus.Inside, Container: t.Container}
 	end, err := h.Links.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: meta.Alias()})
 	if errors.Is(err, unix.EEXIST) {
@@ -442,6 +514,11 @@ func (h *Host) deleteOurs(ends []vxcan.Link, match func(Meta) bool) ([]string, e
 		}
 		if err := ignoreGone(h.Links.Delete(end.Index)); err != nil {
 			return gone, err
+		}
+		if h.Records != "" {
+			if err := record.Remove(h.Records, end.Name); err != nil {
+				return gone, err
+			}
 		}
 		gone = append(gone, meta.Bus)
 	}

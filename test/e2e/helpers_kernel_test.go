@@ -14,6 +14,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/vxcan"
 )
 
@@ -141,6 +142,9 @@ func requireNothingOfOurs(t *testing.T) {
 	t.Helper()
 	if links, rules := ours(t); len(links)+len(rules) > 0 {
 		t.Fatalf("left behind: links %v, rules %+v", links, rules)
+	}
+	if recs, err := record.List(record.DefaultDir); err != nil || len(recs) > 0 {
+		t.Fatalf("records left behind: %+v, %v", recs, err)
 	}
 }
 

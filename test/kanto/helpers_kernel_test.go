@@ -16,6 +16,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
+	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/vxcan"
 )
 
@@ -111,6 +112,13 @@ func oursLeft(t *testing.T) string {
 		if idx[r.Src] || idx[r.Dst] {
 			left = append(left, fmt.Sprintf("rule %d>%d", r.Src, r.Dst))
 		}
+	}
+	recs, err := record.List(record.DefaultDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		left = append(left, "record "+r.HostEnd)
 	}
 	return strings.Join(left, ", ")
 }

@@ -1,0 +1,111 @@
+// Package record keeps what was granted for each attachment, one file per
+// host end under /run/kanto-can, so that what the kernel forgets can be
+// put back: when a bus goes away the kernel deletes every gateway rule
+// naming it, and when it comes back (a replugged adapter, a reloaded driver)
+// only the records say which rules it had.
+//
+// Files are written to a temporary name and renamed, so concurrent writers
+// (hooks of containers starting at the same time) never leave a torn or
+// mixed record; each attachment has its own file.
+package record
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kanto-can/kanto-can/internal/request"
+)
+
+// DefaultDir is where records live: a tmpfs, gone at reboot like the
+// attachments themselves.
+const DefaultDir = "/run/kanto-can"
+
+// Record is one attachment's grant.
+type Record struct {
+	HostEnd   string        `json:"host_end"`
+	Target    string        `json:"target"`
+	Label     string        `json:"label"`
+	Container string        `json:"container,omitempty"`
+	Bus       string        `json:"bus"` // the resolved bus, in --bus notation
+	TxRate    *request.Rate `json:"tx_rate,omitempty"`
+	Virtual   bool          `json:"virtual,omitempty"`
+}
+
+// Request returns the recorded grant as a bus request.
+func (r Record) Request() (request.Bus, error) {
+	b, err := request.ParseBus(r.Bus)
+	if err != nil {
+		return b, fmt.Errorf("record %s: %w", r.HostEnd, err)
+	}
+	b.TxRate, b.Virtual = r.TxRate, r.Virtual
+	return b, nil
+}
+
+func path(dir, hostEnd string) string { return filepath.Join(dir, hostEnd+".json") }
+
+// Write stores r atomically.
+func Write(dir string, r Record) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("records: %w", err)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+r.HostEnd+".*")
+	if err != nil {
+		return fmt.Errorf("records: %w", err)
+	}
+	_, err = tmp.Write(append(b, '\n'))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path(dir, r.HostEnd))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("records: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes the record of a host end; a missing record is fine.
+func Remove(dir, hostEnd string) error {
+	if err := os.Remove(path(dir, hostEnd)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("records: %w", err)
+	}
+	return nil
+}
+
+// List returns every record in dir (none when dir does not exist).
+func List(dir string) ([]Record, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("records: %w", err)
+	}
+	var out []Record
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("records: %w", err)
+		}
+		var r Record
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("records: %s: %w", name, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -1,0 +1,66 @@
+package record
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/kanto-can/kanto-can/internal/request"
+)
+
+func TestWriteListRemove(t *testing.T) {
+	dir := t.TempDir()
+	r := Record{HostEnd: "kcan0123456789a", Target: "netns:1", Label: "container app", Container: "app",
+		Bus: "can0,dir=both,fd=auto,rx=7DF", TxRate: &request.Rate{FramesPerSecond: 100, Burst: 10}}
+	if err := Write(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	list, err := List(dir)
+	if err != nil || len(list) != 1 || list[0].Bus != r.Bus || *list[0].TxRate != *r.TxRate {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+	b, err := list[0].Request()
+	if err != nil || b.Host != "can0" || b.RX == nil || b.TxRate == nil {
+		t.Fatalf("Request = %+v, %v", b, err)
+	}
+	if err := Remove(dir, r.HostEnd); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(dir, r.HostEnd); err != nil {
+		t.Fatalf("second Remove: %v", err)
+	}
+	if list, _ := List(dir); len(list) != 0 {
+		t.Fatalf("after Remove: %+v", list)
+	}
+	if list, err := List(dir + "/nosuch"); err != nil || list != nil {
+		t.Fatalf("missing dir: %v, %v", list, err)
+	}
+}
+
+// Many writers at once (containers starting together): every record is
+// whole and none is lost.
+func TestConcurrentWriters(t *testing.T) {
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 20; j++ { // rewrites of the same record too
+				if err := Write(dir, Record{HostEnd: fmt.Sprintf("kcan%011d", i), Bus: fmt.Sprintf("can%d", j%3)}); err != nil {
+					t.Error(err)
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	list, err := List(dir)
+	if err != nil || len(list) != 50 {
+		t.Fatalf("%d records, %v", len(list), err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 50 {
+		t.Fatalf("%d files: temporary files left", len(entries))
+	}
+}
