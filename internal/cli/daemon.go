@@ -79,6 +79,8 @@ optional: without it, hooks and attach still attach and detach correctly.`,
 						// A container's interface went with its namespace.
 						if err := record.Remove(records, l.Name); err != nil {
 							log.Warn("remove record", "host_end", l.Name, "err", err)
+						} else {
+							log.Info("forgot", "host_end", l.Name)
 						}
 					case m.Header.Type == unix.RTM_NEWLINK && l.IsCAN() && !strings.HasPrefix(l.Name, attach.HostEndPrefix):
 						// A bus (re)appeared, or changed: put its rules back.

@@ -92,3 +92,21 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 		t.Fatalf("%d rules, want %d", len(rules), len(before))
 	}
 }
+
+// A container that asked for an optional bus that did not exist yet gets
+// routed when the bus appears.
+func TestDaemonRoutesAnOptionalBusWhenItAppears(t *testing.T) {
+	kerneltest.Require(t)
+	log := startDaemon(t)
+	ns := kerneltest.NewNS(t)
+	mustKC(t, "attach", "--netns", ns.Path(), "--bus", "latebus:can0,optional")
+	t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
+	inside := kerneltest.Open(t, ns, "can0") // the interface is there already
+	kerneltest.VCAN(t, "latebus", 72)
+	awaitLog(t, log, `msg=reconciled why="bus latebus"`)
+	host := kerneltest.Open(t, nil, "latebus")
+	host.Send(t, frame(0x321, 7))
+	inside.Expect(t, []kerneltest.Frame{frame(0x321, 7)}, wait)
+	inside.Send(t, frame(0x322, 8))
+	host.Expect(t, []kerneltest.Frame{frame(0x322, 8)}, wait)
+}

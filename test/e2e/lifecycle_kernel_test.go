@@ -98,9 +98,11 @@ func TestReattachUpdatesRules(t *testing.T) {
 	failKC(t, "detach it first", "attach", "--netns", ns.Path(), "--bus", "upbus:other")
 }
 
-// Destroying the container's network namespace leaves nothing of ours.
+// Destroying the container's network namespace leaves nothing of ours: the
+// kernel removes the pair and its rules, the daemon the record.
 func TestNetnsDestroyedLeavesNothing(t *testing.T) {
 	kerneltest.Require(t)
+	log := startDaemon(t)
 	foreign(t)
 	kerneltest.VCAN(t, "nsbus", 72)
 	ns := kerneltest.NewNS(t)
@@ -128,6 +130,7 @@ func TestNetnsDestroyedLeavesNothing(t *testing.T) {
 			t.Fatalf("host end %s still there %v after the namespace was destroyed", links[0], wait)
 		}
 	}
+	awaitLog(t, log, "msg=forgot host_end="+links[0])
 	requireNothingOfOurs(t)
 	if after := snapshot(t, nil); after != before {
 		t.Fatalf("state differs from before the attach:\nbefore:\n%s\nafter:\n%s", before, after)
