@@ -473,7 +473,36 @@ func (h *Host) DetachContainer(id string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return h.deleteOurs(ends, func(m Meta) bool { return m.Container == id })
+	gone, err := h.deleteOurs(ends, func(m Meta) bool { return m.Container == id })
+	if err != nil {
+		return gone, err
+	}
+	// By poststop the container's namespace, and with it the pair, is
+	// usually gone already: its records must go too.
+	return gone, h.forget(func(r record.Record) bool { return r.Container == id })
+}
+
+// forget removes the records that match and whose host end no longer
+// exists.
+func (h *Host) forget(match func(record.Record) bool) error {
+	if h.Records == "" {
+		return nil
+	}
+	recs, err := record.List(h.Records)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if !match(r) {
+			continue
+		}
+		if _, err := h.Links.LinkByName(r.HostEnd); errors.Is(err, vxcan.ErrNotFound) {
+			if err := record.Remove(h.Records, r.HostEnd); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Detach removes the target's attachments: those of the named host buses,
@@ -500,7 +529,11 @@ func (h *Host) Detach(t *target.Target, buses []string) ([]string, error) {
 		}
 		ends = all
 	}
-	return h.deleteOurs(ends, func(m Meta) bool { return m.Target == t.ID })
+	gone, err := h.deleteOurs(ends, func(m Meta) bool { return m.Target == t.ID })
+	if err != nil {
+		return gone, err
+	}
+	return gone, h.forget(func(r record.Record) bool { return r.Target == t.ID })
 }
 
 // deleteOurs deletes the host ends that are ours and match; the kernel

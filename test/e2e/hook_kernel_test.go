@@ -162,3 +162,23 @@ func TestHookEnforcesPolicy(t *testing.T) {
 	}
 	ok.hook(t, "stopped", "poststop")
 }
+
+// poststop usually runs after the container's namespace, and with it the
+// pair, is gone: the hook still forgets the container's records.
+func TestHookPoststopAfterTheNamespaceIsGone(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "hookgone", 16)
+	c := newFakeContainer(t, "gone-app", []string{"KANTO_CAN=hookgone"}, false)
+	if errOut, code := c.hook(t, "creating", "prestart"); code != 0 {
+		t.Fatalf("prestart: %s", errOut)
+	}
+	links, _ := ours(t)
+	c.cmd.Process.Kill()
+	c.cmd.Wait()
+	// The namespace goes away asynchronously: await the host end's removal.
+	awaitGone(t, links[0])
+	if errOut, code := c.hook(t, "stopped", "poststop"); code != 0 {
+		t.Fatalf("poststop: %s", errOut)
+	}
+	requireNothingOfOurs(t)
+}

@@ -112,24 +112,8 @@ func TestNetnsDestroyedLeavesNothing(t *testing.T) {
 	if len(links) != 1 {
 		t.Fatalf("links of ours: %v", links)
 	}
-	// Await the kernel's deletion of the host end (namespace teardown is
-	// asynchronous) through link notifications, not a sleep.
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	defer close(done)
-	if err := netlink.LinkSubscribe(updates, done); err != nil {
-		t.Fatal(err)
-	}
 	ns.Delete(t)
-	deadline := timeAfter(wait)
-	for gone := false; !gone; {
-		select {
-		case u := <-updates:
-			gone = u.Header.Type == unix.RTM_DELLINK && u.Attrs().Name == links[0]
-		case <-deadline:
-			t.Fatalf("host end %s still there %v after the namespace was destroyed", links[0], wait)
-		}
-	}
+	awaitGone(t, links[0])
 	awaitLog(t, log, "msg=forgot host_end="+links[0])
 	requireNothingOfOurs(t)
 	if after := snapshot(t, nil); after != before {
@@ -223,6 +207,32 @@ func TestBadInput(t *testing.T) {
 		failKC(t, tc.want, tc.args...)
 		if after := snapshot(t, ns); after != before {
 			t.Fatalf("kanto-can %s left something behind:\nbefore:\n%s\nafter:\n%s", strings.Join(tc.args, " "), before, after)
+		}
+	}
+}
+
+// awaitGone waits, through link notifications rather than a sleep, until
+// the kernel has deleted a host end (namespace teardown is asynchronous).
+func awaitGone(t *testing.T, hostEnd string) {
+	t.Helper()
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := linkConn(t, nil).LinkByName(hostEnd); err != nil {
+		return // gone already
+	}
+	deadline := timeAfter(wait)
+	for {
+		select {
+		case u := <-updates:
+			if u.Header.Type == unix.RTM_DELLINK && u.Attrs().Name == hostEnd {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("host end %s still there %v later", hostEnd, wait)
 		}
 	}
 }
