@@ -249,6 +249,9 @@ func (h *Host) Reconcile() ([]string, error) {
 	if h.Records == "" {
 		return nil, nil
 	}
+	if err := h.forget(func(record.Record) bool { return true }); err != nil {
+		return nil, err
+	}
 	recs, err := record.List(h.Records)
 	if err != nil {
 		return nil, err
@@ -256,12 +259,6 @@ func (h *Host) Reconcile() ([]string, error) {
 	var changed []string
 	var errs []error
 	for _, rec := range recs {
-		if _, err := h.Links.LinkByName(rec.HostEnd); errors.Is(err, vxcan.ErrNotFound) {
-			if err := record.Remove(h.Records, rec.HostEnd); err != nil {
-				errs = append(errs, err)
-			}
-			continue
-		}
 		b, err := rec.Request()
 		if err != nil {
 			errs = append(errs, err)
