@@ -58,7 +58,7 @@ kernel-tests: build
 		done; \
 	done < <($(GO) list -tags kernel -f '{{.ImportPath}} {{.Dir}} {{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}' $(KERNEL_PKGS)); \
 	[[ $$n -gt 0 ]] || { echo "no package has kernel-tagged tests"; exit 1; }
-	test/vm/run.sh --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
+	test/vm/run.sh --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
 		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
 		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
 		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
