@@ -139,17 +139,11 @@ func (p *Policy) grant(at string, v any) (Grant, error) {
 	}
 	if d, ok := o["dir"]; ok {
 		s, ok := d.(string)
-		switch {
-		case !ok:
+		if !ok {
 			return g, fmt.Errorf("%s.dir: want a string (both, rx, tx), got %s", at, kind(d))
-		case s == "both":
-			g.Dir = request.Both
-		case s == "rx" || s == "rx-only":
-			g.Dir = request.RxOnly
-		case s == "tx" || s == "tx-only":
-			g.Dir = request.TxOnly
-		default:
-			return g, fmt.Errorf("%s.dir: %q: want both, rx or tx", at, s)
+		}
+		if g.Dir, err = request.ParseDirection(s); err != nil {
+			return g, fmt.Errorf("%s.dir: %w", at, err)
 		}
 	}
 	if g.RX, err = p.ids(at+".rx", o["rx"]); err != nil {
@@ -270,15 +264,12 @@ func fdMode(at string, v any) (request.FDMode, error) {
 	if v == nil {
 		return request.FDAuto, nil
 	}
-	switch v {
-	case "auto":
-		return request.FDAuto, nil
-	case "on":
-		return request.FDOn, nil
-	case "off":
-		return request.FDOff, nil
+	s, _ := v.(string)
+	m, err := request.ParseFDMode(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %v: want \"auto\", \"on\" or \"off\"", at, v)
 	}
-	return 0, fmt.Errorf("%s: %v: want \"auto\", \"on\" or \"off\"", at, v)
+	return m, nil
 }
 
 func patterns(at string, v any) ([]string, error) {

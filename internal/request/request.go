@@ -73,6 +73,32 @@ func (m FDMode) String() string {
 	}
 }
 
+// ParseDirection reads both, rx (rx-only) or tx (tx-only).
+func ParseDirection(s string) (Direction, error) {
+	switch s {
+	case "both":
+		return Both, nil
+	case "rx", "rx-only":
+		return RxOnly, nil
+	case "tx", "tx-only":
+		return TxOnly, nil
+	}
+	return Both, fmt.Errorf("%q: want both, rx or tx", s)
+}
+
+// ParseFDMode reads auto, on or off.
+func ParseFDMode(s string) (FDMode, error) {
+	switch s {
+	case "auto":
+		return FDAuto, nil
+	case "on":
+		return FDOn, nil
+	case "off":
+		return FDOff, nil
+	}
+	return FDAuto, fmt.Errorf("%q: want auto, on or off", s)
+}
+
 // MaxIfNameLen is the kernel's limit on interface names (IFNAMSIZ - 1).
 const MaxIfNameLen = 15
 
@@ -175,28 +201,18 @@ func parseBus(spec string) (Bus, error) {
 		switch key {
 		case "dir":
 			b.DirSet = true
-			switch val {
-			case "both":
-				b.Dir = Both
-			case "rx", "rx-only":
-				b.Dir = RxOnly
-			case "tx", "tx-only":
-				b.Dir = TxOnly
-			default:
-				return Bus{}, fmt.Errorf("dir=%q: want both, rx or tx", val)
+			d, err := ParseDirection(val)
+			if err != nil {
+				return Bus{}, fmt.Errorf("dir=%w", err)
 			}
+			b.Dir = d
 		case "fd":
 			b.FDSet = true
-			switch val {
-			case "auto":
-				b.FD = FDAuto
-			case "on":
-				b.FD = FDOn
-			case "off":
-				b.FD = FDOff
-			default:
-				return Bus{}, fmt.Errorf("fd=%q: want auto, on or off", val)
+			m, err := ParseFDMode(val)
+			if err != nil {
+				return Bus{}, fmt.Errorf("fd=%w", err)
 			}
+			b.FD = m
 		case "rx":
 			rx = []string{val}
 			list = &rx
