@@ -83,8 +83,7 @@ func fromFile(f *os.File, label string) (*Target, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
-	var self unix.Stat_t
-	if err := unix.Stat("/proc/thread-self/ns/net", &self); err == nil && self.Ino == st.Ino && self.Dev == st.Dev {
+	if own, err := isOwnNetNS(st); err == nil && own {
 		f.Close()
 		return nil, fmt.Errorf("%s shares the host's network namespace: it sees the host's CAN interfaces already, there is nothing to attach", label)
 	}
@@ -93,12 +92,20 @@ func fromFile(f *os.File, label string) (*Target, error) {
 
 // HostNetwork reports whether pid runs in the caller's network namespace.
 func HostNetwork(pid int) (bool, error) {
-	var a, b unix.Stat_t
-	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &a); err != nil {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &st); err != nil {
 		return false, err
 	}
-	if err := unix.Stat("/proc/self/ns/net", &b); err != nil {
+	return isOwnNetNS(st)
+}
+
+// isOwnNetNS reports whether st (of a namespace file) is the calling
+// thread's network namespace. thread-self, not self: a Go program's main
+// thread may have been moved to another namespace and parked.
+func isOwnNetNS(st unix.Stat_t) (bool, error) {
+	var own unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &own); err != nil {
 		return false, err
 	}
-	return a.Ino == b.Ino && a.Dev == b.Dev, nil
+	return own.Ino == st.Ino && own.Dev == st.Dev, nil
 }
