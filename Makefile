@@ -1,6 +1,6 @@
 # kanto-can build and test entry points.
 #
-#   make build          static kanto-can binary in out/bin/
+#   make build          static kanto-can and kanto-can-daemon binaries in out/bin/
 #   make setup          host packages + guest kernel for the test VM (root)
 #   make unit           vet + unit tests on the host
 #   make kernel-tests   tests tagged "kernel", run in a QEMU guest (test/vm/)
@@ -28,6 +28,7 @@ export KERNEL_TEST_FLAGS
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/kanto-can
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/kanto-can-daemon ./cmd/kanto-can-daemon
 
 setup:
 	test/vm/setup-host.sh
@@ -43,6 +44,9 @@ kernel-tests: build
 	rm -rf $(KERNEL_TEST_DIR)
 	mkdir -p $(KERNEL_TEST_DIR)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/canapp ./test/canapp
+	# kanto-can with fault points armed (package internal/fault), for tests
+	# that kill it half way.
+	CGO_ENABLED=0 $(GO) build -trimpath -tags faultinject -o $(OUT)/fault/kanto-can ./cmd/kanto-can
 	@n=0; \
 	while read -r pkg dir files; do \
 		for f in $$files; do \
@@ -59,7 +63,7 @@ kernel-tests: build
 	done < <($(GO) list -tags kernel -f '{{.ImportPath}} {{.Dir}} {{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}' $(KERNEL_PKGS)); \
 	[[ $$n -gt 0 ]] || { echo "no package has kernel-tagged tests"; exit 1; }
 	test/vm/run.sh --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
-		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
+		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) --env KANTO_CAN_FAULT_BIN=$(abspath $(OUT)/fault/kanto-can) \
 		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
 		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
 

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/internal/fault"
 	"github.com/kanto-can/kanto-can/internal/nl"
 	"github.com/kanto-can/kanto-can/internal/ratelimit"
 	"github.com/kanto-can/kanto-can/internal/record"
@@ -48,6 +49,14 @@ func (h *Host) Close() error {
 		err = errors.Join(err, h.tc.Close())
 	}
 	return err
+}
+
+// lock takes the records' lock (see record.Lock) for a change.
+func (h *Host) lock() (unlock func(), err error) {
+	if h.Records == "" {
+		return func() {}, nil
+	}
+	return record.Lock(h.Records)
 }
 
 func (h *Host) tcConn() (*nl.Conn, error) {
@@ -137,6 +146,15 @@ type undoList []func() error
 // bus is checked before anything changes; if a change fails part way, what
 // this call did is undone before the error is returned.
 func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
+	unlock, err := h.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return h.attach(t, buses)
+}
+
+func (h *Host) attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 	if err := request.CheckSet(buses); err != nil {
 		return nil, err
 	}
@@ -231,6 +249,18 @@ func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
 	}
 	rec := record.Record{HostEnd: r.Plan.HostEnd, Target: t.ID, Label: t.Label, Container: t.Container,
 		Bus: r.Plan.Bus.String(), TxRate: r.Plan.Bus.TxRate, Virtual: r.Plan.Bus.Virtual}
+	if t.Container != "" && t.PID > 0 {
+		// The container's init process, named for good: the daemon ends
+		// the attachment when it is gone.
+		if t.Started == 0 {
+			start, err := target.ProcessStart(t.PID)
+			if err != nil {
+				return fmt.Errorf("container %s: pid %d: %w", t.Container, t.PID, err)
+			}
+			t.Started = start
+		}
+		rec.PID, rec.Started = t.PID, t.Started
+	}
 	if err := record.Write(h.Records, rec); err != nil {
 		return err
 	}
@@ -238,46 +268,6 @@ func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
 		*done = append(*done, func() error { return record.Remove(h.Records, rec.HostEnd) })
 	}
 	return nil
-}
-
-// Reconcile puts back what the kernel forgot, from the records: the rules
-// (and rate limits) of attachments whose bus came back, for example with a
-// new ifindex after an adapter was replugged. Records of host ends that are
-// gone (their container's namespace went away) are removed. It returns the
-// host ends it changed.
-func (h *Host) Reconcile() ([]string, error) {
-	if h.Records == "" {
-		return nil, nil
-	}
-	if err := h.forget(func(record.Record) bool { return true }); err != nil {
-		return nil, err
-	}
-	recs, err := record.List(h.Records)
-	if err != nil {
-		return nil, err
-	}
-	var changed []string
-	var errs []error
-	for _, rec := range recs {
-		b, err := rec.Request()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if _, err := h.Links.LinkByName(b.Host); errors.Is(err, vxcan.ErrNotFound) && !b.Optional && !b.Virtual {
-			continue // the bus is away: its rules come back with it
-		}
-		t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container}
-		res, err := h.Attach(t, []request.Bus{b})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", rec.HostEnd, err))
-			continue
-		}
-		if res[0].Added+res[0].Removed > 0 || res[0].RateChanged {
-			changed = append(changed, rec.HostEnd)
-		}
-	}
-	return changed, errors.Join(errs...)
 }
 
 // virtualBusAlias marks the vcans kanto-can made for virtual buses.
@@ -401,11 +391,13 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 	}
 	*done = append(*done, func() error { return ignoreGone(h.Links.Delete(end.Index)) })
 	r.Created, r.HostEndIndex = true, end.Index
+	fault.Point("pair-made")
 	for _, rule := range p.Resolve(end.Index) {
 		if err := h.GW.Add(rule); err != nil {
 			return fmt.Errorf("bus %s: %w", p.Bus.Host, err)
 		}
 		r.Added++
+		fault.Point("rule-added")
 	}
 	if p.Bus.TxRate == nil {
 		return nil
@@ -466,6 +458,11 @@ func ignoreGone(err error) error {
 // whatever namespace it was in: for when the container's process is gone
 // (an OCI poststop hook) but its namespace, and so the pair, may not be.
 func (h *Host) DetachContainer(id string) ([]string, error) {
+	unlock, err := h.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	ends, err := h.Links.Pairs()
 	if err != nil {
 		return nil, err
@@ -507,6 +504,11 @@ func (h *Host) forget(match func(record.Record) bool) error {
 // Links are removed only when their alias says they are ours and this
 // target's; the kernel then drops their rules.
 func (h *Host) Detach(t *target.Target, buses []string) ([]string, error) {
+	unlock, err := h.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	var ends []vxcan.Link
 	if len(buses) > 0 {
 		for _, b := range buses {
@@ -538,8 +540,8 @@ func (h *Host) Detach(t *target.Target, buses []string) ([]string, error) {
 func (h *Host) deleteOurs(ends []vxcan.Link, match func(Meta) bool) ([]string, error) {
 	var gone []string
 	for _, end := range ends {
-		meta, ok := ParseAlias(end.Alias)
-		if end.Kind != "vxcan" || !ok || !strings.HasPrefix(end.Name, HostEndPrefix) || !match(meta) {
+		meta, _ := ParseAlias(end.Alias)
+		if !isOurs(end) || !match(meta) {
 			continue
 		}
 		if err := ignoreGone(h.Links.Delete(end.Index)); err != nil {

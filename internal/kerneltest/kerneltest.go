@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -14,6 +15,9 @@ const (
 	EnvGuest = "KANTO_CAN_GUEST"
 	// EnvBinary is the absolute path of the kanto-can binary under test.
 	EnvBinary = "KANTO_CAN_BIN"
+	// EnvFaultBinary is kanto-can built with fault points armed (build tag
+	// faultinject): KANTO_CAN_FAULT=POINT makes it kill itself there.
+	EnvFaultBinary = "KANTO_CAN_FAULT_BIN"
 )
 
 // Require fails the test unless it runs inside the test VM (KANTO_CAN_GUEST=1).
@@ -31,17 +35,40 @@ func Require(tb testing.TB) {
 // It fails the test if the variable is unset or the file is not executable.
 func Binary(tb testing.TB) string {
 	tb.Helper()
+	return binaryFrom(tb, EnvBinary)
+}
+
+// DaemonBinary returns the path of kanto-can-daemon, built next to the
+// kanto-can binary under test.
+func DaemonBinary(tb testing.TB) string {
+	tb.Helper()
+	p := filepath.Join(filepath.Dir(binaryFrom(tb, EnvBinary)), "kanto-can-daemon")
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("kanto-can-daemon: %v (make build puts it next to kanto-can)", err)
+	}
+	return p
+}
+
+// FaultBinary returns the path of kanto-can with fault points armed
+// ($KANTO_CAN_FAULT_BIN; see package internal/fault).
+func FaultBinary(tb testing.TB) string {
+	tb.Helper()
+	return binaryFrom(tb, EnvFaultBinary)
+}
+
+func binaryFrom(tb testing.TB, env string) string {
+	tb.Helper()
 	Require(tb)
-	p := os.Getenv(EnvBinary)
+	p := os.Getenv(env)
 	if p == "" {
-		tb.Fatalf("%s is not set: make kernel-tests passes the kanto-can binary to the guest", EnvBinary)
+		tb.Fatalf("%s is not set: make kernel-tests passes the binaries under test to the guest", env)
 	}
 	st, err := os.Stat(p)
 	if err != nil {
-		tb.Fatalf("%s=%s: %v", EnvBinary, p, err)
+		tb.Fatalf("%s=%s: %v", env, p, err)
 	}
 	if st.IsDir() || st.Mode()&0o111 == 0 {
-		tb.Fatalf("%s=%s is not an executable file", EnvBinary, p)
+		tb.Fatalf("%s=%s is not an executable file", env, p)
 	}
 	return p
 }

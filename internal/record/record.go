@@ -26,13 +26,17 @@ const DefaultDir = "/run/kanto-can"
 
 // Record is one attachment's grant.
 type Record struct {
-	HostEnd   string        `json:"host_end"`
-	Target    string        `json:"target"`
-	Label     string        `json:"label"`
-	Container string        `json:"container,omitempty"`
-	Bus       string        `json:"bus"` // the resolved bus, in --bus notation
-	TxRate    *request.Rate `json:"tx_rate,omitempty"`
-	Virtual   bool          `json:"virtual,omitempty"`
+	HostEnd   string `json:"host_end"`
+	Target    string `json:"target"`
+	Label     string `json:"label"`
+	Container string `json:"container,omitempty"`
+	// PID is the container's init process when the attachment was made:
+	// once it is gone, so is the container, even if its namespace lives on.
+	PID     int           `json:"pid,omitempty"`
+	Started uint64        `json:"started,omitempty"` // PID's start time (target.ProcessStart)
+	Bus     string        `json:"bus"`               // the resolved bus, in --bus notation
+	TxRate  *request.Rate `json:"tx_rate,omitempty"`
+	Virtual bool          `json:"virtual,omitempty"`
 }
 
 // Request returns the recorded grant as a bus request.

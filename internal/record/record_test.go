@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kanto-can/kanto-can/internal/request"
 )
@@ -62,5 +63,33 @@ func TestConcurrentWriters(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 50 {
 		t.Fatalf("%d files: temporary files left", len(entries))
+	}
+}
+
+func TestLockExcludes(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{})
+	go func() {
+		u, err := Lock(dir) // a second descriptor: blocks like another process would
+		if err != nil {
+			t.Error(err)
+		} else {
+			u()
+		}
+		close(got)
+	}()
+	select {
+	case <-got:
+		t.Fatal("a second Lock succeeded while the first was held")
+	case <-time.After(100 * time.Millisecond):
+	}
+	unlock()
+	<-got
+	if list, err := List(dir); err != nil || len(list) != 0 {
+		t.Fatalf("the lock file shows up as a record: %v, %v", list, err)
 	}
 }

@@ -24,6 +24,12 @@ type Target struct {
 	// Container is the container's id (containerd's and Kanto's) when
 	// known: it finds the attachments again once the process is gone.
 	Container string
+	// PID is the process the namespace was found through (0 for a
+	// namespace file): for a container, its init process, whose exit ends
+	// the attachment even when something else keeps the namespace alive.
+	PID int
+	// Started is the PID's start time (see ProcessStart) when known.
+	Started uint64
 }
 
 // Close releases the namespace handle.
@@ -45,7 +51,12 @@ func FromPID(pid int) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pid %d: open network namespace: %w", pid, err)
 	}
-	return fromFile(f, "pid "+strconv.Itoa(pid))
+	t, err := fromFile(f, "pid "+strconv.Itoa(pid))
+	if err != nil {
+		return nil, err
+	}
+	t.PID = pid
+	return t, nil
 }
 
 // FromPath opens a network namespace file such as /run/netns/NAME or

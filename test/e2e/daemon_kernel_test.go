@@ -3,59 +3,22 @@
 package e2e
 
 import (
-	"bufio"
+	"encoding/json"
+	"errors"
+	"os"
 	"os/exec"
-	"strings"
+	"syscall"
 	"testing"
-	"time"
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/record"
 )
 
-// startDaemon runs `kanto-can daemon` until the test ends and returns once
-// it is subscribed and has done its first pass. Its later log lines come on
-// the channel.
-func startDaemon(t *testing.T) <-chan string {
+// startDaemon starts kanto-can-daemon for the test (see
+// kerneltest.StartDaemon).
+func startDaemon(t *testing.T, args ...string) *kerneltest.Daemon {
 	t.Helper()
-	cmd := exec.Command(kerneltest.Binary(t), "daemon")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	lines := make(chan string, 100)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	awaitLog(t, lines, "msg=ready")
-	return lines
-}
-
-// awaitLog reads the daemon's log until a line contains want.
-func awaitLog(t *testing.T, lines <-chan string, want string) {
-	t.Helper()
-	timeout := time.After(wait)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("the daemon exited before logging %q", want)
-			}
-			t.Log("daemon: " + l)
-			if strings.Contains(l, want) {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("the daemon did not log %q within %v", want, wait)
-		}
-	}
+	return kerneltest.StartDaemon(t, wait, args...)
 }
 
 // Delete and re-create the host bus while three containers are attached:
@@ -66,7 +29,7 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 	kerneltest.MustRun(t, "ip", "link", "add", "dbus", "type", "vcan")
 	kerneltest.MustRun(t, "ip", "link", "set", "dbus", "up")
 	t.Cleanup(func() { kerneltest.Run(t, "ip", "link", "del", "dbus") })
-	log := startDaemon(t)
+	d := startDaemon(t)
 	var inside []*kerneltest.Socket
 	for i := 0; i < 3; i++ {
 		ns := kerneltest.NewNS(t)
@@ -82,7 +45,7 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 	}
 	kerneltest.MustRun(t, "ip", "link", "add", "dbus", "type", "vcan")
 	kerneltest.MustRun(t, "ip", "link", "set", "dbus", "up")
-	awaitLog(t, log, `msg=reconciled why="bus dbus"`)
+	d.AwaitLog(t, "msg=reconciled", "bus dbus", "restored=")
 	host := kerneltest.Open(t, nil, "dbus")
 	host.Send(t, frame(0x123, 1))
 	for _, s := range inside {
@@ -97,16 +60,146 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 // routed when the bus appears.
 func TestDaemonRoutesAnOptionalBusWhenItAppears(t *testing.T) {
 	kerneltest.Require(t)
-	log := startDaemon(t)
+	d := startDaemon(t)
 	ns := kerneltest.NewNS(t)
 	mustKC(t, "attach", "--netns", ns.Path(), "--bus", "latebus:can0,optional")
 	t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
 	inside := kerneltest.Open(t, ns, "can0") // the interface is there already
 	kerneltest.VCAN(t, "latebus", 72)
-	awaitLog(t, log, `msg=reconciled why="bus latebus"`)
+	d.AwaitLog(t, "msg=reconciled", "bus latebus", "restored=")
 	host := kerneltest.Open(t, nil, "latebus")
 	host.Send(t, frame(0x321, 7))
 	inside.Expect(t, []kerneltest.Frame{frame(0x321, 7)}, wait)
 	inside.Send(t, frame(0x322, 8))
 	host.Expect(t, []kerneltest.Frame{frame(0x322, 8)}, wait)
+}
+
+// faultedAttach runs kanto-can attach built with fault points armed, so that
+// it kills itself with SIGKILL at point, half way through the attach.
+func faultedAttach(t *testing.T, point string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(kerneltest.FaultBinary(t), append([]string{"attach"}, args...)...)
+	cmd.Env = append(os.Environ(), "KANTO_CAN_FAULT="+point)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("attach with KANTO_CAN_FAULT=%s: %v (want killed by SIGKILL)\n%s", point, err, out)
+	}
+}
+
+// An attach killed half way (after making the pair, after the first rule)
+// leaves a host end without a record. The daemon's next reconcile removes
+// it, whether the daemon starts after the kill or runs during it, and
+// touches nothing that is not ours.
+func TestDaemonRemovesWhatAKilledAttachLeft(t *testing.T) {
+	kerneltest.Require(t)
+	foreign(t)
+	kerneltest.VCAN(t, "hbus", 72)
+	ns := kerneltest.NewNS(t)
+	before := snapshot(t, nil)
+	args := []string{"--netns", ns.Path(), "--bus", "hbus:can0,rx=100-1FF"}
+
+	faultedAttach(t, "rule-added", args...)
+	links, rules := ours(t)
+	if len(links) != 1 || len(rules) != 1 {
+		t.Fatalf("the killed attach left links %v and %d rules; want its host end and one rule", links, len(rules))
+	}
+	if recs, _ := record.List(record.DefaultDir); len(recs) != 0 {
+		t.Fatalf("the killed attach left records %+v; it was killed before writing any", recs)
+	}
+	d := startDaemon(t) // its first reconcile finds the half-made attachment
+	requireNothingOfOurs(t)
+	if after := snapshot(t, nil); after != before {
+		t.Fatalf("state differs from before the attach:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// With the daemon running: the host end's appearance makes it look,
+	// once the lock the attach held is free (its maker dead).
+	faultedAttach(t, "pair-made", args...)
+	d.AwaitLog(t, "msg=reconciled", "removed=[kcan")
+	requireNothingOfOurs(t)
+	if after := snapshot(t, nil); after != before {
+		t.Fatalf("state differs from before the attach:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// And a normal attach afterwards is left alone.
+	mustKC(t, append([]string{"attach"}, args...)...)
+	t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
+	// A bus appearing after it makes the daemon reconcile once more, after
+	// (or together with) the attach's link event: events are handled in order.
+	kerneltest.VCAN(t, "hbus2", 72)
+	d.AwaitLog(t, "msg=reconciled", "bus hbus2")
+	if links, _ := ours(t); len(links) != 1 {
+		t.Fatalf("after a good attach and a reconcile: links %v", links)
+	}
+}
+
+// The counters of `ls -o json` and of the daemon's metrics are the
+// kernel's, and match the frames the test sent each way.
+func TestMetricsAndListCountFrames(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "mbus", 72)
+	const addr = "127.0.0.1:9732"
+	startDaemon(t, "--metrics-address="+addr)
+	ns := kerneltest.NewNS(t)
+	policy := writePolicy(t, `{"buses": {"mbus": {}}, "default": {"buses": {"mbus": {"tx_rate": {"frames_per_second": 1000, "burst": 100}}}}}`)
+	mustKC(t, "attach", "--config", policy, "--netns", ns.Path(), "--bus", "mbus:can0")
+	t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
+	host := kerneltest.Open(t, nil, "mbus")
+	inside := kerneltest.Open(t, ns, "can0")
+	const rx, tx = 5, 3
+	var toInside, toHost []kerneltest.Frame
+	for i := range rx {
+		f := frame(0x200+uint32(i), byte(i))
+		host.Send(t, f)
+		toInside = append(toInside, f)
+	}
+	inside.Expect(t, toInside, wait)
+	for i := range tx {
+		f := frame(0x300+uint32(i), byte(i))
+		inside.Send(t, f)
+		toHost = append(toHost, f)
+	}
+	host.Expect(t, toHost, wait)
+
+	var list []struct {
+		Bus   string `json:"bus"`
+		Rules []struct {
+			Direction string `json:"direction"`
+			Handled   uint32 `json:"handled"`
+		} `json:"rules"`
+		TxRate *struct {
+			Passed uint64 `json:"passed"`
+		} `json:"tx_rate"`
+	}
+	if err := json.Unmarshal([]byte(mustKC(t, "ls", "-o", "json")), &list); err != nil || len(list) != 1 {
+		t.Fatalf("ls -o json: %d attachments, %v", len(list), err)
+	}
+	handled := map[string]uint32{}
+	for _, r := range list[0].Rules {
+		handled[r.Direction] += r.Handled
+	}
+	if handled["rx"] != rx || handled["tx"] != tx {
+		t.Errorf("ls: handled rx %d tx %d, want %d and %d", handled["rx"], handled["tx"], rx, tx)
+	}
+	if list[0].TxRate == nil || list[0].TxRate.Passed != tx {
+		t.Errorf("ls: tx rate %+v, want %d passed", list[0].TxRate, tx)
+	}
+
+	m := kerneltest.Scrape(t, "http://"+addr+"/metrics")
+	for dir, want := range map[string]float64{"rx": rx, "tx": tx} {
+		got, ok := m.Value("kanto_can_frames_total", map[string]string{"bus": "mbus", "direction": dir, "result": "handled"})
+		if !ok || got != want {
+			t.Errorf("metrics: %s handled = %v (found %v), want %v", dir, got, ok, want)
+		}
+	}
+	if got, ok := m.Value("kanto_can_tx_rate_frames_total", map[string]string{"bus": "mbus", "result": "passed"}); !ok || got != tx {
+		t.Errorf("metrics: tx rate passed = %v (found %v), want %d", got, ok, tx)
+	}
+	if got, ok := m.Value("kanto_can_attachments", nil); !ok || got != 1 {
+		t.Errorf("metrics: attachments = %v (found %v), want 1", got, ok)
+	}
+	if got, ok := m.Value("kanto_can_reconciles_total", map[string]string{"result": "ok"}); !ok || got < 1 {
+		t.Errorf("metrics: ok reconciles = %v (found %v), want at least the first", got, ok)
+	}
 }

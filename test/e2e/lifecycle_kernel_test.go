@@ -102,7 +102,7 @@ func TestReattachUpdatesRules(t *testing.T) {
 // kernel removes the pair and its rules, the daemon the record.
 func TestNetnsDestroyedLeavesNothing(t *testing.T) {
 	kerneltest.Require(t)
-	log := startDaemon(t)
+	d := startDaemon(t)
 	foreign(t)
 	kerneltest.VCAN(t, "nsbus", 72)
 	ns := kerneltest.NewNS(t)
@@ -114,7 +114,7 @@ func TestNetnsDestroyedLeavesNothing(t *testing.T) {
 	}
 	ns.Delete(t)
 	awaitGone(t, links[0])
-	awaitLog(t, log, "msg=forgot host_end="+links[0])
+	d.AwaitLog(t, "msg=reconciled", "forgotten=["+links[0]+"]")
 	requireNothingOfOurs(t)
 	if after := snapshot(t, nil); after != before {
 		t.Fatalf("state differs from before the attach:\nbefore:\n%s\nafter:\n%s", before, after)

@@ -49,6 +49,10 @@ type Spec struct {
 	// HostNetwork shares the host's network namespace (Kanto's network_mode
 	// "host"); otherwise runc creates a new one (network_mode "bridge").
 	HostNetwork bool
+	// NetNS joins an existing network namespace (a path such as
+	// /run/netns/NAME) instead of making one: like Kanto's bridge network,
+	// whose sandbox keeps the namespace alive beyond the container.
+	NetNS string
 }
 
 // Container is a container started by [Containerd.Run]. Its task runs
@@ -202,6 +206,14 @@ func (c *Containerd) ociSpec(tb testing.TB, ns, id, rootfs string, img *imageInf
 			}
 		}
 		linux["namespaces"] = keep
+	}
+	if spec.NetNS != "" {
+		nss, _ := linux["namespaces"].([]any)
+		for _, n := range nss {
+			if m, _ := n.(map[string]any); m["type"] == "network" {
+				m["path"] = spec.NetNS
+			}
+		}
 	}
 	if !spec.Hooks.empty() {
 		s["hooks"] = spec.Hooks

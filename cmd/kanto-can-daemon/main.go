@@ -1,0 +1,93 @@
+// Command kanto-can-daemon keeps kanto-can's attachments routed across bus
+// replugs, container exits and crashes, and serves their metrics. See
+// package internal/daemon. It is a binary of its own so that what it needs
+// (gRPC for containerd's events, the Prometheus client) does not slow down
+// kanto-can itself, which runs on every container start.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kanto-can/kanto-can/internal/daemon"
+)
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "kanto-can-daemon:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	cfg := daemon.DefaultConfig()
+	namespaces := strings.Join(cfg.Namespaces, ",")
+	logFormat, logLevel := "text", "info"
+	cmd := &cobra.Command{
+		Use:   "kanto-can-daemon",
+		Short: "Keep kanto-can's attachments routed, clean up after containers, serve metrics",
+		Long: `kanto-can-daemon reconciles kanto-can's records (` + cfg.Records + `) with the
+kernel at start, whenever a CAN link appears, changes or goes away, and when
+containerd reports that a task of a watched namespace exited or was deleted:
+
+  - a bus that comes back (a replugged adapter, a reloaded driver, a
+    re-created vcan) gets its containers' gateway rules and rate limits back;
+    an optional bus is routed when it appears;
+  - a container whose init process is gone loses its attachments, even if its
+    network namespace lives on;
+  - a host end of ours left half made by a process that was killed is removed.
+
+Links and rules kanto-can did not make are never touched. Metrics (Prometheus
+text format) are served at /metrics on --metrics-address. The daemon is
+optional: kanto-can's hooks attach and detach correctly without it.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Log = log
+			cfg.Namespaces = nil
+			for _, ns := range strings.Split(namespaces, ",") {
+				if ns = strings.TrimSpace(ns); ns != "" {
+					cfg.Namespaces = append(cfg.Namespaces, ns)
+				}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			return daemon.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Records, "records", cfg.Records, "directory of the attachments' records")
+	f.StringVar(&cfg.Containerd, "containerd-address", cfg.Containerd, `containerd's socket ("" to not watch containerd)`)
+	f.StringVar(&namespaces, "namespace", namespaces, "containerd namespaces to watch, comma-separated")
+	f.StringVar(&cfg.Metrics, "metrics-address", cfg.Metrics, `where to serve metrics: HOST:PORT or unix:PATH ("" for none)`)
+	f.StringVar(&logFormat, "log-format", logFormat, "log format: text or json (both one record per line, on stderr)")
+	f.StringVar(&logLevel, "log-level", logLevel, "log level: debug, info, warn or error")
+	return cmd
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/record"
+)
+
+// Config says what the daemon watches and where it reports.
+type Config struct {
+	// Records is the directory of the attachments' records.
+	Records string
+	// Containerd is the address of containerd's socket; "" does not
+	// watch containerd.
+	Containerd string
+	// Namespaces are the containerd namespaces whose containers are
+	// watched (Kanto's is kanto-cm).
+	Namespaces []string
+	// Metrics is where Prometheus metrics are served: HOST:PORT, or
+	// unix:PATH for a unix socket; "" serves none.
+	Metrics string
+	Log     *slog.Logger
+}
+
+// DefaultConfig is the configuration of a daemon on a Kanto device.
+func DefaultConfig() Config {
+	return Config{
+		Records:    record.DefaultDir,
+		Containerd: "/run/containerd/containerd.sock",
+		Namespaces: []string{"kanto-cm"},
+		Metrics:    "127.0.0.1:9731",
+		Log:        slog.Default(),
+	}
+}
+
+// Daemon is a running daemon.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	host    *attach.Host
+	metrics *metrics
+	// trigger holds the reasons for the next reconcile; kick wakes the
+	// reconcile loop.
+	mu      sync.Mutex
+	pending []string
+	kick    chan struct{}
+}
+
+// Run runs the daemon until ctx is done. It returns an error if it cannot
+// start (no netlink, metrics address taken) or a watch fails for good.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	host, err := attach.OpenHost()
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	host.Records = cfg.Records
+	d := &Daemon{cfg: cfg, log: cfg.Log, host: host, kick: make(chan struct{}, 1)}
+	d.metrics = newMetrics(cfg.Records)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+
+	// Subscribe to link events before the first reconcile, so that no
+	// change falls between the two.
+	links, err := watchLinks()
+	if err != nil {
+		return err
+	}
+	go func() { errc <- d.followLinks(ctx, links) }()
+	if cfg.Containerd != "" {
+		go d.followContainerd(ctx)
+	}
+	if cfg.Metrics != "" {
+		ln, err := listen(cfg.Metrics)
+		if err != nil {
+			return err
+		}
+		go func() { errc <- d.serveMetrics(ctx, ln) }()
+	}
+
+	d.reconcile("start")
+	d.log.Info("ready", "records", cfg.Records, "containerd", cfg.Containerd,
+		"namespaces", strings.Join(cfg.Namespaces, ","), "metrics", cfg.Metrics)
+	for {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping")
+			return nil
+		case err := <-errc:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case <-d.kick:
+			d.mu.Lock()
+			why := d.pending
+			d.pending = nil
+			d.mu.Unlock()
+			if len(why) > 0 {
+				d.reconcile(strings.Join(why, ", "))
+			}
+		}
+	}
+}
+
+// request asks for a reconcile; requests made before it starts are merged.
+func (d *Daemon) request(why string) {
+	d.mu.Lock()
+	found := false
+	for _, w := range d.pending {
+		found = found || w == why
+	}
+	if !found {
+		d.pending = append(d.pending, why)
+	}
+	d.mu.Unlock()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Daemon) reconcile(why string) {
+	rep, err := d.host.Reconcile()
+	d.metrics.reconciled(rep, err)
+	if err != nil {
+		d.log.Warn("reconcile", "why", why, "err", err)
+	}
+	if rep.Changed() {
+		d.log.Info("reconciled", "why", why, "restored", rep.Restored, "removed", rep.Removed, "forgotten", rep.Forgotten)
+	} else {
+		d.log.Debug("reconciled", "why", why)
+	}
+}
+
+// listen opens the metrics listener: unix:PATH or HOST:PORT.
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if path == "" {
+			return nil, errors.New("metrics address unix: needs a path")
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}

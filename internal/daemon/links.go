@@ -1,0 +1,54 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/nl"
+	"github.com/kanto-can/kanto-can/vxcan"
+)
+
+func watchLinks() (*nl.Watcher, error) { return nl.Watch(unix.RTMGRP_LINK) }
+
+// followLinks turns link notifications into reconcile requests:
+//   - a CAN bus that appears or changes (a replugged adapter, a reloaded
+//     driver, a re-created vcan, a bus brought up) may need its rules back;
+//   - a host end of ours that appears may be left half made by a process
+//     that dies (the reconcile waits for the records' lock, so it sees the
+//     attach finished or its maker dead); one that goes away leaves a
+//     record to forget.
+func (d *Daemon) followLinks(ctx context.Context, w *nl.Watcher) error {
+	go func() { <-ctx.Done(); w.Close() }()
+	for {
+		msgs, err := w.Receive()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, unix.ENOBUFS):
+			// The kernel dropped notifications: look at everything.
+			d.request("missed link events")
+			continue
+		case err != nil:
+			return err
+		}
+		for _, m := range msgs {
+			l, err := vxcan.ParseLink(m)
+			if err != nil || !l.IsCAN() {
+				continue
+			}
+			ours := strings.HasPrefix(l.Name, attach.HostEndPrefix)
+			switch {
+			case ours && m.Header.Type == unix.RTM_DELLINK:
+				d.request("host end gone")
+			case ours:
+				d.request("host end made")
+			case m.Header.Type == unix.RTM_NEWLINK && l.Kind != "vxcan":
+				d.request("bus " + l.Name)
+			}
+		}
+	}
+}

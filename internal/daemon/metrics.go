@@ -1,0 +1,153 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kanto-can/kanto-can/internal/attach"
+)
+
+// metrics are the daemon's Prometheus metrics: its own counters, and the
+// kernel's counters of each attachment, read at each scrape.
+type metrics struct {
+	registry   *prometheus.Registry
+	reconciles *prometheus.CounterVec
+	changes    *prometheus.CounterVec
+	events     *prometheus.CounterVec
+}
+
+var attachmentLabels = []string{"container", "target", "bus", "inside"}
+
+var (
+	descAttachments = prometheus.NewDesc("kanto_can_attachments",
+		"Attachments of ours in the host's network namespace.", nil, nil)
+	descFrames = prometheus.NewDesc("kanto_can_frames_total",
+		"Frames the CAN gateway rules of an attachment saw, by direction (rx: bus to container, tx: container to bus) and result: "+
+			"handled (forwarded), dropped (the destination refused them) or deleted (stopped by the hop limit: the echo of the container's own frames).",
+		append(attachmentLabels, "direction", "result"), nil)
+	descRate = prometheus.NewDesc("kanto_can_tx_rate_frames_total",
+		"Frames sent by a container with a transmit rate limit, by result: passed or dropped by the limit.",
+		append(attachmentLabels, "result"), nil)
+	descScrapeErrors = prometheus.NewDesc("kanto_can_scrape_error",
+		"1 when reading the kernel's state for this scrape failed.", nil, nil)
+)
+
+func newMetrics(records string) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanto_can_reconciles_total",
+			Help: "Reconciles of the records with the kernel, by result (ok or error).",
+		}, []string{"result"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanto_can_reconcile_changes_total",
+			Help: "Attachments changed by reconciles: restored (rules put back), removed (half made, or container gone), forgotten (record of a vanished host end).",
+		}, []string{"change"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanto_can_containerd_events_total",
+			Help: "containerd task events seen in the watched namespaces, by topic.",
+		}, []string{"topic"}),
+	}
+	for _, r := range []string{"ok", "error"} {
+		m.reconciles.WithLabelValues(r)
+	}
+	for _, c := range []string{"restored", "removed", "forgotten"} {
+		m.changes.WithLabelValues(c)
+	}
+	m.registry.MustRegister(m.reconciles, m.changes, m.events, kernelCollector{records},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) reconciled(rep attach.Report, err error) {
+	if err != nil {
+		m.reconciles.WithLabelValues("error").Inc()
+	} else {
+		m.reconciles.WithLabelValues("ok").Inc()
+	}
+	m.changes.WithLabelValues("restored").Add(float64(len(rep.Restored)))
+	m.changes.WithLabelValues("removed").Add(float64(len(rep.Removed)))
+	m.changes.WithLabelValues("forgotten").Add(float64(len(rep.Forgotten)))
+}
+
+func (m *metrics) containerdEvent(topic string) { m.events.WithLabelValues(topic).Inc() }
+
+// serveMetrics serves /metrics until ctx is done.
+func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// kernelCollector reads the attachments' counters from the kernel at each
+// scrape, through its own netlink sockets: the numbers are the kernel's,
+// as fresh as the scrape.
+type kernelCollector struct{ records string }
+
+func (kernelCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descAttachments
+	ch <- descFrames
+	ch <- descRate
+	ch <- descScrapeErrors
+}
+
+func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
+	list, err := k.list()
+	failed := 0.0
+	if err != nil {
+		failed = 1
+		ch <- prometheus.NewInvalidMetric(descAttachments, err)
+	}
+	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, failed)
+	if err != nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descAttachments, prometheus.GaugeValue, float64(len(list)))
+	for _, a := range list {
+		labels := []string{a.Container, a.Target, a.Bus, a.Inside}
+		type key struct{ dir, result string }
+		sums := map[key]float64{}
+		for _, dir := range []string{"rx", "tx"} {
+			for _, res := range []string{"handled", "dropped", "deleted"} {
+				sums[key{dir, res}] = 0
+			}
+		}
+		for _, r := range a.Rules {
+			sums[key{r.Direction, "handled"}] += float64(r.Handled)
+			sums[key{r.Direction, "dropped"}] += float64(r.Dropped)
+			sums[key{r.Direction, "deleted"}] += float64(r.Deleted)
+		}
+		for k, v := range sums {
+			ch <- prometheus.MustNewConstMetric(descFrames, prometheus.CounterValue, v, append(labels, k.dir, k.result)...)
+		}
+		if a.TxRate != nil {
+			ch <- prometheus.MustNewConstMetric(descRate, prometheus.CounterValue, float64(a.TxRate.Passed), append(labels, "passed")...)
+			ch <- prometheus.MustNewConstMetric(descRate, prometheus.CounterValue, float64(a.TxRate.Dropped), append(labels, "dropped")...)
+		}
+	}
+}
+
+func (k kernelCollector) list() ([]attach.Attachment, error) {
+	h, err := attach.OpenHost()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	h.Records = k.records
+	return h.List()
+}

@@ -1,0 +1,84 @@
+package kerneltest
+
+import (
+	"bufio"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Daemon is a kanto-can-daemon started by a test, with debug logs.
+type Daemon struct {
+	cmd *exec.Cmd
+	// Log has its log lines, after "ready".
+	Log <-chan string
+	// Wait bounds AwaitLog.
+	Wait time.Duration
+}
+
+// StartDaemon runs `kanto-can daemon` (which runs kanto-can-daemon) with
+// args until the test ends, and returns once it has done its first
+// reconcile and watches link events. Without a --metrics-address in args it
+// serves none: tests must not depend on a fixed port being free.
+func StartDaemon(tb testing.TB, wait time.Duration, args ...string) *Daemon {
+	tb.Helper()
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--metrics-address") }) {
+		args = append(args, "--metrics-address=")
+	}
+	cmd := exec.Command(Binary(tb), append([]string{"daemon", "--log-level=debug"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 10000)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	d := &Daemon{cmd: cmd, Log: lines, Wait: wait}
+	d.AwaitLog(tb, "msg=ready")
+	return d
+}
+
+// PID is the daemon's process id.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
+// Kill9 kills the daemon with SIGKILL: no clean-up of any kind runs.
+func (d *Daemon) Kill9(tb testing.TB) {
+	tb.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		tb.Fatal(err)
+	}
+	d.cmd.Wait()
+}
+
+// AwaitLog reads the daemon's log until a line contains every one of want,
+// and returns that line. Lines read on the way are logged.
+func (d *Daemon) AwaitLog(tb testing.TB, want ...string) string {
+	tb.Helper()
+	timeout := time.After(d.Wait)
+	for {
+		select {
+		case l, ok := <-d.Log:
+			if !ok {
+				tb.Fatalf("the daemon exited before logging %q", want)
+			}
+			tb.Log("daemon: " + l)
+			if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(l, w) }) {
+				return l
+			}
+		case <-timeout:
+			tb.Fatalf("the daemon did not log %q within %v", want, d.Wait)
+		}
+	}
+}
