@@ -7,6 +7,7 @@
 #   make test           all of the above, in order
 #   make demo           the end-to-end demo in the guest (package demo)
 #   make bench          benchmarks in the guest (test/bench), figures printed
+#   make soak           the daemon soak test, SOAK_CYCLES (1000) container starts
 #
 # Kernel tests: KERNEL_PKGS=./internal/foo limits the packages, KERNEL_TEST_DIR
 # moves the test binaries (for parallel runs),
@@ -24,7 +25,10 @@ KERNEL_TEST_DIR ?= $(OUT)/kernel-tests
 KERNEL_PKGS ?= ./...
 export KERNEL_TEST_FLAGS
 
-.PHONY: build setup unit kernel-tests test demo bench
+# The guest's time limit for kernel-tests (seconds).
+KERNEL_TEST_TIMEOUT ?= 1800
+
+.PHONY: build setup unit kernel-tests test demo bench soak
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/kanto-can
@@ -62,7 +66,8 @@ kernel-tests: build
 		done; \
 	done < <($(GO) list -tags kernel -f '{{.ImportPath}} {{.Dir}} {{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}' $(KERNEL_PKGS)); \
 	[[ $$n -gt 0 ]] || { echo "no package has kernel-tagged tests"; exit 1; }
-	test/vm/run.sh --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
+	test/vm/run.sh --timeout $(KERNEL_TEST_TIMEOUT) --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
+		$(if $(SOAK_CYCLES),--env KANTO_CAN_SOAK_CYCLES=$(SOAK_CYCLES)) \
 		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) --env KANTO_CAN_FAULT_BIN=$(abspath $(OUT)/fault/kanto-can) \
 		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
 		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
@@ -92,3 +97,10 @@ bench: setup build
 	test/vm/run.sh --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
 		--env KANTO_CAN_NOOP_BIN=$(abspath $(OUT)/bench/noop) --env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
 		-- test/bench/run-in-guest.sh $(abspath $(OUT)/bench/bench.test) $(BENCH_TIME) $(BENCH_TIME_CONTAINERS)
+
+# TestDaemonSoak with SOAK_CYCLES container start/stop cycles (the suite runs
+# 30): nothing of ours left, the daemon's goroutines and memory flat.
+SOAK_CYCLES ?=
+soak: setup
+	$(MAKE) kernel-tests KERNEL_PKGS=./test/kanto KERNEL_TEST_FLAGS='-test.run=^TestDaemonSoak$$ -test.v -test.timeout=2h' \
+		SOAK_CYCLES=$(or $(SOAK_CYCLES),1000) KERNEL_TEST_TIMEOUT=7200

@@ -17,6 +17,7 @@ type Daemon struct {
 	Log <-chan string
 	// Wait bounds AwaitLog.
 	Wait time.Duration
+	seen []string // lines AwaitLog read
 }
 
 // StartDaemon runs `kanto-can daemon` (which runs kanto-can-daemon) with
@@ -50,6 +51,17 @@ func StartDaemon(tb testing.TB, wait time.Duration, args ...string) *Daemon {
 	return d
 }
 
+// AwaitLogEver is AwaitLog, but a line read already counts too.
+func (d *Daemon) AwaitLogEver(tb testing.TB, want ...string) string {
+	tb.Helper()
+	for _, l := range d.seen {
+		if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(l, w) }) {
+			return l
+		}
+	}
+	return d.AwaitLog(tb, want...)
+}
+
 // PID is the daemon's process id.
 func (d *Daemon) PID() int { return d.cmd.Process.Pid }
 
@@ -74,6 +86,7 @@ func (d *Daemon) AwaitLog(tb testing.TB, want ...string) string {
 				tb.Fatalf("the daemon exited before logging %q", want)
 			}
 			tb.Log("daemon: " + l)
+			d.seen = append(d.seen, l)
 			if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(l, w) }) {
 				return l
 			}

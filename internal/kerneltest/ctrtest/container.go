@@ -81,6 +81,17 @@ func (c *Containerd) Run(tb testing.TB, ns, id string, spec Spec) *Container {
 	return ct
 }
 
+// Start is [Containerd.Run] for starts made from several goroutines at
+// once: a failed start is returned rather than failing the test.
+func (c *Containerd) Start(tb testing.TB, ns, id string, spec Spec) (*Container, error) {
+	tb.Helper()
+	ct, stderr, err := c.start(tb, ns, id, spec)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s/%s: %w\n%s", ns, id, err, stderr)
+	}
+	return ct, nil
+}
+
 // RunErr starts a container that is expected not to start (a failing
 // prestart hook, say) and returns ctr's error output, which carries
 // containerd's error text (runc's, with the hook's stderr). The container
