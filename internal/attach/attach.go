@@ -151,10 +151,13 @@ func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 		return nil, err
 	}
 	defer unlock()
-	return h.attach(t, buses)
+	return h.attach(t, buses, nil)
 }
 
-func (h *Host) attach(t *target.Target, buses []request.Bus) ([]Result, error) {
+// attach does Attach's work under the lock. listed, if not nil, is the
+// kernel's current rule list, so that a reconcile lists the rules once for
+// all its attachments rather than once each.
+func (h *Host) attach(t *target.Target, buses []request.Bus, listed []cangw.Rule) ([]Result, error) {
 	if err := request.CheckSet(buses); err != nil {
 		return nil, err
 	}
@@ -192,15 +195,16 @@ func (h *Host) attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 		}
 		return cause
 	}
-	var current []cangw.Rule // the kernel's rules, listed once when needed
-	listed := false
+	current := listed // the kernel's rules, listed once when needed
 	rules := func() ([]cangw.Rule, error) {
-		if !listed {
+		if current == nil {
 			var err error
 			if current, err = h.GW.List(); err != nil {
 				return nil, err
 			}
-			listed = true
+			if current == nil {
+				current = []cangw.Rule{}
+			}
 		}
 		return current, nil
 	}

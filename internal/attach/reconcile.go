@@ -66,6 +66,13 @@ func (h *Host) Reconcile() (Report, error) {
 		recorded[rec.HostEnd] = true
 	}
 	present := make(map[string]vxcan.Link, len(ends))
+	// The kernel's rules, listed once: an attachment's sync only looks at
+	// the rules naming its own host end, and after a change the list is
+	// taken again.
+	rules, err := h.GW.List()
+	if err != nil {
+		return rep, err
+	}
 	var errs []error
 	for _, end := range ends {
 		if !isOurs(end) {
@@ -112,13 +119,20 @@ func (h *Host) Reconcile() (Report, error) {
 			continue // the bus is away: its rules come back with it
 		}
 		t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container, PID: rec.PID, Started: rec.Started}
-		res, err := h.attach(t, []request.Bus{b})
+		res, err := h.attach(t, []request.Bus{b}, rules)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", rec.HostEnd, err))
-			continue
-		}
-		if res[0].Added+res[0].Removed > 0 || res[0].RateChanged {
+		} else if res[0].Added+res[0].Removed > 0 || res[0].RateChanged {
 			rep.Restored = append(rep.Restored, rec.HostEnd)
+		}
+		if err != nil || res[0].Added+res[0].Removed > 0 || b.Virtual {
+			// Rules changed (or may have: a failed attach was undone, a
+			// virtual bus's peer rules are shared): list them again.
+			var lerr error
+			if rules, lerr = h.GW.List(); lerr != nil {
+				errs = append(errs, lerr)
+				break
+			}
 		}
 	}
 	return rep, errors.Join(errs...)

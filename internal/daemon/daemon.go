@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -84,7 +85,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Metrics != "" {
 		ln, err := listen(cfg.Metrics)
 		if err != nil {
-			return err
+			return fmt.Errorf("metrics address %s: %w", cfg.Metrics, err)
 		}
 		go func() { errc <- d.serveMetrics(ctx, ln) }()
 	}
