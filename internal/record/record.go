@@ -10,6 +10,7 @@
 package record
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,11 +61,16 @@ func Write(dir string, r Record) error {
 	if err != nil {
 		return err
 	}
+	b = append(b, '\n')
+	// A reconcile re-records every attachment: leave unchanged ones alone.
+	if old, err := os.ReadFile(path(dir, r.HostEnd)); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
 	tmp, err := os.CreateTemp(dir, "."+r.HostEnd+".*")
 	if err != nil {
 		return fmt.Errorf("records: %w", err)
 	}
-	_, err = tmp.Write(append(b, '\n'))
+	_, err = tmp.Write(b)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
