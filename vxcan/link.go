@@ -31,6 +31,9 @@ type Link struct {
 	// id as seen from this namespace (-1 when the peer is in this one).
 	PeerIndex   int
 	PeerNetNSID int
+	// CAN is the controller's state and bit timing for a CAN controller
+	// (Kind "can"); nil for every other kind of link.
+	CAN *CANInfo
 }
 
 // IsCAN reports whether the link is a SocketCAN interface of any kind.
@@ -69,6 +72,10 @@ func parseLink(m nl.Message) (Link, error) {
 	if err != nil {
 		return Link{}, fmt.Errorf("vxcan: link %d: %w", l.Index, err)
 	}
+	// IFLA_INFO_DATA depends on the kind, which the kernel sends first;
+	// it is decoded after the walk all the same.
+	var infoData []byte
+	hasInfoData := false
 	for ad.Next() {
 		switch ad.Type() {
 		case unix.IFLA_IFNAME:
@@ -84,8 +91,11 @@ func parseLink(m nl.Message) (Link, error) {
 		case unix.IFLA_LINKINFO:
 			ad.Nested(func(nad *nl.AttributeDecoder) error {
 				for nad.Next() {
-					if nad.Type() == unix.IFLA_INFO_KIND {
+					switch nad.Type() {
+					case unix.IFLA_INFO_KIND:
 						l.Kind = nad.String()
+					case unix.IFLA_INFO_DATA:
+						infoData, hasInfoData = nad.Bytes(), true
 					}
 				}
 				return nil
@@ -94,6 +104,11 @@ func parseLink(m nl.Message) (Link, error) {
 	}
 	if err := ad.Err(); err != nil {
 		return Link{}, fmt.Errorf("vxcan: link %d (%s): %w", l.Index, l.Name, err)
+	}
+	if l.Kind == "can" && hasInfoData {
+		if l.CAN, err = parseCANInfo(infoData); err != nil {
+			return Link{}, fmt.Errorf("vxcan: link %d (%s): CAN info: %w", l.Index, l.Name, err)
+		}
 	}
 	return l, nil
 }

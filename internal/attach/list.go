@@ -1,7 +1,6 @@
 package attach
 
 import (
-	"errors"
 	"sort"
 
 	"github.com/kanto-can/kanto-can/cangw"
@@ -25,6 +24,15 @@ type Attachment struct {
 	// TxRate is the transmit rate limit, with the frames it let through
 	// and dropped; nil without a limit.
 	TxRate *RateState `json:"tx_rate,omitempty"`
+
+	// The host bus as the kernel shows it now. BusState, BusBitrate and
+	// BusDataBitrate are those of a CAN controller (a link of kind "can"):
+	// empty for virtual buses (vcan, vxcan) and for a bus that is gone; a
+	// bitrate is 0 when none is set. BusFD: the bus carries CAN FD.
+	BusState       string `json:"bus_state,omitempty"`
+	BusBitrate     uint32 `json:"bus_bitrate,omitempty"`
+	BusDataBitrate uint32 `json:"bus_data_bitrate,omitempty"`
+	BusFD          bool   `json:"bus_fd"`
 }
 
 // RateState is a transmit rate limit and its counters.
@@ -63,10 +71,87 @@ func (a Attachment) Direction() string {
 	return "none"
 }
 
+// BusStatus is a host bus that has attachments of ours.
+type BusStatus struct {
+	Bus   string `json:"bus"`
+	Index int    `json:"index"`          // 0 when the bus is gone
+	Kind  string `json:"kind,omitempty"` // "can" (a controller), "vcan", "vxcan"; "" when gone
+	Up    bool   `json:"up"`             // administratively up (IFF_UP)
+	// State, Bitrate and DataBitrate are a CAN controller's (see
+	// Attachment.BusState); empty for virtual buses.
+	State       string `json:"state,omitempty"`
+	Bitrate     uint32 `json:"bitrate,omitempty"`
+	DataBitrate uint32 `json:"data_bitrate,omitempty"`
+	FD          bool   `json:"fd"`
+	MTU         int    `json:"mtu"`
+	Attachments int    `json:"attachments"` // host ends of ours that name the bus
+}
+
+// busStatus describes the bus called name; ok false: it does not exist.
+func busStatus(name string, l vxcan.Link, ok bool) BusStatus {
+	s := BusStatus{Bus: name}
+	if !ok {
+		return s
+	}
+	s.Index, s.Kind, s.Up, s.MTU = l.Index, l.Kind, l.Up, l.MTU
+	s.FD = l.FD()
+	if l.CAN != nil {
+		s.State = l.CAN.State.String()
+		s.Bitrate, s.DataBitrate = l.CAN.Bitrate, l.CAN.DataBitrate
+		s.FD = s.FD || l.CAN.FD()
+	}
+	return s
+}
+
+// linksAndEnds dumps the host's links once: every link by name, and the
+// host ends of ours with their aliases parsed.
+func (h *Host) linksAndEnds() (map[string]vxcan.Link, []vxcan.Link, []Meta, error) {
+	all, err := h.Links.Links()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	byName := make(map[string]vxcan.Link, len(all))
+	var ends []vxcan.Link
+	var metas []Meta
+	for _, l := range all {
+		byName[l.Name] = l
+		if l.Kind != "vxcan" {
+			continue
+		}
+		if meta, ok := ParseAlias(l.Alias); ok {
+			ends = append(ends, l)
+			metas = append(metas, meta)
+		}
+	}
+	return byName, ends, metas, nil
+}
+
+// Buses returns every host bus that has attachments of ours, with its
+// state, sorted by name. A bus that is gone is listed with Index 0.
+func (h *Host) Buses() ([]BusStatus, error) {
+	byName, _, metas, err := h.linksAndEnds()
+	if err != nil {
+		return nil, err
+	}
+	count := map[string]int{}
+	for _, m := range metas {
+		count[m.Bus]++
+	}
+	out := make([]BusStatus, 0, len(count))
+	for name, n := range count {
+		l, ok := byName[name]
+		s := busStatus(name, l, ok)
+		s.Attachments = n
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Bus < out[j].Bus })
+	return out, nil
+}
+
 // List returns every attachment of ours in the host's namespace, sorted
 // by target and bus.
 func (h *Host) List() ([]Attachment, error) {
-	ends, err := h.Links.Pairs()
+	byName, ends, metas, err := h.linksAndEnds()
 	if err != nil {
 		return nil, err
 	}
@@ -75,20 +160,15 @@ func (h *Host) List() ([]Attachment, error) {
 		return nil, err
 	}
 	var out []Attachment
-	for _, end := range ends {
-		meta, ok := ParseAlias(end.Alias)
-		if !ok {
-			continue
-		}
+	for i, end := range ends {
+		meta := metas[i]
 		a := Attachment{
 			Target: meta.Target, Label: meta.Label, Container: meta.Container, Bus: meta.Bus, Inside: meta.Inside,
 			HostEnd: end.Name, HostEndIndex: end.Index, FD: end.MTU == vxcan.MTUFD,
 		}
-		if bus, err := h.Links.LinkByName(meta.Bus); err == nil {
-			a.BusIndex = bus.Index
-		} else if !errors.Is(err, vxcan.ErrNotFound) {
-			return nil, err
-		}
+		bus, ok := byName[meta.Bus]
+		bs := busStatus(meta.Bus, bus, ok)
+		a.BusIndex, a.BusState, a.BusBitrate, a.BusDataBitrate, a.BusFD = bs.Index, bs.State, bs.Bitrate, bs.DataBitrate, bs.FD
 		for _, r := range rules {
 			dir := ""
 			switch {

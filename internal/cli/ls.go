@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -20,7 +21,15 @@ func newLs() *cobra.Command {
 		Long: `List every attachment made by kanto-can: target, host bus, inside name, host
 end, direction, and each can-gw rule with its filter and counters (handled:
 frames forwarded; dropped: lost, e.g. destination down; deleted: discarded by
-the hop limit).`,
+the hop limit).
+
+The host bus's state as the kernel shows it now: for a CAN controller its
+error state (STATE: error-active, error-warning, error-passive, bus-off,
+stopped when down, sleeping) and BITRATE in bit/s (nominal/data for CAN FD;
+"-" when none is set); "-" for virtual buses (vcan). BUS FD: whether the bus
+carries CAN FD. In JSON: bus_state, bus_bitrate, bus_data_bitrate (absent
+when not applicable or not set) and bus_fd. 'kanto-can status' sums up per
+bus.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
@@ -54,7 +63,7 @@ the hop limit).`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(list)
 			}
-			printTable(cmd, list)
+			printTable(cmd.OutOrStdout(), list)
 			return nil
 		},
 	}
@@ -63,14 +72,15 @@ the hop limit).`,
 	return cmd
 }
 
-func printTable(cmd *cobra.Command, list []attach.Attachment) {
-	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "TARGET\tBUS\tINSIDE\tHOST END\tDIR\tRULE\tFRAMES\tFILTER\tHANDLED\tDROPPED\tDELETED\tTX RATE")
+func printTable(out io.Writer, list []attach.Attachment) {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "TARGET\tBUS\tSTATE\tBITRATE\tBUS FD\tINSIDE\tHOST END\tDIR\tRULE\tFRAMES\tFILTER\tHANDLED\tDROPPED\tDELETED\tTX RATE")
 	for _, a := range list {
 		bus := a.Bus
 		if a.BusIndex == 0 {
 			bus += " (missing)"
 		}
+		bus = fmt.Sprintf("%s\t%s\t%s\t%s", bus, dash(a.BusState), bitrate(a.BusBitrate, a.BusDataBitrate), yesNo(a.BusFD, a.BusIndex != 0))
 		rate := "-"
 		if a.TxRate != nil {
 			rate = fmt.Sprintf("%d/s burst %d (passed %d, dropped %d)", a.TxRate.FramesPerSecond, a.TxRate.Burst, a.TxRate.Passed, a.TxRate.Dropped)
@@ -92,4 +102,35 @@ func printTable(cmd *cobra.Command, list []attach.Attachment) {
 		}
 	}
 	w.Flush()
+}
+
+// dash shows "" as "-".
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// bitrate shows a bus's bitrate in bit/s, nominal/data when it has a data
+// bitrate (CAN FD), "-" without one.
+func bitrate(nominal, data uint32) string {
+	switch {
+	case nominal == 0 && data == 0:
+		return "-"
+	case data == 0:
+		return fmt.Sprint(nominal)
+	}
+	return fmt.Sprintf("%d/%d", nominal, data)
+}
+
+// yesNo shows a flag, or "-" when it is not known.
+func yesNo(v, known bool) string {
+	switch {
+	case !known:
+		return "-"
+	case v:
+		return "yes"
+	}
+	return "no"
 }

@@ -123,7 +123,13 @@ func Kvaser(tb testing.TB) (bus, ecu string) {
 			tb.Fatalf("%s: set up: %v", name, err)
 		}
 		tb.Cleanup(func() {
-			if err := h.LinkSetDown(l); err != nil {
+			// By name: a test may have re-bound the controller's PCI
+			// device, which gives it a new ifindex.
+			l, err := h.LinkByName(name)
+			if err == nil {
+				err = h.LinkSetDown(l)
+			}
+			if err != nil {
 				tb.Errorf("%s: set down: %v", name, err)
 			}
 		})

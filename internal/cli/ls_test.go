@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/kanto-can/kanto-can/internal/attach"
+)
+
+// fields splits a table into rows of whitespace-separated fields,
+// keyed by their first field.
+func fields(out string) map[string][]string {
+	rows := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		rows[f[0]] = f
+	}
+	return rows
+}
+
+func TestLsTableShowsTheBus(t *testing.T) {
+	list := []attach.Attachment{
+		{Label: "hw", Bus: "can0", BusIndex: 3, BusState: "error-active", BusBitrate: 500000, Inside: "can0", HostEnd: "kcan1",
+			Rules: []attach.RuleState{{Direction: "rx", Filter: "all"}}},
+		{Label: "fd", Bus: "can1", BusIndex: 4, BusState: "bus-off", BusBitrate: 1000000, BusDataBitrate: 8000000, BusFD: true, Inside: "can0", HostEnd: "kcan2"},
+		{Label: "virt", Bus: "vcan0", BusIndex: 5, BusFD: true, Inside: "can0", HostEnd: "kcan3",
+			Rules: []attach.RuleState{{Direction: "tx", Filter: "all"}}},
+		{Label: "gone", Bus: "can9", Inside: "can0", HostEnd: "kcan4"},
+	}
+	var b bytes.Buffer
+	printTable(&b, list)
+	rows := fields(b.String())
+	if got := rows["TARGET"][:5]; strings.Join(got, " ") != "TARGET BUS STATE BITRATE BUS" {
+		t.Fatalf("header %v", rows["TARGET"])
+	}
+	for label, want := range map[string]string{
+		"hw":   "hw can0 error-active 500000 no can0 kcan1",
+		"fd":   "fd can1 bus-off 1000000/8000000 yes can0 kcan2",
+		"virt": "virt vcan0 - - yes can0 kcan3",
+		"gone": "gone can9 (missing) - - - can0 kcan4",
+	} {
+		if got := strings.Join(rows[label], " "); !strings.HasPrefix(got, want+" ") {
+			t.Errorf("row %s: %q, want it to start with %q", label, got, want)
+		}
+	}
+}
+
+func TestStatusTable(t *testing.T) {
+	buses := []attach.BusStatus{
+		{Bus: "can0", Index: 3, Kind: "can", Up: true, State: "error-passive", Bitrate: 250000, MTU: 16, Attachments: 3},
+		{Bus: "vcan0", Index: 5, Kind: "vcan", Up: true, FD: true, MTU: 72, Attachments: 1},
+		{Bus: "can9", Attachments: 2},
+	}
+	var b bytes.Buffer
+	printBuses(&b, buses)
+	rows := fields(b.String())
+	for bus, want := range map[string]string{
+		"BUS":   "BUS INDEX KIND UP STATE BITRATE FD ATTACHMENTS",
+		"can0":  "can0 3 can yes error-passive 250000 no 3",
+		"vcan0": "vcan0 5 vcan yes - - yes 1",
+		"can9":  "can9 (missing) - - - - - - 2",
+	} {
+		if got := strings.Join(rows[bus], " "); got != want {
+			t.Errorf("row %s: %q, want %q", bus, got, want)
+		}
+	}
+}
+
+// The JSON names of the bus fields; the fields that were there before stay.
+func TestLsJSONNames(t *testing.T) {
+	b, err := json.Marshal(attach.Attachment{Bus: "can0", BusIndex: 3, BusState: "error-active", BusBitrate: 500000, BusDataBitrate: 2000000, BusFD: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"bus": "can0", "bus_index": 3.0, "bus_state": "error-active", "bus_bitrate": 500000.0,
+		"bus_data_bitrate": 2000000.0, "bus_fd": true, "target": "", "inside": "", "host_end": "", "fd": false} {
+		if m[k] != want {
+			t.Errorf("%s = %v, want %v (all: %s)", k, m[k], want, b)
+		}
+	}
+	// Virtual buses: no state, no bitrate.
+	b, _ = json.Marshal(attach.Attachment{Bus: "vcan0", BusIndex: 5, BusFD: true})
+	for _, k := range []string{`"bus_state"`, `"bus_bitrate"`, `"bus_data_bitrate"`} {
+		if strings.Contains(string(b), k) {
+			t.Errorf("virtual bus: %s in %s", k, b)
+		}
+	}
+}

@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kanto-can/kanto-can/internal/attach"
+)
+
+func newStatus() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status [-o table|json]",
+		Short: "Show the host buses that have attachments, their state and bitrate",
+		Long: `Show every host CAN bus that has attachments made by kanto-can, one line each:
+its ifindex, kind (can: a controller; vcan, vxcan: virtual), whether it is
+up, for a CAN controller its error state (error-active, error-warning,
+error-passive, bus-off, stopped when down, sleeping) and bitrate in bit/s
+(nominal/data for CAN FD), whether it carries CAN FD, and how many
+attachments it has. A bus that is gone is shown "(missing)" (index 0 in
+JSON). In JSON: bus, index, kind, up, state, bitrate, data_bitrate (the
+last three absent when not applicable or not set), fd, mtu, attachments.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o %q: want table or json", output)
+			}
+			h, err := attach.OpenHost()
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			buses, err := h.Buses()
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(buses)
+			}
+			printBuses(cmd.OutOrStdout(), buses)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func printBuses(out io.Writer, buses []attach.BusStatus) {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "BUS\tINDEX\tKIND\tUP\tSTATE\tBITRATE\tFD\tATTACHMENTS")
+	for _, b := range buses {
+		if b.Index == 0 {
+			fmt.Fprintf(w, "%s (missing)\t-\t-\t-\t-\t-\t-\t%d\n", b.Bus, b.Attachments)
+			continue
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\n", b.Bus, b.Index, b.Kind, yesNo(b.Up, true),
+			dash(b.State), bitrate(b.Bitrate, b.DataBitrate), yesNo(b.FD, true), b.Attachments)
+	}
+	w.Flush()
+}

@@ -1,0 +1,90 @@
+package vxcan
+
+import (
+	"encoding/binary"
+	"reflect"
+	"testing"
+
+	"github.com/kanto-can/kanto-can/internal/nl"
+	"golang.org/x/sys/unix"
+)
+
+// encodeLink is parseLink's inverse for the fields Link keeps.
+func encodeLink(t *testing.T, l Link) nl.Message {
+	t.Helper()
+	ae := nl.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, l.Name)
+	ae.Uint32(unix.IFLA_MTU, uint32(l.MTU))
+	ae.String(unix.IFLA_IFALIAS, l.Alias)
+	ae.Uint32(unix.IFLA_LINK, uint32(l.PeerIndex))
+	ae.Int32(unix.IFLA_LINK_NETNSID, int32(l.PeerNetNSID))
+	ae.Nested(unix.IFLA_LINKINFO, func(n *nl.AttributeEncoder) error {
+		n.String(unix.IFLA_INFO_KIND, l.Kind)
+		if l.CAN != nil {
+			n.Nested(unix.IFLA_INFO_DATA, func(d *nl.AttributeEncoder) error {
+				if l.CAN.State != CANStateUnknown {
+					d.Uint32(unix.IFLA_CAN_STATE, uint32(l.CAN.State))
+				}
+				bt := make([]byte, sizeofCANBittiming)
+				binary.NativeEndian.PutUint32(bt, l.CAN.Bitrate)
+				d.Bytes(unix.IFLA_CAN_BITTIMING, bt)
+				dbt := make([]byte, sizeofCANBittiming)
+				binary.NativeEndian.PutUint32(dbt, l.CAN.DataBitrate)
+				d.Bytes(unix.IFLA_CAN_DATA_BITTIMING, dbt)
+				cm := make([]byte, sizeofCANCtrlMode)
+				binary.NativeEndian.PutUint32(cm[4:], l.CAN.CtrlMode)
+				d.Bytes(unix.IFLA_CAN_CTRLMODE, cm)
+				return nil
+			})
+		}
+		return nil
+	})
+	attrs, err := ae.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags uint32
+	if l.Up {
+		flags = unix.IFF_UP
+	}
+	msg := ifinfomsg(int32(l.Index), flags, 0)
+	binary.NativeEndian.PutUint16(msg[2:], l.Type)
+	return nl.Message{Data: append(msg, attrs...)}
+}
+
+// FuzzParseLink checks that decoding never panics, that only links of
+// kind "can" get CAN info, and that a decoded link encodes to a message
+// that decodes to the same link.
+func FuzzParseLink(f *testing.F) {
+	seeds := []nl.Message{
+		canLinkMessage(f, "can0", MTUClassic, func(d *nl.AttributeEncoder) {
+			canInfoData(d, unix.CAN_STATE_ERROR_ACTIVE, 500000, 0, 0)
+		}),
+		canLinkMessage(f, "can1", MTUFD, func(d *nl.AttributeEncoder) {
+			canInfoData(d, unix.CAN_STATE_ERROR_WARNING, 1000000, 5000000, unix.CAN_CTRLMODE_FD)
+		}),
+		canLinkMessage(f, "can2", MTUClassic, func(d *nl.AttributeEncoder) {
+			canInfoData(d, unix.CAN_STATE_STOPPED, 0, 0, 0)
+		}),
+	}
+	for _, m := range seeds {
+		f.Add(m.Data)
+	}
+	f.Add(ifinfomsg(1, 0, 0))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := parseLink(nl.Message{Data: b})
+		if err != nil {
+			return
+		}
+		if l.CAN != nil && l.Kind != "can" {
+			t.Fatalf("CAN info on a link of kind %q", l.Kind)
+		}
+		l2, err := parseLink(encodeLink(t, l))
+		if err != nil {
+			t.Fatalf("decode of re-encoded link %+v: %v", l, err)
+		}
+		if !reflect.DeepEqual(l, l2) {
+			t.Fatalf("unstable:\n%+v %+v\n%+v %+v", l, l.CAN, l2, l2.CAN)
+		}
+	})
+}
