@@ -115,10 +115,8 @@ func (h *Host) linksAndEnds() (map[string]vxcan.Link, []vxcan.Link, []Meta, erro
 	var metas []Meta
 	for _, l := range all {
 		byName[l.Name] = l
-		if l.Kind != "vxcan" {
-			continue
-		}
-		if meta, ok := ParseAlias(l.Alias); ok {
+		if isOurs(l) {
+			meta, _ := ParseAlias(l.Alias)
 			ends = append(ends, l)
 			metas = append(metas, meta)
 		}

@@ -188,7 +188,7 @@ func TestDaemonRestoresRoutesWhenTheControllerIsRebound(t *testing.T) {
 		}
 	})
 
-	log := startDaemon(t)
+	d := startDaemon(t)
 	var inside []*kerneltest.Socket
 	for i := 0; i < 3; i++ {
 		ns := kerneltest.NewNS(t)
@@ -246,7 +246,7 @@ func TestDaemonRestoresRoutesWhenTheControllerIsRebound(t *testing.T) {
 	// The system's network configuration: bitrate, up.
 	kerneltest.MustRun(t, "ip", "link", "set", bus, "type", "can", "bitrate", fmt.Sprint(kerneltest.KvaserBitrate))
 	kerneltest.MustRun(t, "ip", "link", "set", bus, "up")
-	awaitLog(t, log, `msg=reconciled why="bus `+bus+`"`)
+	d.AwaitLog(t, "msg=reconciled", "bus "+bus, "restored=")
 
 	// Each rule once: every container gets the ECU's frame once before the
 	// marker, and the ECU gets each container's frame once before its marker.
