@@ -35,6 +35,17 @@ var (
 	descRate = prometheus.NewDesc("kanto_can_tx_rate_frames_total",
 		"Frames sent by a container with a transmit rate limit, by result: passed or dropped by the limit.",
 		append(attachmentLabels, "result"), nil)
+	descBusUp = prometheus.NewDesc("kanto_can_bus_up",
+		"1 when a host bus with attachments of ours exists and is up, 0 when it is down or gone.", []string{"bus"}, nil)
+	descBusState = prometheus.NewDesc("kanto_can_bus_state",
+		"A CAN controller's error state: 1 for the current state, 0 for the others (error-active, error-warning, error-passive, bus-off, stopped, sleeping). Absent for virtual buses.",
+		[]string{"bus", "state"}, nil)
+	descBusBitrate = prometheus.NewDesc("kanto_can_bus_bitrate_bits_per_second",
+		"A CAN controller's bitrate (phase data for the CAN FD data phase).", []string{"bus", "phase"}, nil)
+	descBusFD = prometheus.NewDesc("kanto_can_bus_fd",
+		"1 when the bus carries CAN FD frames (MTU 72).", []string{"bus"}, nil)
+	descBusAttachments = prometheus.NewDesc("kanto_can_bus_attachments",
+		"Attachments of ours on a host bus.", []string{"bus"}, nil)
 	descScrapeErrors = prometheus.NewDesc("kanto_can_scrape_error",
 		"1 when reading the kernel's state for this scrape failed.", nil, nil)
 )
@@ -103,11 +114,19 @@ func (kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAttachments
 	ch <- descFrames
 	ch <- descRate
+	ch <- descBusUp
+	ch <- descBusState
+	ch <- descBusBitrate
+	ch <- descBusFD
+	ch <- descBusAttachments
 	ch <- descScrapeErrors
 }
 
+// busStates are the states kanto_can_bus_state reports, as ls names them.
+var busStates = []string{"error-active", "error-warning", "error-passive", "bus-off", "stopped", "sleeping"}
+
 func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
-	list, err := k.list()
+	list, buses, err := k.read()
 	failed := 0.0
 	if err != nil {
 		failed = 1
@@ -140,14 +159,46 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descRate, prometheus.CounterValue, float64(a.TxRate.Dropped), append(labels, "dropped")...)
 		}
 	}
+	for _, b := range buses {
+		ch <- prometheus.MustNewConstMetric(descBusUp, prometheus.GaugeValue, boolValue(b.Index != 0 && b.Up), b.Bus)
+		ch <- prometheus.MustNewConstMetric(descBusAttachments, prometheus.GaugeValue, float64(b.Attachments), b.Bus)
+		if b.Index == 0 {
+			continue // gone: nothing more to say
+		}
+		ch <- prometheus.MustNewConstMetric(descBusFD, prometheus.GaugeValue, boolValue(b.FD), b.Bus)
+		if b.State != "" {
+			for _, st := range busStates {
+				ch <- prometheus.MustNewConstMetric(descBusState, prometheus.GaugeValue, boolValue(b.State == st), b.Bus, st)
+			}
+		}
+		if b.Bitrate != 0 {
+			ch <- prometheus.MustNewConstMetric(descBusBitrate, prometheus.GaugeValue, float64(b.Bitrate), b.Bus, "nominal")
+		}
+		if b.DataBitrate != 0 {
+			ch <- prometheus.MustNewConstMetric(descBusBitrate, prometheus.GaugeValue, float64(b.DataBitrate), b.Bus, "data")
+		}
+	}
 }
 
-func (k kernelCollector) list() ([]attach.Attachment, error) {
+// read takes the attachments and their buses from the kernel.
+func (k kernelCollector) read() ([]attach.Attachment, []attach.BusStatus, error) {
 	h, err := attach.OpenHost()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer h.Close()
 	h.Records = k.records
-	return h.List()
+	list, err := h.List()
+	if err != nil {
+		return nil, nil, err
+	}
+	buses, err := h.Buses()
+	return list, buses, err
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -106,6 +106,32 @@ func TestLsAndStatusShowTheBusState(t *testing.T) {
 		t.Errorf("status table:\n%s", table)
 	}
 
+	// The daemon's metrics say the same.
+	const addr = "127.0.0.1:9734"
+	startDaemon(t, "--metrics-address="+addr)
+	m := kerneltest.Scrape(t, "http://"+addr+"/metrics")
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"kanto_can_bus_state", map[string]string{"bus": bus, "state": "error-active"}, 1},
+		{"kanto_can_bus_state", map[string]string{"bus": bus, "state": "bus-off"}, 0},
+		{"kanto_can_bus_bitrate_bits_per_second", map[string]string{"bus": bus, "phase": "nominal"}, kerneltest.KvaserBitrate},
+		{"kanto_can_bus_up", map[string]string{"bus": bus}, 1},
+		{"kanto_can_bus_fd", map[string]string{"bus": bus}, 0},
+		{"kanto_can_bus_attachments", map[string]string{"bus": bus}, 2},
+		{"kanto_can_bus_fd", map[string]string{"bus": "stbus"}, 1},
+		{"kanto_can_bus_attachments", map[string]string{"bus": "stbus"}, 1},
+	} {
+		if got, ok := m.Value(c.name, c.labels); !ok || got != c.want {
+			t.Errorf("metrics: %s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	if _, ok := m.Value("kanto_can_bus_state", map[string]string{"bus": "stbus", "state": "error-active"}); ok {
+		t.Error("metrics: a vcan has a controller state")
+	}
+
 	// Down: stopped, the bitrate stays.
 	kerneltest.MustRun(t, "ip", "link", "set", bus, "down")
 	want.Up, want.State = false, "stopped"
