@@ -139,7 +139,18 @@ func (d *Daemon) reconcile(why string) {
 		d.log.Warn("reconcile", "why", why, "err", err)
 	}
 	if rep.Changed() {
-		d.log.Info("reconciled", "why", why, "restored", rep.Restored, "removed", rep.Removed, "forgotten", rep.Forgotten)
+		// Host ends comma-separated, and only the kinds of change made: one
+		// grep-able token each (restored=kcan1,kcan2).
+		attrs := []any{"why", why}
+		for _, c := range []struct {
+			key  string
+			ends []string
+		}{{"restored", rep.Restored}, {"removed", rep.Removed}, {"forgotten", rep.Forgotten}} {
+			if len(c.ends) > 0 {
+				attrs = append(attrs, c.key, strings.Join(c.ends, ","))
+			}
+		}
+		d.log.Info("reconciled", attrs...)
 	} else {
 		d.log.Debug("reconciled", "why", why)
 	}

@@ -272,7 +272,7 @@ func TestDaemonRestoresRoutesWhenTheControllerIsRebound(t *testing.T) {
 	// The system's network configuration: bitrate, up.
 	kerneltest.MustRun(t, "ip", "link", "set", bus, "type", "can", "bitrate", fmt.Sprint(kerneltest.KvaserBitrate))
 	kerneltest.MustRun(t, "ip", "link", "set", bus, "up")
-	d.AwaitLog(t, "msg=reconciled", "bus "+bus, "restored=")
+	d.AwaitLog(t, "msg=reconciled", "restored=kcan")
 
 	// Each rule once: every container gets the ECU's frame once before the
 	// marker, and the ECU gets each container's frame once before its marker.

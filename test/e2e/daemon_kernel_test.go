@@ -26,6 +26,7 @@ func startDaemon(t *testing.T, args ...string) *kerneltest.Daemon {
 // duplicate rule.
 func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 	kerneltest.Require(t)
+	untouched := foreign(t)
 	kerneltest.MustRun(t, "ip", "link", "add", "dbus", "type", "vcan")
 	kerneltest.MustRun(t, "ip", "link", "set", "dbus", "up")
 	t.Cleanup(func() { kerneltest.Run(t, "ip", "link", "del", "dbus") })
@@ -45,7 +46,7 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 	}
 	kerneltest.MustRun(t, "ip", "link", "add", "dbus", "type", "vcan")
 	kerneltest.MustRun(t, "ip", "link", "set", "dbus", "up")
-	d.AwaitLog(t, "msg=reconciled", "restored=[kcan")
+	d.AwaitLog(t, "msg=reconciled", "restored=kcan")
 	host := kerneltest.Open(t, nil, "dbus")
 	host.Send(t, frame(0x123, 1))
 	for _, s := range inside {
@@ -54,6 +55,7 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 	if _, rules := ours(t); len(rules) != len(before) {
 		t.Fatalf("%d rules, want %d", len(rules), len(before))
 	}
+	untouched()
 }
 
 // A container that asked for an optional bus that did not exist yet gets
@@ -68,7 +70,7 @@ func TestDaemonRoutesAnOptionalBusWhenItAppears(t *testing.T) {
 	kerneltest.VCAN(t, "latebus", 72)
 	// Whichever reconcile runs first once the bus exists routes it: the one
 	// for the bus, or the one for the attach's host end if it ran late.
-	d.AwaitLog(t, "msg=reconciled", "restored=[kcan")
+	d.AwaitLog(t, "msg=reconciled", "restored=kcan")
 	host := kerneltest.Open(t, nil, "latebus")
 	host.Send(t, frame(0x321, 7))
 	inside.Expect(t, []kerneltest.Frame{frame(0x321, 7)}, wait)
@@ -118,7 +120,7 @@ func TestDaemonRemovesWhatAKilledAttachLeft(t *testing.T) {
 	// With the daemon running: the host end's appearance makes it look,
 	// once the lock the attach held is free (its maker dead).
 	faultedAttach(t, "pair-made", args...)
-	d.AwaitLog(t, "msg=reconciled", "removed=[kcan")
+	d.AwaitLog(t, "msg=reconciled", "removed=kcan")
 	requireNothingOfOurs(t)
 	if after := snapshot(t, nil); after != before {
 		t.Fatalf("state differs from before the attach:\nbefore:\n%s\nafter:\n%s", before, after)

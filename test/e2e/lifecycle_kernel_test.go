@@ -17,7 +17,7 @@ import (
 
 // foreign makes objects kanto-can did not make: a vxcan pair and a can-gw
 // rule between two vcans. Every test below checks they survive untouched.
-func foreign(t *testing.T) {
+func foreign(t *testing.T) (untouched func()) {
 	t.Helper()
 	a := kerneltest.VCAN(t, "fgna", 72)
 	b := kerneltest.VCAN(t, "fgnb", 72)
@@ -25,12 +25,36 @@ func foreign(t *testing.T) {
 		t.Fatal("cannot make the foreign vxcan pair")
 	}
 	t.Cleanup(func() { kerneltest.Run(t, "ip", "link", "del", "fgnvx0") })
+	pair := []int{kerneltest.Ifindex(t, "fgnvx0"), kerneltest.Ifindex(t, "fgnvx1")}
 	gw := dialGW(t)
 	r := cangw.Rule{Src: a, Dst: b, Flags: cangw.FlagEcho}
 	if err := gw.Add(r); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { gw.Delete(r) })
+	// untouched fails the test unless the pair and the rule are still
+	// there, as they were made.
+	return func() {
+		t.Helper()
+		for i, name := range []string{"fgnvx0", "fgnvx1"} {
+			if l, err := linkConn(t, nil).LinkByName(name); err != nil || l.Index != pair[i] || l.Alias != "" {
+				t.Errorf("foreign vxcan end %s: %+v, %v; want it untouched (ifindex %d)", name, l, err, pair[i])
+			}
+		}
+		rules, err := gw.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, x := range rules {
+			if x.Equal(r) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("the foreign rule %d>%d is there %d times, want once", a, b, n)
+		}
+	}
 }
 
 // Attaching twice leaves the same kernel state; detach removes every link
@@ -114,7 +138,7 @@ func TestNetnsDestroyedLeavesNothing(t *testing.T) {
 	}
 	ns.Delete(t)
 	awaitGone(t, links[0])
-	d.AwaitLog(t, "msg=reconciled", "forgotten=["+links[0]+"]")
+	d.AwaitLog(t, "msg=reconciled", "forgotten="+links[0])
 	requireNothingOfOurs(t)
 	if after := snapshot(t, nil); after != before {
 		t.Fatalf("state differs from before the attach:\nbefore:\n%s\nafter:\n%s", before, after)
