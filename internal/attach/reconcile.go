@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
+	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
@@ -31,7 +33,46 @@ func (r Report) Changed() bool {
 	return len(r.Restored)+len(r.Removed)+len(r.Forgotten) > 0
 }
 
-// Reconcile makes the kernel match the records:
+// Scope says which attachments a reconcile looks at. An event concerns a
+// few of them (one host end, the attachments on one bus, one container's),
+// and looking at only those keeps a storm of container starts from costing
+// a pass over every attachment per start.
+type Scope struct {
+	Full       bool     // everything: at start, after missed events
+	HostEnds   []string // host ends that appeared or went away
+	Buses      []string // host buses that appeared or changed
+	Containers []string // containers whose task exited or was deleted
+}
+
+// Merge adds o to s.
+func (s *Scope) Merge(o Scope) {
+	s.Full = s.Full || o.Full
+	s.HostEnds = appendNew(s.HostEnds, o.HostEnds...)
+	s.Buses = appendNew(s.Buses, o.Buses...)
+	s.Containers = appendNew(s.Containers, o.Containers...)
+}
+
+// Empty reports whether s covers nothing.
+func (s Scope) Empty() bool {
+	return !s.Full && len(s.HostEnds)+len(s.Buses)+len(s.Containers) == 0
+}
+
+func (s Scope) covers(rec record.Record, bus string) bool {
+	return s.Full || slices.Contains(s.HostEnds, rec.HostEnd) || slices.Contains(s.Buses, bus) ||
+		(rec.Container != "" && slices.Contains(s.Containers, rec.Container))
+}
+
+func appendNew(to []string, add ...string) []string {
+	for _, a := range add {
+		if !slices.Contains(to, a) {
+			to = append(to, a)
+		}
+	}
+	return to
+}
+
+// Reconcile makes the kernel match the records, for the attachments in
+// scope:
 //   - a host end of ours without a record was left half made by a process
 //     killed part way (the records' lock, held here, rules out one still at
 //     work): it is deleted, and the kernel drops its rules;
@@ -43,9 +84,9 @@ func (r Report) Changed() bool {
 //     adapter was replugged. An optional bus that appeared gets routed.
 //
 // Links and rules that are not ours are never touched.
-func (h *Host) Reconcile() (Report, error) {
+func (h *Host) Reconcile(scope Scope) (Report, error) {
 	var rep Report
-	if h.Records == "" {
+	if h.Records == "" || scope.Empty() {
 		return rep, nil
 	}
 	unlock, err := h.lock()
@@ -57,24 +98,38 @@ func (h *Host) Reconcile() (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	ends, err := h.Links.Pairs()
-	if err != nil {
-		return rep, err
-	}
 	recorded := make(map[string]bool, len(recs))
 	for _, rec := range recs {
 		recorded[rec.HostEnd] = true
 	}
-	present := make(map[string]vxcan.Link, len(ends))
-	// The kernel's rules, listed once: an attachment's sync only looks at
-	// the rules naming its own host end, and after a change the list is
-	// taken again.
-	rules, err := h.GW.List()
-	if err != nil {
-		return rep, err
+
+	// The host ends to look at, by name: all of ours, or those in scope.
+	present := map[string]vxcan.Link{}
+	var candidates []vxcan.Link
+	if scope.Full {
+		if candidates, err = h.Links.Pairs(); err != nil {
+			return rep, err
+		}
+	} else {
+		names := slices.Clone(scope.HostEnds)
+		for _, rec := range recs {
+			if scope.covers(rec, recordBus(rec)) {
+				names = appendNew(names, rec.HostEnd)
+			}
+		}
+		for _, name := range names {
+			l, err := h.Links.LinkByName(name)
+			if errors.Is(err, vxcan.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return rep, err
+			}
+			candidates = append(candidates, l)
+		}
 	}
 	var errs []error
-	for _, end := range ends {
+	for _, end := range candidates {
 		if !isOurs(end) {
 			continue
 		}
@@ -88,7 +143,15 @@ func (h *Host) Reconcile() (Report, error) {
 		}
 		rep.Removed = append(rep.Removed, end.Name)
 	}
+
+	// The kernel's rules, listed once when first needed: an attachment's
+	// sync only looks at the rules naming its own host end, and after a
+	// change the list is taken again.
+	var rules []cangw.Rule
 	for _, rec := range recs {
+		if !scope.covers(rec, recordBus(rec)) {
+			continue
+		}
 		end, ok := present[rec.HostEnd]
 		if !ok {
 			if err := record.Remove(h.Records, rec.HostEnd); err != nil {
@@ -118,6 +181,12 @@ func (h *Host) Reconcile() (Report, error) {
 		if _, err := h.Links.LinkByName(b.Host); errors.Is(err, vxcan.ErrNotFound) && !b.Optional && !b.Virtual {
 			continue // the bus is away: its rules come back with it
 		}
+		if rules == nil {
+			if rules, err = h.GW.List(); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
 		t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container, PID: rec.PID, Started: rec.Started}
 		res, err := h.attach(t, []request.Bus{b}, rules)
 		if err != nil {
@@ -128,14 +197,20 @@ func (h *Host) Reconcile() (Report, error) {
 		if err != nil || res[0].Added+res[0].Removed > 0 || b.Virtual {
 			// Rules changed (or may have: a failed attach was undone, a
 			// virtual bus's peer rules are shared): list them again.
-			var lerr error
-			if rules, lerr = h.GW.List(); lerr != nil {
-				errs = append(errs, lerr)
-				break
-			}
+			rules = nil
 		}
 	}
 	return rep, errors.Join(errs...)
+}
+
+// recordBus is the host bus of a record ("" if the record is malformed;
+// Reconcile reports that).
+func recordBus(rec record.Record) string {
+	b, err := request.ParseBus(rec.Bus)
+	if err != nil {
+		return ""
+	}
+	return b.Host
 }
 
 // isOurs reports whether a host-side link is a host end kanto-can made.

@@ -2,10 +2,15 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
+	eventtypes "github.com/containerd/containerd/api/events"
 	eventsapi "github.com/containerd/containerd/api/services/events/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kanto-can/kanto-can/internal/attach"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -30,7 +35,7 @@ func (d *Daemon) followContainerd(ctx context.Context) {
 		err := d.subscribe(ctx, func() {
 			connected, backoff = true, 250*time.Millisecond
 			d.log.Info("watching containerd", "address", d.cfg.Containerd)
-			d.request("containerd (re)connected")
+			d.request("containerd (re)connected", attach.Scope{Full: true})
 		})
 		if ctx.Err() != nil {
 			return
@@ -78,6 +83,32 @@ func (d *Daemon) subscribe(ctx context.Context, onConnected func()) error {
 			continue
 		}
 		d.metrics.containerdEvent(env.GetTopic())
-		d.request("container event " + env.GetTopic())
+		id, err := containerID(env.GetTopic(), env.GetEvent().GetValue())
+		if err != nil {
+			// Cannot tell whose: look at every attachment.
+			d.log.Warn("containerd event", "topic", env.GetTopic(), "err", err)
+			d.request("container event "+env.GetTopic(), attach.Scope{Full: true})
+			continue
+		}
+		d.request("container event "+env.GetTopic(), attach.Scope{Containers: []string{id}})
 	}
+}
+
+// containerID decodes the id of the container a task event is about.
+func containerID(topic string, payload []byte) (string, error) {
+	switch topic {
+	case topicTaskExit:
+		var e eventtypes.TaskExit
+		if err := proto.Unmarshal(payload, &e); err != nil {
+			return "", fmt.Errorf("%s: %w", topic, err)
+		}
+		return e.GetContainerID(), nil
+	case topicTaskDelete:
+		var e eventtypes.TaskDelete
+		if err := proto.Unmarshal(payload, &e); err != nil {
+			return "", fmt.Errorf("%s: %w", topic, err)
+		}
+		return e.GetContainerID(), nil
+	}
+	return "", fmt.Errorf("unexpected topic %s", topic)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
@@ -46,10 +47,11 @@ type Daemon struct {
 	log     *slog.Logger
 	host    *attach.Host
 	metrics *metrics
-	// trigger holds the reasons for the next reconcile; kick wakes the
+	// The next reconcile: why, and what it must look at. kick wakes the
 	// reconcile loop.
 	mu      sync.Mutex
 	pending []string
+	scope   attach.Scope
 	kick    chan struct{}
 }
 
@@ -90,7 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { errc <- d.serveMetrics(ctx, ln) }()
 	}
 
-	d.reconcile("start")
+	d.reconcile("start", attach.Scope{Full: true})
 	d.log.Info("ready", "records", cfg.Records, "containerd", cfg.Containerd,
 		"namespaces", strings.Join(cfg.Namespaces, ","), "metrics", cfg.Metrics)
 	for {
@@ -105,26 +107,24 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		case <-d.kick:
 			d.mu.Lock()
-			why := d.pending
-			d.pending = nil
+			why, scope := d.pending, d.scope
+			d.pending, d.scope = nil, attach.Scope{}
 			d.mu.Unlock()
 			if len(why) > 0 {
-				d.reconcile(strings.Join(why, ", "))
+				d.reconcile(strings.Join(why, ", "), scope)
 			}
 		}
 	}
 }
 
-// request asks for a reconcile; requests made before it starts are merged.
-func (d *Daemon) request(why string) {
+// request asks for a reconcile of scope; requests made before it starts
+// are merged.
+func (d *Daemon) request(why string, scope attach.Scope) {
 	d.mu.Lock()
-	found := false
-	for _, w := range d.pending {
-		found = found || w == why
-	}
-	if !found {
+	if !slices.Contains(d.pending, why) {
 		d.pending = append(d.pending, why)
 	}
+	d.scope.Merge(scope)
 	d.mu.Unlock()
 	select {
 	case d.kick <- struct{}{}:
@@ -132,8 +132,8 @@ func (d *Daemon) request(why string) {
 	}
 }
 
-func (d *Daemon) reconcile(why string) {
-	rep, err := d.host.Reconcile()
+func (d *Daemon) reconcile(why string, scope attach.Scope) {
+	rep, err := d.host.Reconcile(scope)
 	d.metrics.reconciled(rep, err)
 	if err != nil {
 		d.log.Warn("reconcile", "why", why, "err", err)

@@ -1,22 +1,51 @@
 package daemon
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	eventtypes "github.com/containerd/containerd/api/events"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kanto-can/kanto-can/internal/attach"
 )
 
 // Requests made while a reconcile runs are merged into one more run, each
-// reason once.
+// reason once, their scopes together.
 func TestRequestsMerge(t *testing.T) {
 	d := &Daemon{kick: make(chan struct{}, 1)}
-	d.request("bus can0")
-	d.request("host end made")
-	d.request("bus can0")
+	d.request("bus can0", attach.Scope{Buses: []string{"can0"}})
+	d.request("host end made", attach.Scope{HostEnds: []string{"kcan0123456789a"}})
+	d.request("bus can0", attach.Scope{Buses: []string{"can0"}})
 	if len(d.kick) != 1 {
 		t.Fatalf("%d wake-ups pending, want 1", len(d.kick))
 	}
 	if got := strings.Join(d.pending, ", "); got != "bus can0, host end made" {
 		t.Fatalf("pending reasons %q", got)
+	}
+	if d.scope.Full || !slices.Equal(d.scope.Buses, []string{"can0"}) || !slices.Equal(d.scope.HostEnds, []string{"kcan0123456789a"}) {
+		t.Fatalf("merged scope %+v", d.scope)
+	}
+}
+
+func TestContainerIDOfTaskEvents(t *testing.T) {
+	exit, _ := proto.Marshal(&eventtypes.TaskExit{ContainerID: "app", ID: "app", Pid: 42})
+	del, _ := proto.Marshal(&eventtypes.TaskDelete{ContainerID: "db", Pid: 43})
+	for _, c := range []struct {
+		topic   string
+		payload []byte
+		want    string
+	}{{topicTaskExit, exit, "app"}, {topicTaskDelete, del, "db"}} {
+		if got, err := containerID(c.topic, c.payload); err != nil || got != c.want {
+			t.Errorf("%s: %q, %v; want %q", c.topic, got, err, c.want)
+		}
+	}
+	if _, err := containerID(topicTaskExit, []byte{0xff}); err == nil {
+		t.Error("a malformed payload decoded")
+	}
+	if _, err := containerID("/tasks/start", exit); err == nil {
+		t.Error("an unexpected topic decoded")
 	}
 }
 

@@ -30,7 +30,7 @@ func (d *Daemon) followLinks(ctx context.Context, w *nl.Watcher) error {
 			return nil
 		case errors.Is(err, unix.ENOBUFS):
 			// The kernel dropped notifications: look at everything.
-			d.request("missed link events")
+			d.request("missed link events", attach.Scope{Full: true})
 			continue
 		case err != nil:
 			return err
@@ -43,11 +43,11 @@ func (d *Daemon) followLinks(ctx context.Context, w *nl.Watcher) error {
 			ours := strings.HasPrefix(l.Name, attach.HostEndPrefix)
 			switch {
 			case ours && m.Header.Type == unix.RTM_DELLINK:
-				d.request("host end gone")
+				d.request("host end gone", attach.Scope{HostEnds: []string{l.Name}})
 			case ours:
-				d.request("host end made")
+				d.request("host end made", attach.Scope{HostEnds: []string{l.Name}})
 			case m.Header.Type == unix.RTM_NEWLINK && l.Kind != "vxcan":
-				d.request("bus " + l.Name)
+				d.request("bus "+l.Name, attach.Scope{Buses: []string{l.Name}})
 			}
 		}
 	}
