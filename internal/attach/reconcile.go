@@ -145,8 +145,7 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 	}
 
 	// The kernel's rules, listed once when first needed: an attachment's
-	// sync only looks at the rules naming its own host end, and after a
-	// change the list is taken again.
+	// sync only looks at the rules naming its own host end.
 	var rules []cangw.Rule
 	for _, rec := range recs {
 		if !scope.covers(rec, recordBus(rec)) {
@@ -194,9 +193,11 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 		} else if res[0].Added+res[0].Removed > 0 || res[0].RateChanged {
 			rep.Restored = append(rep.Restored, rec.HostEnd)
 		}
-		if err != nil || res[0].Added+res[0].Removed > 0 || b.Virtual {
-			// Rules changed (or may have: a failed attach was undone, a
-			// virtual bus's peer rules are shared): list them again.
+		if b.Virtual {
+			// A virtual bus's peer rules are shared between its
+			// attachments: list again. Other changes only concern the
+			// rules naming this attachment's host end, which no later
+			// attachment looks at.
 			rules = nil
 		}
 	}
