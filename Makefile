@@ -102,5 +102,5 @@ bench: setup build
 # 30): nothing of ours left, the daemon's goroutines and memory flat.
 SOAK_CYCLES ?=
 soak: setup
-	$(MAKE) kernel-tests KERNEL_PKGS=./test/kanto KERNEL_TEST_FLAGS='-test.run=^TestDaemonSoak$$ -test.v -test.timeout=2h' \
+	$(MAKE) kernel-tests KERNEL_PKGS=./test/kanto KERNEL_TEST_FLAGS='-test.run=^TestDaemonSoak -test.v -test.timeout=2h' \
 		SOAK_CYCLES=$(or $(SOAK_CYCLES),1000) KERNEL_TEST_TIMEOUT=7200
