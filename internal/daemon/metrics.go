@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,7 +74,11 @@ func newMetrics(records string) *metrics {
 		m.changes.WithLabelValues(c)
 	}
 	m.registry.MustRegister(m.reconciles, m.changes, m.events, kernelCollector{records},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// The live heap after the last GC (go_gc_heap_live_bytes) shows a
+		// leak long before the resident memory does.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
