@@ -84,7 +84,9 @@ demo: setup build
 		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) -- $(abspath $(OUT)/demo.test) -test.run '^TestDemo$$'
 
 # One guest run: the benchmark binary plus a no-op Go binary (the floor).
-# BENCH_TIME and BENCH_TIME_CONTAINERS set the iterations per measurement.
+# BENCH_TIME and BENCH_TIME_CONTAINERS set the iterations per measurement;
+# BENCH=REGEXP runs only the benchmarks whose names match (make bench
+# BENCH=BenchmarkBusReappear).
 BENCH_TIME ?= 60x
 # Container starts are slower: fewer iterations for BenchmarkContainerStart.
 BENCH_TIME_CONTAINERS ?= 15x
@@ -96,6 +98,7 @@ bench: setup build
 	echo "$(abspath test/bench)" >$(OUT)/bench/bench.dir
 	test/vm/run.sh --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
 		--env KANTO_CAN_NOOP_BIN=$(abspath $(OUT)/bench/noop) --env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
+		$(if $(BENCH),--env BENCH='$(BENCH)') \
 		-- test/bench/run-in-guest.sh $(abspath $(OUT)/bench/bench.test) $(BENCH_TIME) $(BENCH_TIME_CONTAINERS)
 
 # TestDaemonSoak with SOAK_CYCLES container start/stop cycles (the suite runs

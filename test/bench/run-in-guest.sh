@@ -1,11 +1,20 @@
 #!/bin/bash
 # Runs the benchmark binary inside the test guest (see `make bench`):
 # attach figures with BENCHTIME iterations, container starts with
-# CONTAINER_BENCHTIME (each takes seconds under emulation).
+# CONTAINER_BENCHTIME (each takes seconds under emulation). $BENCH, a
+# regular expression, picks benchmarks by name (default: all of them).
 set -euo pipefail
 bin=$1 benchtime=$2 container_benchtime=$3
 cd "$(dirname "${BASH_SOURCE[0]}")"
 echo "kernel $(uname -r), $(nproc) CPUs, emulated (TCG): quote ratios, not absolute times"
-"$bin" -test.run '^$' -test.bench '^BenchmarkAttach$' -test.benchtime "$benchtime"
-"$bin" -test.run '^$' -test.bench '^BenchmarkContainerStart$' -test.benchtime "$container_benchtime"
-"$bin" -test.run '^$' -test.bench '^BenchmarkFilters$' -test.benchtime 5x
+bench() { # NAME BENCHTIME
+	[[ $1 =~ ${BENCH:-.} ]] || return 0
+	"$bin" -test.run '^$' -test.bench "^$1\$" -test.benchtime "$2"
+}
+bench BenchmarkAttach "$benchtime"
+bench BenchmarkContainerStart "$container_benchtime"
+bench BenchmarkFilters 5x
+# kanto-can-daemon: 10 bus returns per N (1, 10, 100 attachments); one storm
+# of 100 container starts and stops.
+bench BenchmarkBusReappear 10x
+bench BenchmarkDaemonResources 1x
