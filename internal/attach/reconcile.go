@@ -57,9 +57,22 @@ func (s Scope) Empty() bool {
 	return !s.Full && len(s.HostEnds)+len(s.Buses)+len(s.Containers) == 0
 }
 
+// covers reports whether a record is in scope.
 func (s Scope) covers(rec record.Record, bus string) bool {
-	return s.Full || slices.Contains(s.HostEnds, rec.HostEnd) || slices.Contains(s.Buses, bus) ||
+	return slices.Contains(s.HostEnds, rec.HostEnd) || s.syncs(rec, bus)
+}
+
+// syncs reports whether a record's rules are to be checked. A host end that
+// appeared or went away is only checked for existence: its rules are the
+// business of the attach that made it.
+func (s Scope) syncs(rec record.Record, bus string) bool {
+	return s.Full || slices.Contains(s.Buses, bus) ||
 		(rec.Container != "" && slices.Contains(s.Containers, rec.Container))
+}
+
+// hostEndsOnly reports whether s names host ends and nothing else.
+func (s Scope) hostEndsOnly() bool {
+	return !s.Full && len(s.Buses)+len(s.Containers) == 0
 }
 
 func appendNew(to []string, add ...string) []string {
@@ -94,8 +107,20 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 		return rep, err
 	}
 	defer unlock()
-	recs, err := record.List(h.Records)
-	if err != nil {
+	var recs []record.Record
+	if scope.hostEndsOnly() {
+		// Only those host ends' records: a container start costs the
+		// same with a hundred other attachments as with none.
+		for _, name := range scope.HostEnds {
+			rec, ok, err := record.Get(h.Records, name)
+			if err != nil {
+				return rep, err
+			}
+			if ok {
+				recs = append(recs, rec)
+			}
+		}
+	} else if recs, err = record.List(h.Records); err != nil {
 		return rep, err
 	}
 	recorded := make(map[string]bool, len(recs))
@@ -170,6 +195,9 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 				continue
 			}
 			rep.Removed = append(rep.Removed, rec.HostEnd)
+			continue
+		}
+		if !scope.syncs(rec, recordBus(rec)) {
 			continue
 		}
 		b, err := rec.Request()

@@ -30,6 +30,9 @@ func TestScope(t *testing.T) {
 	if !(Scope{HostEnds: []string{other.HostEnd}}).covers(other, "can1") {
 		t.Error("a host end's scope does not cover its record")
 	}
+	if (Scope{HostEnds: []string{other.HostEnd}}).syncs(other, "can1") {
+		t.Error("a host end's scope re-syncs its rules")
+	}
 	if !(Scope{Full: true}).covers(other, "can1") {
 		t.Error("a full scope does not cover everything")
 	}

@@ -92,6 +92,22 @@ func Remove(dir, hostEnd string) error {
 	return nil
 }
 
+// Get returns the record of a host end; false when there is none.
+func Get(dir, hostEnd string) (Record, bool, error) {
+	b, err := os.ReadFile(path(dir, hostEnd))
+	if errors.Is(err, os.ErrNotExist) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, fmt.Errorf("records: %w", err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, false, fmt.Errorf("records: %s.json: %w", hostEnd, err)
+	}
+	return r, true, nil
+}
+
 // List returns every record in dir (none when dir does not exist).
 func List(dir string) ([]Record, error) {
 	entries, err := os.ReadDir(dir)

@@ -17,6 +17,12 @@ func TestWriteListRemove(t *testing.T) {
 	if err := Write(dir, r); err != nil {
 		t.Fatal(err)
 	}
+	if got, ok, err := Get(dir, r.HostEnd); err != nil || !ok || got.Bus != r.Bus {
+		t.Fatalf("Get = %+v, %v, %v", got, ok, err)
+	}
+	if _, ok, err := Get(dir, "kcan00000000000"); err != nil || ok {
+		t.Fatalf("Get of a missing record = %v, %v", ok, err)
+	}
 	list, err := List(dir)
 	if err != nil || len(list) != 1 || list[0].Bus != r.Bus || *list[0].TxRate != *r.TxRate {
 		t.Fatalf("List = %+v, %v", list, err)
