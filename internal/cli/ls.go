@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -13,7 +12,7 @@ import (
 )
 
 func newLs() *cobra.Command {
-	var output string
+	var output outputFlag
 	var containerd target.Containerd
 	cmd := &cobra.Command{
 		Use:   "ls [CONTAINER] [-o table|json]",
@@ -32,8 +31,8 @@ when not applicable or not set) and bus_fd. 'kanto-can status' sums up per
 bus.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("-o %q: want table or json", output)
+			if err := output.check(); err != nil {
+				return err
 			}
 			h, err := attach.OpenHost()
 			if err != nil {
@@ -55,19 +54,13 @@ bus.`,
 				}
 				list = mine
 			}
-			if output == "json" {
-				if list == nil {
-					list = []attach.Attachment{}
-				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(list)
+			if list == nil {
+				list = []attach.Attachment{} // JSON: [], not null
 			}
-			printTable(cmd.OutOrStdout(), list)
-			return nil
+			return output.write(cmd.OutOrStdout(), list, func(w io.Writer) { printTable(w, list) })
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	output.register(cmd)
 	registerContainerd(cmd, &containerd)
 	return cmd
 }

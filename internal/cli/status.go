@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -12,7 +11,7 @@ import (
 )
 
 func newStatus() *cobra.Command {
-	var output string
+	var output outputFlag
 	cmd := &cobra.Command{
 		Use:   "status [-o table|json]",
 		Short: "Show the host buses that have attachments, their state and bitrate",
@@ -26,8 +25,8 @@ JSON). In JSON: bus, index, kind, up, state, bitrate, data_bitrate (the
 last three absent when not applicable or not set), fd, mtu, attachments.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("-o %q: want table or json", output)
+			if err := output.check(); err != nil {
+				return err
 			}
 			h, err := attach.OpenHost()
 			if err != nil {
@@ -38,16 +37,10 @@ last three absent when not applicable or not set), fd, mtu, attachments.`,
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(buses)
-			}
-			printBuses(cmd.OutOrStdout(), buses)
-			return nil
+			return output.write(cmd.OutOrStdout(), buses, func(w io.Writer) { printBuses(w, buses) })
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	output.register(cmd)
 	return cmd
 }
 
