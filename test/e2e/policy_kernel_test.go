@@ -93,8 +93,15 @@ func TestPolicyReceiveAllowList(t *testing.T) {
 	t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
 	ecu := kerneltest.Open(t, nil, ecuIf)
 	inside := kerneltest.Open(t, ns, bus)
-	flood(t, ecu, ids(0x000, 0x7FF, 2))
-	flood(t, ecu, []kerneltest.Frame{frame(0x7E8, 0xFF)}) // marker
+	// One frame on the emulated wire at a time: each is sent once the
+	// previous one has reached the bus's controller (a witness socket on
+	// it). Flooded, the receiving SJA1000 model overruns its FIFO and, now
+	// and then, receives nothing more until it is reset.
+	witness := kerneltest.Open(t, nil, bus)
+	for _, f := range append(ids(0x000, 0x7FF, 2), frame(0x7E8, 0xFF)) { // the last one: the marker
+		ecu.Send(t, f)
+		witness.Expect(t, []kerneltest.Frame{f}, wait)
+	}
 	inside.ExpectOnlyUntil(t, []kerneltest.Frame{frame(0x7DF, 2), frame(0x7E8, 2)}, frame(0x7E8, 0xFF), wait)
 }
 
