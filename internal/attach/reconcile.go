@@ -173,7 +173,8 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 	// sync only looks at the rules naming its own host end.
 	var rules []cangw.Rule
 	for _, rec := range recs {
-		if !scope.covers(rec, recordBus(rec)) {
+		bus := recordBus(rec)
+		if !scope.covers(rec, bus) {
 			continue
 		}
 		end, ok := present[rec.HostEnd]
@@ -197,7 +198,7 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 			rep.Removed = append(rep.Removed, rec.HostEnd)
 			continue
 		}
-		if !scope.syncs(rec, recordBus(rec)) {
+		if !scope.syncs(rec, bus) {
 			continue
 		}
 		b, err := rec.Request()

@@ -94,18 +94,24 @@ func Remove(dir, hostEnd string) error {
 
 // Get returns the record of a host end; false when there is none.
 func Get(dir, hostEnd string) (Record, bool, error) {
-	b, err := os.ReadFile(path(dir, hostEnd))
+	r, err := read(dir, hostEnd+".json")
 	if errors.Is(err, os.ErrNotExist) {
 		return Record{}, false, nil
 	}
-	if err != nil {
-		return Record{}, false, fmt.Errorf("records: %w", err)
-	}
+	return r, err == nil, err
+}
+
+// read decodes the record file name in dir.
+func read(dir, name string) (Record, error) {
 	var r Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return Record{}, false, fmt.Errorf("records: %s.json: %w", hostEnd, err)
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return r, fmt.Errorf("records: %w", err)
 	}
-	return r, true, nil
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("records: %s: %w", name, err)
+	}
+	return r, nil
 }
 
 // List returns every record in dir (none when dir does not exist).
@@ -123,13 +129,9 @@ func List(dir string) ([]Record, error) {
 		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, name))
+		r, err := read(dir, name)
 		if err != nil {
-			return nil, fmt.Errorf("records: %w", err)
-		}
-		var r Record
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("records: %s: %w", name, err)
+			return nil, err
 		}
 		out = append(out, r)
 	}
