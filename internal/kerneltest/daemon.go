@@ -55,7 +55,7 @@ func StartDaemon(tb testing.TB, wait time.Duration, args ...string) *Daemon {
 func (d *Daemon) AwaitLogEver(tb testing.TB, want ...string) string {
 	tb.Helper()
 	for _, l := range d.seen {
-		if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(l, w) }) {
+		if ContainsAll(l, want...) {
 			return l
 		}
 	}
@@ -87,11 +87,22 @@ func (d *Daemon) AwaitLog(tb testing.TB, want ...string) string {
 			}
 			tb.Log("daemon: " + l)
 			d.seen = append(d.seen, l)
-			if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(l, w) }) {
+			if ContainsAll(l, want...) {
 				return l
 			}
 		case <-timeout:
 			tb.Fatalf("the daemon did not log %q within %v", want, d.Wait)
 		}
 	}
+}
+
+// ContainsAll reports whether s contains every one of subs: a log line
+// that says all of what a test waits for.
+func ContainsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }

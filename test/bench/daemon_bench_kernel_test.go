@@ -463,12 +463,7 @@ func (l *daemonLog) await(b *testing.B, from int, want ...string) int {
 	for i := from; ; {
 		l.mu.Lock()
 		for ; i < len(l.all); i++ {
-			line := l.all[i]
-			match := true
-			for _, w := range want {
-				match = match && strings.Contains(line, w)
-			}
-			if match {
+			if kerneltest.ContainsAll(l.all[i], want...) {
 				l.mu.Unlock()
 				return i
 			}
@@ -648,24 +643,7 @@ func cpuTimeFine(b *testing.B, pid int) time.Duration {
 // memory returns the process's resident set and its peak (VmRSS, VmHWM),
 // in MB.
 func memory(b *testing.B, pid int) (rss, hwm float64) {
-	s, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	field := func(name string) float64 {
-		for _, line := range strings.Split(string(s), "\n") {
-			if v, ok := strings.CutPrefix(line, name+":"); ok {
-				kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-				if err != nil {
-					b.Fatalf("/proc/%d/status: %s: %v", pid, line, err)
-				}
-				return kb / 1024
-			}
-		}
-		b.Fatalf("/proc/%d/status: no %s", pid, name)
-		return 0
-	}
-	return field("VmRSS"), field("VmHWM")
+	return kerneltest.ProcStatus(b, pid, "VmRSS") / (1 << 20), kerneltest.ProcStatus(b, pid, "VmHWM") / (1 << 20)
 }
 
 // resetPeakRSS sets the process's VmHWM back to its current VmRSS.

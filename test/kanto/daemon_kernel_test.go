@@ -3,11 +3,9 @@
 package kanto
 
 import (
-	"fmt"
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
@@ -175,12 +173,12 @@ func TestDaemonSoak(t *testing.T) {
 		}
 		ct.Stop(t)
 		if i+1 == warmup {
-			goroutines, anon = gauge(kerneltest.Scrape(t, url), "go_goroutines"), rssAnon(t, d.PID())
+			goroutines, anon = gauge(kerneltest.Scrape(t, url), "go_goroutines"), kerneltest.ProcStatus(t, d.PID(), "RssAnon")
 		}
 	}
 	requireNothingOfOurs(t)
 	m := kerneltest.Scrape(t, url)
-	g, a := gauge(m, "go_goroutines"), rssAnon(t, d.PID())
+	g, a := gauge(m, "go_goroutines"), kerneltest.ProcStatus(t, d.PID(), "RssAnon")
 	live, rss := gauge(m, "go_gc_heap_live_bytes"), gauge(m, "process_resident_memory_bytes")
 	t.Logf("cycles %d -> %d: goroutines %v -> %v, anonymous memory %.1f -> %.1f MiB; at the end: live heap %.2f MiB, resident %.1f MiB",
 		warmup, cycles, goroutines, g, anon/(1<<20), a/(1<<20), live/(1<<20), rss/(1<<20))
@@ -197,25 +195,4 @@ func TestDaemonSoak(t *testing.T) {
 	if v, ok := m.Value("kanto_can_reconciles_total", map[string]string{"result": "error"}); !ok || v != 0 {
 		t.Errorf("reconcile errors: %v (found %v)", v, ok)
 	}
-}
-
-// rssAnon returns a process's resident anonymous memory (RssAnon in
-// /proc/PID/status), in bytes.
-func rssAnon(t *testing.T, pid int) float64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			if err != nil {
-				t.Fatalf("RssAnon %q: %v", v, err)
-			}
-			return kb * 1024
-		}
-	}
-	t.Fatalf("no RssAnon in /proc/%d/status", pid)
-	return 0
 }
