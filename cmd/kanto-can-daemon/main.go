@@ -71,6 +71,7 @@ optional: kanto-can's hooks attach and detach correctly without it.`,
 	f.StringVar(&cfg.Records, "records", cfg.Records, "directory of the attachments' records")
 	f.StringVar(&cfg.Containerd, "containerd-address", cfg.Containerd, `containerd's socket ("" to not watch containerd)`)
 	f.StringVar(&namespaces, "namespace", namespaces, "containerd namespaces to watch, comma-separated")
+	f.StringVar(&cfg.Kanto.Dir, "kanto-meta", cfg.Kanto.Dir, "Kanto's container records (metrics show containers' Kanto names)")
 	f.StringVar(&cfg.Metrics, "metrics-address", cfg.Metrics, `where to serve metrics: HOST:PORT or unix:PATH ("" for none)`)
 	f.StringVar(&logFormat, "log-format", logFormat, "log format: text or json (both one record per line, on stderr)")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: debug, info, warn or error")

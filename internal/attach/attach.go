@@ -25,7 +25,10 @@ type Host struct {
 	// Records is the directory of the attachments' records (package
 	// record); "" keeps none.
 	Records string
-	tc      *nl.Conn // traffic control (rate limits), opened when needed
+	// Names, when set, gives the containers' current names by id (Kanto's
+	// names): List and Buses show them. Called once per listing.
+	Names func() map[string]string
+	tc    *nl.Conn // traffic control (rate limits), opened when needed
 }
 
 // OpenHost opens the sockets in the caller's network namespace.

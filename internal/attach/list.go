@@ -14,6 +14,7 @@ type Attachment struct {
 	Target       string      `json:"target"`              // Target.ID
 	Label        string      `json:"label"`               // how the user named it
 	Container    string      `json:"container,omitempty"` // container id, when known
+	Name         string      `json:"name,omitempty"`      // the container's name now (Kanto's), when known
 	Bus          string      `json:"bus"`
 	BusIndex     int         `json:"bus_index"` // 0 when the bus is gone
 	Inside       string      `json:"inside"`
@@ -53,6 +54,27 @@ type RuleState struct {
 	Deleted   uint32 `json:"deleted"`
 }
 
+// Who names the attachment's target for people: "container NAME" when
+// the container has a name, else its label.
+func (a Attachment) Who() string {
+	if a.Name != "" {
+		return "container " + a.Name
+	}
+	return a.Label
+}
+
+// names returns h.Names(), or none.
+func (h *Host) names() map[string]string {
+	var names map[string]string
+	if h.Names != nil {
+		names = h.Names()
+	}
+	if names == nil {
+		names = map[string]string{}
+	}
+	return names
+}
+
 // Direction is the attachment's direction derived from its rules.
 func (a Attachment) Direction() string {
 	rx, tx := false, false
@@ -85,6 +107,9 @@ type BusStatus struct {
 	FD          bool   `json:"fd"`
 	MTU         int    `json:"mtu"`
 	Attachments int    `json:"attachments"` // host ends of ours that name the bus
+	// Containers are the attached containers by name (Attachment.Who),
+	// sorted.
+	Containers []string `json:"containers"`
 }
 
 // busStatus describes the bus called name; ok false: it does not exist.
@@ -131,15 +156,18 @@ func (h *Host) Buses() ([]BusStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	count := map[string]int{}
+	names := h.names()
+	who := map[string][]string{}
 	for _, m := range metas {
-		count[m.Bus]++
+		a := Attachment{Label: m.Label, Container: m.Container, Name: names[m.Container]}
+		who[m.Bus] = append(who[m.Bus], a.Who())
 	}
-	out := make([]BusStatus, 0, len(count))
-	for name, n := range count {
+	out := make([]BusStatus, 0, len(who))
+	for name, containers := range who {
 		l, ok := byName[name]
 		s := busStatus(name, l, ok)
-		s.Attachments = n
+		sort.Strings(containers)
+		s.Attachments, s.Containers = len(containers), containers
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Bus < out[j].Bus })
@@ -157,11 +185,12 @@ func (h *Host) List() ([]Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
+	names := h.names()
 	var out []Attachment
 	for i, end := range ends {
 		meta := metas[i]
 		a := Attachment{
-			Target: meta.Target, Label: meta.Label, Container: meta.Container, Bus: meta.Bus, Inside: meta.Inside,
+			Target: meta.Target, Label: meta.Label, Container: meta.Container, Name: names[meta.Container], Bus: meta.Bus, Inside: meta.Inside,
 			HostEnd: end.Name, HostEndIndex: end.Index, FD: end.MTU == vxcan.MTUFD,
 		}
 		bus, ok := byName[meta.Bus]
@@ -195,8 +224,8 @@ func (h *Host) List() ([]Attachment, error) {
 		out = append(out, a)
 	}
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].Label != out[j].Label {
-			return out[i].Label < out[j].Label
+		if wi, wj := out[i].Who(), out[j].Who(); wi != wj {
+			return wi < wj
 		}
 		return out[i].Bus < out[j].Bus
 	})

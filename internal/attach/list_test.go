@@ -1,6 +1,7 @@
 package attach
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/kanto-can/kanto-can/vxcan"
@@ -25,7 +26,7 @@ func TestBusStatus(t *testing.T) {
 		{"gone", vxcan.Link{}, false, BusStatus{Bus: "can9"}},
 	} {
 		got := busStatus(tc.want.Bus, tc.link, tc.ok)
-		if got != tc.want {
+		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
 	}

@@ -44,7 +44,7 @@ A bus SPEC is HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=ID
 				buses[i] = b
 			}
 			return tf.run(cmd, args, func(t *target.Target, h *attach.Host) error {
-				granted, notes, err := resolvePolicy(cmd, []string{t.Container, tf.containerd.KantoName(t.Container)}, buses)
+				granted, notes, err := resolvePolicy(cmd, tf.containerd.Names(t.Container), buses)
 				if err != nil {
 					return err
 				}

@@ -47,9 +47,9 @@ nothing (a note on stderr, exit 0). An error fails the container's start.`,
 				granted, notes, err = resolvePolicy(cmd, names, req)
 				return granted, err
 			}
-			kantoName := target.DefaultContainerd.KantoName(st.ID)
-			if err := hook.Run(phase, st, buses, kantoName, resolve, cmd.ErrOrStderr()); err != nil {
-				return fmt.Errorf("container %s: %w", st.ID, err)
+			names := target.DefaultContainerd.Names(st.ID)
+			if err := hook.Run(phase, st, buses, names, resolve, cmd.ErrOrStderr()); err != nil {
+				return fmt.Errorf("container %s: %w", names[0], err)
 			}
 			logNotes(cmd.ErrOrStderr(), notes)
 			return nil

@@ -39,6 +39,7 @@ bus.`,
 				return err
 			}
 			defer h.Close()
+			h.Names = containerd.Kanto.Names
 			list, err := h.List()
 			if err != nil {
 				return err
@@ -79,7 +80,7 @@ func printTable(out io.Writer, list []attach.Attachment) {
 			rate = fmt.Sprintf("%d/s burst %d (passed %d, dropped %d)", a.TxRate.FramesPerSecond, a.TxRate.Burst, a.TxRate.Passed, a.TxRate.Dropped)
 		}
 		if len(a.Rules) == 0 {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\n", a.Label, bus, a.Inside, a.HostEnd, a.Direction())
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\n", a.Who(), bus, a.Inside, a.HostEnd, a.Direction())
 		}
 		for _, r := range a.Rules {
 			frames := "classic"
@@ -91,7 +92,7 @@ func printTable(out io.Writer, list []attach.Attachment) {
 				rowRate = rate
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n",
-				a.Label, bus, a.Inside, a.HostEnd, a.Direction(), r.Direction, frames, r.Filter, r.Handled, r.Dropped, r.Deleted, rowRate)
+				a.Who(), bus, a.Inside, a.HostEnd, a.Direction(), r.Direction, frames, r.Filter, r.Handled, r.Dropped, r.Deleted, rowRate)
 		}
 	}
 	w.Flush()

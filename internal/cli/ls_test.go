@@ -28,6 +28,8 @@ func TestLsTableShowsTheBus(t *testing.T) {
 		{Label: "virt", Bus: "vcan0", BusIndex: 5, BusFD: true, Inside: "can0", HostEnd: "kcan3",
 			Rules: []attach.RuleState{{Direction: "tx", Filter: "all"}}},
 		{Label: "gone", Bus: "can9", Inside: "can0", HostEnd: "kcan4"},
+		// A Kanto container shows by its name, whatever its label.
+		{Label: "container 3f2a", Container: "3f2a", Name: "named", Bus: "can0", BusIndex: 3, Inside: "can0", HostEnd: "kcan5"},
 	}
 	var b bytes.Buffer
 	printTable(&b, list)
@@ -40,6 +42,7 @@ func TestLsTableShowsTheBus(t *testing.T) {
 		"fd":   "fd can1 bus-off 1000000/8000000 yes can0 kcan2",
 		"virt": "virt vcan0 - - yes can0 kcan3",
 		"gone": "gone can9 (missing) - - - can0 kcan4",
+		"container": "container named can0",
 	} {
 		if got := strings.Join(rows[label], " "); !strings.HasPrefix(got, want+" ") {
 			t.Errorf("row %s: %q, want it to start with %q", label, got, want)
@@ -49,18 +52,19 @@ func TestLsTableShowsTheBus(t *testing.T) {
 
 func TestStatusTable(t *testing.T) {
 	buses := []attach.BusStatus{
-		{Bus: "can0", Index: 3, Kind: "can", Up: true, State: "error-passive", Bitrate: 250000, MTU: 16, Attachments: 3},
-		{Bus: "vcan0", Index: 5, Kind: "vcan", Up: true, FD: true, MTU: 72, Attachments: 1},
-		{Bus: "can9", Attachments: 2},
+		{Bus: "can0", Index: 3, Kind: "can", Up: true, State: "error-passive", Bitrate: 250000, MTU: 16, Attachments: 3,
+			Containers: []string{"container app", "container db", "pid 42"}},
+		{Bus: "vcan0", Index: 5, Kind: "vcan", Up: true, FD: true, MTU: 72, Attachments: 1, Containers: []string{"container app"}},
+		{Bus: "can9", Attachments: 2, Containers: []string{"container a", "container b"}},
 	}
 	var b bytes.Buffer
 	printBuses(&b, buses)
 	rows := fields(b.String())
 	for bus, want := range map[string]string{
-		"BUS":   "BUS INDEX KIND UP STATE BITRATE FD ATTACHMENTS",
-		"can0":  "can0 3 can yes error-passive 250000 no 3",
-		"vcan0": "vcan0 5 vcan yes - - yes 1",
-		"can9":  "can9 (missing) - - - - - - 2",
+		"BUS":   "BUS INDEX KIND UP STATE BITRATE FD ATTACHMENTS CONTAINERS",
+		"can0":  "can0 3 can yes error-passive 250000 no 3 container app, container db, pid 42",
+		"vcan0": "vcan0 5 vcan yes - - yes 1 container app",
+		"can9":  "can9 (missing) - - - - - - 2 container a, container b",
 	} {
 		if got := strings.Join(rows[bus], " "); got != want {
 			t.Errorf("row %s: %q, want %q", bus, got, want)

@@ -14,6 +14,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/canid"
 	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/request"
+	"github.com/kanto-can/kanto-can/internal/target"
 )
 
 // configPath is the --config flag of every command.
@@ -49,13 +50,15 @@ func newPolicy() *cobra.Command {
 		Use:   "policy",
 		Short: "Check the admin's policy file",
 	}
+	var containerd target.Containerd
 	check := &cobra.Command{
 		Use:   "check [CONTAINER...]",
 		Short: "Validate the policy file and show what containers would get",
 		Long: `Validate the policy file (--config, default ` + policy.DefaultPath + `) and print,
 for each container named (a Kanto name or id; by default one line per entry's
 patterns and the default), the buses it would get: direction, receive and
-transmit allow-lists, transmit rate limit.`,
+transmit allow-lists, transmit rate limit. A container Kanto knows is
+matched by its name and its id, whichever was given.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := policy.Load(configPath)
 			if err != nil {
@@ -75,7 +78,7 @@ transmit allow-lists, transmit rate limit.`,
 			w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "CONTAINER\tENTRY\tBUS\tDIR\tRX\tTX\tTX RATE")
 			row := func(name string) {
-				a, entry := p.For(name)
+				a, entry := p.For(append(containerd.Names(containerd.ContainerID(name)), name)...)
 				if a == nil || len(a.Buses) == 0 {
 					fmt.Fprintf(w, "%s\t%s\t-\tnothing\t\t\t\n", name, or(entry, "none"))
 					return
@@ -98,6 +101,7 @@ transmit allow-lists, transmit rate limit.`,
 			return w.Flush()
 		},
 	}
+	registerContainerd(check, &containerd)
 	cmd.AddCommand(check)
 	return cmd
 }

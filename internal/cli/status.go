@@ -3,11 +3,13 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/target"
 )
 
 func newStatus() *cobra.Command {
@@ -33,6 +35,7 @@ last three absent when not applicable or not set), fd, mtu, attachments.`,
 				return err
 			}
 			defer h.Close()
+			h.Names = target.DefaultContainerd.Kanto.Names
 			buses, err := h.Buses()
 			if err != nil {
 				return err
@@ -46,14 +49,15 @@ last three absent when not applicable or not set), fd, mtu, attachments.`,
 
 func printBuses(out io.Writer, buses []attach.BusStatus) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "BUS\tINDEX\tKIND\tUP\tSTATE\tBITRATE\tFD\tATTACHMENTS")
+	fmt.Fprintln(w, "BUS\tINDEX\tKIND\tUP\tSTATE\tBITRATE\tFD\tATTACHMENTS\tCONTAINERS")
 	for _, b := range buses {
+		containers := strings.Join(b.Containers, ", ")
 		if b.Index == 0 {
-			fmt.Fprintf(w, "%s (missing)\t-\t-\t-\t-\t-\t-\t%d\n", b.Bus, b.Attachments)
+			fmt.Fprintf(w, "%s (missing)\t-\t-\t-\t-\t-\t-\t%d\t%s\n", b.Bus, b.Attachments, containers)
 			continue
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\n", b.Bus, b.Index, b.Kind, yesNo(b.Up, true),
-			dash(b.State), bitrate(b.Bitrate, b.DataBitrate), yesNo(b.FD, true), b.Attachments)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.Bus, b.Index, b.Kind, yesNo(b.Up, true),
+			dash(b.State), bitrate(b.Bitrate, b.DataBitrate), yesNo(b.FD, true), b.Attachments, containers)
 	}
 	w.Flush()
 }

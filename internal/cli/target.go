@@ -28,7 +28,7 @@ func registerContainerd(cmd *cobra.Command, c *target.Containerd) {
 	*c = target.DefaultContainerd
 	cmd.Flags().StringVar(&c.Namespace, "namespace", c.Namespace, "containerd namespace of CONTAINER")
 	cmd.Flags().StringVar(&c.StateDir, "containerd-state", c.StateDir, "containerd's state directory")
-	cmd.Flags().StringVar(&c.KantoMetaDir, "kanto-meta", c.KantoMetaDir, "Kanto's container records (to find CONTAINER by name)")
+	cmd.Flags().StringVar(&c.Kanto.Dir, "kanto-meta", c.Kanto.Dir, "Kanto's container records (to find CONTAINER by name)")
 }
 
 func (f *targetFlags) open(cmd *cobra.Command, args []string) (*target.Target, error) {

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/kanto"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -27,7 +28,10 @@ type Config struct {
 	// Metrics is where Prometheus metrics are served: HOST:PORT, or
 	// unix:PATH for a unix socket; "" serves none.
 	Metrics string
-	Log     *slog.Logger
+	// Kanto is where Kanto keeps its container records: metrics name
+	// containers by their Kanto names.
+	Kanto kanto.Store
+	Log   *slog.Logger
 }
 
 // DefaultConfig is the configuration of a daemon on a Kanto device.
@@ -37,6 +41,7 @@ func DefaultConfig() Config {
 		Containerd: "/run/containerd/containerd.sock",
 		Namespaces: []string{"kanto-cm"},
 		Metrics:    "127.0.0.1:9731",
+		Kanto:      kanto.DefaultStore,
 		Log:        slog.Default(),
 	}
 }
@@ -68,7 +73,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer host.Close()
 	host.Records = cfg.Records
 	d := &Daemon{cfg: cfg, log: cfg.Log, host: host, kick: make(chan struct{}, 1)}
-	d.metrics = newMetrics(cfg.Records)
+	d.metrics = newMetrics(cfg.Records, cfg.Kanto.Names)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -24,7 +24,8 @@ type metrics struct {
 	events     *prometheus.CounterVec
 }
 
-var attachmentLabels = []string{"container", "target", "bus", "inside"}
+// container is the container's id, name its name (Kanto's) when it has one.
+var attachmentLabels = []string{"container", "name", "target", "bus", "inside"}
 
 var (
 	descAttachments = prometheus.NewDesc("kanto_can_attachments",
@@ -51,7 +52,7 @@ var (
 		"1 when reading the kernel's state for this scrape failed.", nil, nil)
 )
 
-func newMetrics(records string) *metrics {
+func newMetrics(records string, names func() map[string]string) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -73,7 +74,7 @@ func newMetrics(records string) *metrics {
 	for _, c := range []string{"restored", "removed", "forgotten"} {
 		m.changes.WithLabelValues(c)
 	}
-	m.registry.MustRegister(m.reconciles, m.changes, m.events, kernelCollector{records},
+	m.registry.MustRegister(m.reconciles, m.changes, m.events, kernelCollector{records, names},
 		// The live heap after the last GC (go_gc_heap_live_bytes) shows a
 		// leak long before the resident memory does.
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
@@ -113,7 +114,10 @@ func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) error {
 // kernelCollector reads the attachments' counters from the kernel at each
 // scrape, through its own netlink sockets: the numbers are the kernel's,
 // as fresh as the scrape.
-type kernelCollector struct{ records string }
+type kernelCollector struct {
+	records string
+	names   func() map[string]string // containers' names by id
+}
 
 func (kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAttachments
@@ -143,7 +147,7 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descAttachments, prometheus.GaugeValue, float64(len(list)))
 	for _, a := range list {
-		labels := []string{a.Container, a.Target, a.Bus, a.Inside}
+		labels := []string{a.Container, a.Name, a.Target, a.Bus, a.Inside}
 		type key struct{ dir, result string }
 		sums := map[key]float64{}
 		for _, dir := range []string{"rx", "tx"} {
@@ -192,7 +196,7 @@ func (k kernelCollector) read() ([]attach.Attachment, []attach.BusStatus, error)
 		return nil, nil, err
 	}
 	defer h.Close()
-	h.Records = k.records
+	h.Records, h.Names = k.records, k.names
 	list, err := h.List()
 	if err != nil {
 		return nil, nil, err

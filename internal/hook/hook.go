@@ -130,12 +130,14 @@ func Request(args []string, env string) ([]request.Bus, error) {
 }
 
 // Resolver applies the admin's policy to a container's request; names are
-// the container's id and Kanto name.
+// what the container is known by (its Kanto name, its id).
 type Resolver func(names []string, req []request.Bus) ([]request.Bus, error)
 
-// Run does the hook's work. Messages for the user (the container log and
-// runc's error) go to stderr; the returned error is one line.
-func Run(phase Phase, st State, busArgs []string, kantoName string, resolve Resolver, stderr io.Writer) error {
+// Run does the hook's work for the container known by names (its Kanto
+// name and id, see target.Containerd.Names; the first labels it). Messages
+// for the user (the container log and runc's error) go to stderr; the
+// returned error is one line.
+func Run(phase Phase, st State, busArgs []string, names []string, resolve Resolver, stderr io.Writer) error {
 	if phase == Detach {
 		h, err := attach.OpenHost()
 		if err != nil {
@@ -153,7 +155,7 @@ func Run(phase Phase, st State, busArgs []string, kantoName string, resolve Reso
 	if err != nil {
 		return err
 	}
-	if buses, err = resolve([]string{st.ID, kantoName}, buses); err != nil {
+	if buses, err = resolve(names, buses); err != nil {
 		return err
 	}
 	if st.Pid <= 0 {
@@ -162,7 +164,7 @@ func Run(phase Phase, st State, busArgs []string, kantoName string, resolve Reso
 	if host, err := target.HostNetwork(st.Pid); err != nil {
 		return fmt.Errorf("pid %d: %w", st.Pid, err)
 	} else if host {
-		fmt.Fprintf(stderr, "kanto-can: container %s uses the host's network namespace: it sees the host's CAN interfaces already, nothing to attach\n", st.ID)
+		fmt.Fprintf(stderr, "kanto-can: %s uses the host's network namespace: it sees the host's CAN interfaces already, nothing to attach\n", label(names, st.ID))
 		return nil
 	}
 	t, err := target.FromPID(st.Pid)
@@ -170,7 +172,7 @@ func Run(phase Phase, st State, busArgs []string, kantoName string, resolve Reso
 		return err
 	}
 	defer t.Close()
-	t.Label, t.Container = "container "+st.ID, st.ID
+	t.Label, t.Container = label(names, st.ID), st.ID
 	h, err := attach.OpenHost()
 	if err != nil {
 		return err
@@ -178,4 +180,12 @@ func Run(phase Phase, st State, busArgs []string, kantoName string, resolve Reso
 	defer h.Close()
 	_, err = h.Attach(t, buses)
 	return err
+}
+
+// label names the container for messages and listings: "container NAME".
+func label(names []string, id string) string {
+	if len(names) > 0 && names[0] != "" {
+		return "container " + names[0]
+	}
+	return "container " + id
 }

@@ -91,6 +91,15 @@ func NewNS(tb testing.TB) *NS {
 	return ns
 }
 
+// ProcessNS is the network namespace of a running process, such as a
+// container's init, for [Open], [Candump] and [NS.Command]: a test can use
+// a container's interface from outside, the way a process inside would. It
+// pins nothing (and [NS.Delete] must not be called): the namespace lives as
+// long as the process. A socket opened in it keeps it alive until closed.
+func ProcessNS(pid int) *NS {
+	return &NS{name: fmt.Sprintf("pid-%d", pid), path: fmt.Sprintf("/proc/%d/ns/net", pid), deleted: true}
+}
+
 // Delete removes the pin now, as `ip netns del` would: the namespace goes
 // away once nothing else holds it (the kernel tears it down asynchronously).
 func (n *NS) Delete(tb testing.TB) {

@@ -66,8 +66,8 @@ type Grant struct {
 	TxRate *request.Rate
 }
 
-// For returns the access of a container known by these names (its id, its
-// Kanto name): the first matching entry, else the default.
+// For returns the access of a container known by these names (its Kanto
+// name, its id): the first matching entry, else the default.
 func (p *Policy) For(names ...string) (*Access, string) {
 	for i, c := range p.Containers {
 		for _, pat := range c.Match {
@@ -86,7 +86,8 @@ func (p *Policy) For(names ...string) (*Access, string) {
 
 // Resolve checks a request against the policy and fills in what it left
 // open. With a nil policy the request is returned as it is. names are the
-// container's id and Kanto name (empty for a pid or path target).
+// container's Kanto name and id, the one for messages first (none for a pid
+// or path target).
 func (p *Policy) Resolve(names []string, req []request.Bus) ([]request.Bus, error) {
 	if p == nil {
 		return req, nil

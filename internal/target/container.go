@@ -1,13 +1,14 @@
 package target
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/kanto-can/kanto-can/internal/kanto"
 )
 
 // Containerd says where containerd and Kanto keep what resolves a container
@@ -15,16 +16,16 @@ import (
 type Containerd struct {
 	Namespace string // containerd namespace; Kanto's is "kanto-cm"
 	StateDir  string // containerd's state directory, /run/containerd
-	// KantoMetaDir holds Kanto container-management's container records,
-	// one directory per id with a config.json that has "id" and "name".
-	KantoMetaDir string
+	// Kanto holds Kanto container-management's container records, which
+	// know containers by name.
+	Kanto kanto.Store
 }
 
 // DefaultContainerd is Kanto on Leda.
 var DefaultContainerd = Containerd{
-	Namespace:    "kanto-cm",
-	StateDir:     "/run/containerd",
-	KantoMetaDir: "/var/lib/container-management/containers",
+	Namespace: "kanto-cm",
+	StateDir:  "/run/containerd",
+	Kanto:     kanto.DefaultStore,
 }
 
 // TaskDir is containerd's bundle directory of a running container's task
@@ -34,30 +35,40 @@ func (c Containerd) TaskDir(id string) string {
 }
 
 // FromContainer opens the network namespace of a running container given
-// by id or, failing that, by Kanto name.
+// by its Kanto name or id, or by the id of a task in the containerd
+// namespace. The errors say why a container cannot be attached: unknown,
+// not running (with Kanto's state), on the host's network.
 func FromContainer(c Containerd, ref string) (*Target, error) {
 	if ref == "" || strings.ContainsAny(ref, "/\x00") || ref == "." || ref == ".." {
 		return nil, fmt.Errorf("container %q: not a container name or id", ref)
 	}
-	id := ref
-	pid, err := c.taskPID(id)
-	if errors.Is(err, os.ErrNotExist) {
-		if byName, ok := c.kantoID(ref); ok {
-			id = byName
-			pid, err = c.taskPID(id)
+	id, label := ref, "container "+ref
+	rec, kerr := c.Kanto.Find(ref)
+	switch {
+	case kerr == nil:
+		id, label = rec.ID, "container "+rec.Name
+		if rec.HostNetwork() {
+			return nil, fmt.Errorf("%s uses the host's network (network_mode host): it sees the host's CAN interfaces already, there is nothing to attach", label)
 		}
+	case !errors.Is(kerr, kanto.ErrNotFound):
+		return nil, fmt.Errorf("container %s: %w", ref, kerr)
 	}
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("container %s: not running in containerd namespace %s (no task in %s)", ref, c.Namespace, filepath.Dir(c.TaskDir(id)))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", ref, err)
+	pid, err := c.taskPID(id)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && kerr == nil && rec.Status() == kanto.Running:
+		return nil, fmt.Errorf("%s: Kanto says it runs, but containerd has no task %s in %s (check --namespace and --containerd-state)", label, id, filepath.Dir(c.TaskDir(id)))
+	case errors.Is(err, os.ErrNotExist) && kerr == nil:
+		return nil, fmt.Errorf("%s is %s, not running: start it first (kanto-cm start -n %s)", label, rec.Status(), rec.Name)
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("container %s: no such container: no Kanto container has this name or id (%s), and containerd namespace %s has no running task %s", ref, c.Kanto.Dir, c.Namespace, ref)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", label, err)
 	}
 	t, err := FromPID(pid)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", ref, err)
+		return nil, fmt.Errorf("%s: %w", label, err)
 	}
-	t.Label, t.Container = "container "+ref, id
+	t.Label, t.Container = label, id
 	return t, nil
 }
 
@@ -74,52 +85,24 @@ func (c Containerd) taskPID(id string) (int, error) {
 	return pid, nil
 }
 
-// kantoID finds a container id by its Kanto name.
-func (c Containerd) kantoID(name string) (string, bool) {
-	dirs, err := os.ReadDir(c.KantoMetaDir)
-	if err != nil {
-		return "", false
-	}
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(c.KantoMetaDir, d.Name(), "config.json"))
-		if err != nil {
-			continue
-		}
-		var rec struct {
-			ID   string `json:"id"`
-			Name string `json:"name"`
-		}
-		if json.Unmarshal(b, &rec) == nil && rec.Name == name && rec.ID != "" {
-			return rec.ID, true
-		}
-	}
-	return "", false
-}
-
-// ContainerID returns the id of a container given by id or Kanto name,
-// running or not: ref itself unless it is the name of a Kanto record.
+// ContainerID returns the id of a container given by Kanto name or id,
+// running or not: ref itself unless Kanto knows it by that name.
 func (c Containerd) ContainerID(ref string) string {
-	if _, err := os.Stat(c.TaskDir(ref)); err == nil {
-		return ref
-	}
-	if id, ok := c.kantoID(ref); ok {
-		return id
+	if rec, err := c.Kanto.Find(ref); err == nil {
+		return rec.ID
 	}
 	return ref
 }
 
-// KantoName returns the Kanto name of a container id, if Kanto has a record
-// of it.
-func (c Containerd) KantoName(id string) string {
-	b, err := os.ReadFile(filepath.Join(c.KantoMetaDir, id, "config.json"))
-	if err != nil {
-		return ""
+// Names returns what the container with this id is known by, for the
+// policy and for messages: its Kanto name first, when Kanto has a record of
+// it, then its id.
+func (c Containerd) Names(id string) []string {
+	if id == "" {
+		return nil
 	}
-	var rec struct {
-		Name string `json:"name"`
+	if rec, err := c.Kanto.Get(id); err == nil && rec.Name != "" && rec.Name != id {
+		return []string{rec.Name, id}
 	}
-	if json.Unmarshal(b, &rec) != nil {
-		return ""
-	}
-	return rec.Name
+	return []string{id}
 }

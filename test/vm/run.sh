@@ -12,7 +12,9 @@
 # out/vm-share/ of the repo is shared writable at the same path.
 #
 # CMD's stdout and stderr stream to our stdout; we exit with CMD's exit status,
-# 124 on timeout, and non-zero if the guest dies without reporting one.
+# 124 on timeout, 126 if the guest hung (a kernel soft lockup, a rare hang of
+# QEMU's software emulation: run again), and non-zero if the guest dies
+# without reporting one.
 # Requires test/vm/setup-host.sh to have run (kernel in .cache/vm/).
 set -euo pipefail
 
@@ -131,7 +133,8 @@ fi
 mkdir -p "$cache/jobs" "$share"
 job=$(mktemp "$cache/jobs/job.XXXXXXXX")
 status=$(mktemp "$cache/jobs/status.XXXXXXXX")
-trap 'rm -f "$job" "$status"' EXIT
+lockup="$status.lockup" # made when the guest's kernel reports a soft lockup
+trap 'rm -f "$job" "$status" "$lockup"' EXIT
 # A per-run nonce: CMD's own output cannot produce the exit marker by accident.
 nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 marker="KANTO-VM-EXIT-$nonce"
@@ -206,8 +209,9 @@ mods=(can can_raw can_gw vcan vxcan can_dev sja1000 kvaser_pci sch_ingress cls_m
 if ! modprobe -a "${mods[@]}"; then
 	for m in "${mods[@]}"; do modprobe "$m" || fatal "modprobe $m failed"; done
 fi
-# Optional: not every kernel has these.
-modprobe -q -a can_bcm can_isotp
+# Optional: not every kernel has these. bridge and veth: Kanto's default
+# network (libnetwork's bridge kanto-cm0).
+modprobe -q -a can_bcm can_isotp bridge veth
 ip link set lo up
 cd "$cwd" || fatal "working directory $cwd is not visible in the guest (/tmp and /run are fresh tmpfs there; only the repository is shared back)"
 export HOME=/root TERM=dumb
@@ -234,7 +238,7 @@ qemu=(
 	-nodefaults -no-user-config -nographic -no-reboot
 	-bios qboot.rom -machine pc -accel tcg,thread=multi -cpu max -m "$mem" -smp "$smp"
 	-kernel "$kernel" -initrd "$initrd"
-	-append "console=ttyS0 quiet loglevel=1 panic=-1 8250.nr_uarts=1 tsc=reliable kanto_job=$job"
+	-append "console=ttyS0 quiet loglevel=1 panic=-1 softlockup_panic=1 8250.nr_uarts=1 tsc=reliable kanto_job=$job"
 	-serial stdio -monitor none -nic none
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04
 	-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
@@ -259,6 +263,8 @@ filter() {
 		fi
 		# QEMU's own note when the timeout kills it: we print a clearer one.
 		[[ $line != "qemu-system-x86_64: terminating on signal"* ]] || continue
+		# softlockup_panic=1 ends such a guest at once (see below).
+		[[ $line != *"soft lockup - CPU"* ]] || : >"$lockup"
 		printf '%s\n' "$line"
 	done
 }
@@ -273,6 +279,10 @@ if [[ $qrc -eq 124 || $qrc -eq 137 ]]; then
 	exit 124
 fi
 rc=$(cat "$status")
+if [[ -e $lockup ]]; then
+	echo "run.sh: the guest hung: kernel soft lockup (a rare hang of QEMU's software emulation, seen with runc and podman; not a test result). Run again." >&2
+	exit 126
+fi
 if [[ ! $rc =~ ^[0-9]+$ ]]; then
 	echo "run.sh: the guest stopped without reporting an exit status (kernel panic or crash; QEMU exit $qrc)" >&2
 	exit 125

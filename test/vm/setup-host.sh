@@ -92,3 +92,29 @@ if [[ ! -s $cache/kernel-version ]] || [[ ! -d $cache/root/lib/modules/$(cat "$c
 	mv "$cache/kernel-version.tmp" "$cache/kernel-version"
 	rm -rf "$tmp"
 fi
+
+# Eclipse Kanto container-management and kanto-cm, for the tests and the demo
+# that run the real Kanto in the guest. They come as xz-compressed static
+# binaries built from Kanto's source (KANTO_DIST, by default a directory
+# "shared/kanto" beside the repository's directory); unpacked into
+# .cache/kanto/ and checked against the digests below.
+kanto_dist=${KANTO_DIST:-$repo/../shared/kanto}
+kanto_cache="$repo/.cache/kanto"
+declare -A kanto_sha=(
+	[container-management]=c1752b1cc5816c3232a2594ae57d45aad398da153b2cea4029541eb663f16203
+	[kanto-cm]=15968ccadaa0ad640fc05358886f97323f05ad61203f045e0cf68f961db28a5c
+)
+mkdir -p "$kanto_cache"
+for bin in "${!kanto_sha[@]}"; do
+	dst=$kanto_cache/$bin
+	if [[ -x $dst ]] && echo "${kanto_sha[$bin]}  $dst" | sha256sum --quiet -c - 2>/dev/null; then
+		continue
+	fi
+	[[ -f $kanto_dist/$bin.xz ]] ||
+		die "no $bin.xz in $kanto_dist: set KANTO_DIST to the directory with Eclipse Kanto's container-management.xz and kanto-cm.xz"
+	xz -dc "$kanto_dist/$bin.xz" >"$dst.tmp" || die "cannot unpack $kanto_dist/$bin.xz"
+	echo "${kanto_sha[$bin]}  $dst.tmp" | sha256sum --quiet -c - 2>/dev/null ||
+		die "$kanto_dist/$bin.xz: sha256 of the unpacked binary is not ${kanto_sha[$bin]}"
+	chmod 0755 "$dst.tmp"
+	mv "$dst.tmp" "$dst"
+done

@@ -67,6 +67,7 @@ const (
 // socket, root and state directories under a temporary directory.
 type Containerd struct {
 	dir, root, state, addr string
+	device                 bool // root and state are the device's, outside dir
 	snapshotter            string
 	logPath                string
 	cmd                    *exec.Cmd
@@ -83,6 +84,7 @@ type Containerd struct {
 type options struct {
 	path        []string
 	snapshotter string
+	device      bool
 }
 
 // Option configures [StartContainerd].
@@ -100,6 +102,15 @@ func WithPath(dirs ...string) Option {
 // as on a Kanto device) or "native" (plain copies, works on any file system).
 func WithSnapshotter(name string) Option {
 	return func(o *options) { o.snapshotter = name }
+}
+
+// AtDevicePaths runs containerd with the paths of a device's containerd:
+// socket /run/containerd/containerd.sock, state /run/containerd, root
+// /var/lib/containerd. For tests of programs that find containerd there by
+// default (Eclipse Kanto, kanto-can without flags). Only one such daemon
+// runs at a time; the guest's /run and /var/lib start empty.
+func AtDevicePaths() Option {
+	return func(o *options) { o.device = true }
 }
 
 // StartContainerd starts a containerd daemon for the test and waits until it
@@ -124,13 +135,33 @@ func StartContainerd(tb testing.TB, opts ...Option) *Containerd {
 		root:        filepath.Join(dir, "root"),
 		state:       filepath.Join(dir, "state"),
 		addr:        filepath.Join(dir, "containerd.sock"),
+		device:      o.device,
 		snapshotter: o.snapshotter,
 		logPath:     filepath.Join(dir, "containerd.log"),
 		exited:      make(chan struct{}),
 		images:      map[string]*imageInfo{},
 		cgroups:     map[string]bool{},
 	}
+	if o.device {
+		c.root, c.state = "/var/lib/containerd", "/run/containerd"
+		c.addr = filepath.Join(c.state, "containerd.sock")
+		if _, err := os.Stat(c.addr); err == nil {
+			tb.Fatalf("containerd at the device's paths: %s exists (another containerd runs, or one was left)", c.addr)
+		}
+	}
 	tb.Cleanup(func() { c.shutdown(tb) })
+	if o.device {
+		// The guest's root is an overlay, which cannot be the upper layer
+		// of the overlayfs snapshotter's mounts: give the root a tmpfs, as
+		// a device's /var/lib is a real file system. (Under /tmp, the
+		// default directory already is one.)
+		if err := os.MkdirAll(c.root, 0o711); err != nil {
+			tb.Fatal(err)
+		}
+		if err := unix.Mount("tmpfs", c.root, "tmpfs", 0, "mode=0711"); err != nil {
+			tb.Fatalf("tmpfs on %s: %v", c.root, err)
+		}
+	}
 
 	// CRI off: it wants CNI and a sandbox image, Kanto does not use it.
 	// Snapshotters that cannot work here are disabled to keep the log clean.
@@ -268,9 +299,15 @@ func (c *Containerd) shutdown(tb testing.TB) {
 	if tb.Failed() {
 		tb.Logf("containerd log:\n%s", c.Log())
 	}
-	unmountUnder(tb, c.dir)
-	if err := os.RemoveAll(c.dir); err != nil {
-		tb.Errorf("remove %s: %v", c.dir, err)
+	dirs := []string{c.dir}
+	if c.device {
+		dirs = append(dirs, c.root, c.state)
+	}
+	for _, d := range dirs {
+		UnmountUnder(tb, d)
+		if err := os.RemoveAll(d); err != nil {
+			tb.Errorf("remove %s: %v", d, err)
+		}
 	}
 	// runc leaves the namespace's parent cgroup (/sys/fs/cgroup/<ns>): empty
 	// once all its containers are deleted.
@@ -281,8 +318,8 @@ func (c *Containerd) shutdown(tb testing.TB) {
 	}
 }
 
-// unmountUnder unmounts every mount point at or below dir, deepest first.
-func unmountUnder(tb testing.TB, dir string) {
+// UnmountUnder unmounts every mount point at or below dir, deepest first.
+func UnmountUnder(tb testing.TB, dir string) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		tb.Errorf("mountinfo: %v", err)
@@ -347,10 +384,13 @@ type events struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when ctr events ended
 
-	mu     sync.Mutex
-	exits  map[string]int             // ns + "\x00" + id -> exit status
-	notify map[string][]chan struct{} // woken on a new exit or namespace
-	lines  []string                   // the last events, for error messages
+	mu       sync.Mutex
+	exits    map[string]int             // ns + "\x00" + id -> exit status
+	statuses map[string][]int           // ns + "\x00" + id -> every exit status, in order
+	deletes  map[string]int             // ns + "\x00" + id -> /containers/delete events
+	notify   map[string][]chan struct{} // woken on a new exit or namespace
+	changed  chan struct{}              // closed and replaced at every recorded event
+	lines    []string                   // the last events, for error messages
 }
 
 type taskExit struct {
@@ -366,9 +406,12 @@ type taskExit struct {
 func (c *Containerd) subscribe(tb testing.TB) *events {
 	tb.Helper()
 	e := &events{
-		done:   make(chan struct{}),
-		exits:  map[string]int{},
-		notify: map[string][]chan struct{}{},
+		done:     make(chan struct{}),
+		exits:    map[string]int{},
+		statuses: map[string][]int{},
+		deletes:  map[string]int{},
+		notify:   map[string][]chan struct{}{},
+		changed:  make(chan struct{}),
 	}
 	e.cmd = exec.Command("ctr", "--address", c.addr, "events")
 	out, err := e.cmd.StdoutPipe()
@@ -446,7 +489,15 @@ func (e *events) read(r interface{ Read([]byte) (int, error) }) {
 			if json.Unmarshal([]byte(body), &x) == nil && x.ID == x.ContainerID {
 				key := ns + "\x00" + x.ContainerID
 				e.exits[key] = x.ExitStatus
+				e.statuses[key] = append(e.statuses[key], x.ExitStatus)
 				e.wake(key)
+				e.changedNow()
+			}
+		case "/containers/delete":
+			var x struct{ ID string }
+			if json.Unmarshal([]byte(body), &x) == nil {
+				e.deletes[ns+"\x00"+x.ID]++
+				e.changedNow()
 			}
 		case "/namespaces/create":
 			var x struct{ Name string }
@@ -477,6 +528,52 @@ func (e *events) forget(ns, id string) {
 	e.mu.Lock()
 	delete(e.exits, ns+"\x00"+id)
 	e.mu.Unlock()
+}
+
+// changedNow wakes every waiter on e.changed; e.mu is held.
+func (e *events) changedNow() {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// ExitStatuses returns the exit status of every run of container ns/id's
+// task so far (containerd's /tasks/exit events), oldest first: a container
+// restarted by its engine has one per run.
+func (c *Containerd) ExitStatuses(ns, id string) []int {
+	c.events.mu.Lock()
+	defer c.events.mu.Unlock()
+	return append([]int(nil), c.events.statuses[ns+"\x00"+id]...)
+}
+
+// ContainerDeletes returns how many /containers/delete events containerd
+// sent for ns/id so far.
+func (c *Containerd) ContainerDeletes(ns, id string) int {
+	c.events.mu.Lock()
+	defer c.events.mu.Unlock()
+	return c.events.deletes[ns+"\x00"+id]
+}
+
+// AwaitEvents waits until ok, called after every exit and container
+// delete event (and once at first), returns true.
+func (c *Containerd) AwaitEvents(tb testing.TB, timeout time.Duration, ok func() bool) {
+	tb.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		c.events.mu.Lock()
+		changed := c.events.changed
+		c.events.mu.Unlock()
+		if ok() {
+			return
+		}
+		select {
+		case <-changed:
+		case <-c.events.done:
+			tb.Fatalf("ctr events ended")
+		case <-timer.C:
+			tb.Fatalf("not as wanted after %v; recent events:\n%s", timeout, c.events.recent())
+		}
+	}
 }
 
 func (e *events) recent() string {
