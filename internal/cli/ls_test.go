@@ -38,10 +38,10 @@ func TestLsTableShowsTheBus(t *testing.T) {
 		t.Fatalf("header %v", rows["TARGET"])
 	}
 	for label, want := range map[string]string{
-		"hw":   "hw can0 error-active 500000 no can0 kcan1",
-		"fd":   "fd can1 bus-off 1000000/8000000 yes can0 kcan2",
-		"virt": "virt vcan0 - - yes can0 kcan3",
-		"gone": "gone can9 (missing) - - - can0 kcan4",
+		"hw":        "hw can0 error-active 500000 no can0 kcan1",
+		"fd":        "fd can1 bus-off 1000000/8000000 yes can0 kcan2",
+		"virt":      "virt vcan0 - - yes can0 kcan3",
+		"gone":      "gone can9 (missing) - - - can0 kcan4",
 		"container": "container named can0",
 	} {
 		if got := strings.Join(rows[label], " "); !strings.HasPrefix(got, want+" ") {

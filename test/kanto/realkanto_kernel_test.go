@@ -160,7 +160,7 @@ func TestRealKantoByName(t *testing.T) {
 	// A policy written in Kanto names: telemetry-* may use knamed.
 	policyFile := filepath.Join(t.TempDir(), "policy.json")
 	writeJSON(t, policyFile, map[string]any{
-		"buses": map[string]any{"knamed": map[string]any{}, "kdenied": map[string]any{}},
+		"buses":      map[string]any{"knamed": map[string]any{}, "kdenied": map[string]any{}},
 		"containers": []map[string]any{{"match": []string{"telemetry-*"}, "buses": map[string]any{"knamed": map[string]any{}}}},
 	})
 	out := kerneltest.MustRun(t, kc, "--config", policyFile, "policy", "check", c.Name, c.ID)
