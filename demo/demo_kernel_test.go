@@ -135,7 +135,7 @@ func TestDemo(t *testing.T) {
 	inside.Close()
 	envInside.Close()
 	for _, name := range []string{withHooks.Name, envOnly.Name} {
-		fmt.Printf("$ kanto-cm remove -f -n %s\n", name)
+		fmt.Printf("$ kanto-cm stop -s SIGKILL -n %s; kanto-cm remove -n %s\n", name, name)
 		k.Remove(t, name)
 	}
 	if out := show(t, kc, "ls", "-o", "json"); strings.TrimSpace(out) != "[]" {

@@ -13,6 +13,7 @@ bench() { # NAME BENCHTIME
 }
 bench BenchmarkAttach "$benchtime"
 bench BenchmarkContainerStart "$container_benchtime"
+bench BenchmarkKantoStart "$container_benchtime"
 bench BenchmarkFilters 5x
 # kanto-can-daemon: 10 bus returns per N (1, 10, 100 attachments); one storm
 # of 100 container starts and stops.

@@ -171,8 +171,10 @@ func Start(tb testing.TB, opts ...Option) *Kanto {
 	config := map[string]any{
 		"log": map[string]any{"log_file": k.logPath, "log_level": "DEBUG"},
 		// The test entrypoints ignore SIGTERM (pid 1 without a handler):
-		// do not wait 30 s for them when the daemon stops its containers.
-		"manager": map[string]any{"default_ctrs_stop_timeout": "1s"},
+		// do not wait 30 s for them when the daemon stops its containers
+		// (the same bound applies to the wait after SIGKILL, which can take
+		// a second or two under emulation).
+		"manager": map[string]any{"default_ctrs_stop_timeout": "5s"},
 		"containers": map[string]any{
 			"default_ns":   Namespace,
 			"address_path": c.Address(),
@@ -346,11 +348,12 @@ func (k *Kanto) CreateJSON(tb testing.TB, manifest any) Container {
 	return k.Create(tb, f.Name())
 }
 
-// Start, Stop and Remove are kanto-cm start, stop and remove -f by name.
-// Stop sends SIGKILL, Remove SIGKILL after 1 s: the test entrypoints run as
-// pid 1 without a SIGTERM handler, so the kernel ignores SIGTERM and Kanto
-// would wait its default 30 s. Stop and Remove return once containerd has
-// deleted the container (see [Kanto.released]).
+// Start, Stop and Remove are kanto-cm start, stop and remove by name.
+// Stop sends SIGKILL at once: the test entrypoints run as pid 1 without a
+// SIGTERM handler, so the kernel ignores SIGTERM and Kanto would wait its
+// stop timeout first. Remove stops a running container that way, then
+// removes it. Stop and Remove return once containerd has deleted the
+// container (see [Kanto.released]).
 func (k *Kanto) Start(tb testing.TB, name string) { tb.Helper(); k.MustCM(tb, "start", "-n", name) }
 
 func (k *Kanto) Stop(tb testing.TB, name string) {
@@ -360,7 +363,10 @@ func (k *Kanto) Stop(tb testing.TB, name string) {
 
 func (k *Kanto) Remove(tb testing.TB, name string) {
 	tb.Helper()
-	k.released(tb, name, "remove", "-f", "-t", "1s", "-n", name)
+	if k.Get(tb, name).State.Status == StatusRunning {
+		k.Stop(tb, name)
+	}
+	k.released(tb, name, "remove", "-n", name)
 }
 
 // released runs kanto-cm with args for the container called name, then
@@ -530,7 +536,7 @@ func (k *Kanto) shutdown(tb testing.TB) {
 	if k.cmd != nil {
 		if out, _, code := k.CM(tb, "list", "--quiet"); code == 0 {
 			for _, id := range strings.Fields(out) {
-				if _, errs, code := k.CM(tb, "remove", "-f", "-t", "1s", id); code != 0 {
+				if _, errs, code := k.CM(tb, "remove", "-f", id); code != 0 {
 					tb.Errorf("cleanup: kanto-cm remove -f %s: %s", id, errs)
 				}
 			}
