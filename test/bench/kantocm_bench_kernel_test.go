@@ -92,13 +92,9 @@ func BenchmarkKantoStart(b *testing.B) {
 			k.Remove(b, c.Name)
 		}
 	}
-	base := median(times[0])
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(ms(base), "ms/plain")
-	for v := 1; v < len(variants); v++ {
-		m := median(times[v])
-		b.ReportMetric(ms(m), "ms/"+variants[v].name)
-		b.ReportMetric(ms(m-base), "ms-added/"+variants[v].name)
-		b.ReportMetric(100*float64(m-base)/float64(base), "%-added/"+variants[v].name)
+	names := make([]string, len(variants))
+	for v, variant := range variants {
+		names[v] = variant.name
 	}
+	reportStarts(b, names, times)
 }
