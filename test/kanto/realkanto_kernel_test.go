@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
@@ -107,6 +108,12 @@ func TestRealKantoExamples(t *testing.T) {
 			t.Fatalf("%s: the entrypoint ran before can0 existed: %s", file, out)
 		}
 		c = k.Get(t, c.Name)
+		// Kanto's bridge network (its own prestart hook) and ours, both:
+		// the container has its bridge interface and can0.
+		links, errs, code := kerneltest.RunCmd(t, kerneltest.ProcessNS(c.State.Pid).Command("ip", "-brief", "link"))
+		if code != 0 || !strings.Contains(links, "eth0@") || !strings.Contains(links, "can0@") {
+			t.Errorf("%s: the container's links (want eth0 on Kanto's bridge and can0): %s%s", file, links, errs)
+		}
 		// The container's can0, used from outside as its app would.
 		inside := kerneltest.Open(t, kerneltest.ProcessNS(c.State.Pid), "can0")
 		id := uint32(0x120 + 2*i)
@@ -204,6 +211,17 @@ func TestRealKantoByName(t *testing.T) {
 			t.Fatalf("detach %s: left %s", ref, left)
 		}
 	}
+
+	// kanto-cm rename: ls shows the new name at once (names are read from
+	// Kanto's records at each listing).
+	kerneltest.MustRun(t, kc, "attach", c.Name, "--bus", "knamed:can7")
+	k.MustCM(t, "rename", c.ID, "telemetry-renamed")
+	if mine := attachmentsOf(t, c.ID); len(mine) != 1 || mine[0].Name != "telemetry-renamed" {
+		t.Errorf("after kanto-cm rename: ls %+v", mine)
+	}
+	kerneltest.MustRun(t, kc, "detach", "telemetry-renamed")
+	requireNothingOfOurs(t)
+	c.Name = "telemetry-renamed"
 
 	// Bad input: each a one-line error naming the problem; nothing changes.
 	stopped := k.CreateJSON(t, appManifest("stopped-app", sleeper, nil, false))
@@ -426,4 +444,39 @@ func TestRealKantoDeploymentDirectory(t *testing.T) {
 	}
 	k.Remove(t, "deployed-app")
 	requireNothingOfOurs(t)
+}
+
+// kanto-can's daemon with its defaults follows the real Kanto's containers
+// (containerd at /run/containerd/containerd.sock, namespace kanto-cm): its
+// metrics name each container by its Kanto name; and a container that
+// Kanto removes while its restart policy cycles it leaves nothing behind,
+// whatever Kanto does with its last task.
+func TestRealKantoDaemon(t *testing.T) {
+	kerneltest.VCAN(t, "kdaemon", 16)
+	k := realKanto(t)
+	d := kerneltest.StartDaemon(t, wait, "--metrics-address=127.0.0.1:9741")
+	c := k.CreateJSON(t, appManifest("metrics-app", sleeper, []string{"KANTO_CAN=kdaemon"}, true))
+	k.Start(t, c.Name)
+	k.WaitLog(t, c.ID, "up", 1, wait)
+	m := kerneltest.Scrape(t, "http://127.0.0.1:9741/metrics")
+	if _, ok := m.Value("kanto_can_frames_total", map[string]string{"container": c.ID, "name": c.Name, "bus": "kdaemon", "direction": "rx", "result": "handled"}); !ok {
+		t.Errorf("metrics: no kanto_can_frames_total for container %s named %s", c.ID, c.Name)
+	}
+	k.Remove(t, c.Name)
+	requireNothingOfOurs(t)
+
+	cycling := k.CreateJSON(t, withRestartPolicy(appManifest("cycling-app", []string{"/bin/sh", "-c", "/bin/canapp check kdaemon && exit 1"},
+		[]string{"KANTO_CAN=kdaemon"}, true), map[string]any{"type": "always"}))
+	k.Start(t, cycling.Name)
+	k.Containerd.AwaitEvents(t, wait, func() bool { return len(k.Containerd.ExitStatuses(kantotest.Namespace, cycling.ID)) >= 2 })
+	k.MustCM(t, "remove", "-f", "-n", cycling.Name)
+	// The poststop hook or, where Kanto left the task, the daemon: each
+	// reconcile is a chance; the bound is the test's wait.
+	deadline := time.Now().Add(wait)
+	for left := oursLeft(t); left != ""; left = oursLeft(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after kanto-cm remove of a cycling container: left %s", left)
+		}
+		d.AwaitLog(t, "msg=reconciled")
+	}
 }
