@@ -91,7 +91,7 @@ func (c Container) HostNetwork() bool {
 
 // Get reads the record of the container with this id.
 func (s Store) Get(id string) (Container, error) {
-	if !validRef(id) {
+	if !ValidRef(id) {
 		return Container{}, fmt.Errorf("%q: %w", id, ErrNotFound)
 	}
 	c, err := s.read(filepath.Join(s.Dir, id, "config.json"))
@@ -110,7 +110,7 @@ func (s Store) Get(id string) (Container, error) {
 // Find returns the container whose id or, failing that, whose name is ref.
 // Kanto keeps names unique; two records with one name is an error.
 func (s Store) Find(ref string) (Container, error) {
-	if !validRef(ref) {
+	if !ValidRef(ref) {
 		return Container{}, fmt.Errorf("%q: %w", ref, ErrNotFound)
 	}
 	if c, err := s.Get(ref); !errors.Is(err, ErrNotFound) {
@@ -188,7 +188,8 @@ func (s Store) read(path string) (Container, error) {
 	return c, nil
 }
 
-// validRef rejects what cannot be one directory name.
-func validRef(ref string) bool {
+// ValidRef reports whether ref can be a container name or id: one
+// directory name (not empty, ".", "..", nor with a slash or NUL).
+func ValidRef(ref string) bool {
 	return ref != "" && ref != "." && ref != ".." && !strings.ContainsAny(ref, "/\x00")
 }

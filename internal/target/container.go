@@ -39,7 +39,7 @@ func (c Containerd) TaskDir(id string) string {
 // namespace. The errors say why a container cannot be attached: unknown,
 // not running (with Kanto's state), on the host's network.
 func FromContainer(c Containerd, ref string) (*Target, error) {
-	if ref == "" || strings.ContainsAny(ref, "/\x00") || ref == "." || ref == ".." {
+	if !kanto.ValidRef(ref) {
 		return nil, fmt.Errorf("container %q: not a container name or id", ref)
 	}
 	id, label := ref, "container "+ref
