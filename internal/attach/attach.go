@@ -172,6 +172,10 @@ func (h *Host) attach(t *target.Target, buses []request.Bus, listed []cangw.Rule
 			return nil, err
 		}
 		results[i].Plan = p
+		// The alias must be possible before anything is made.
+		if _, err := p.Meta(t).Alias(); err != nil {
+			return nil, err
+		}
 		end, err := h.Links.LinkByName(p.HostEnd)
 		if errors.Is(err, vxcan.ErrNotFound) {
 			continue
@@ -385,8 +389,11 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 		// the way into its namespace.
 		return fmt.Errorf("bus %s: the host end %s is gone and %s's network namespace is unknown", p.Bus.Host, p.HostEnd, t.Label)
 	}
-	meta := Meta{Target: t.ID, Label: t.Label, Bus: p.Bus.Host, Inside: p.Bus.Inside, Container: t.Container}
-	end, err := h.Links.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: meta.Alias()})
+	alias, err := p.Meta(t).Alias()
+	if err != nil {
+		return err
+	}
+	end, err := h.Links.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: alias})
 	if errors.Is(err, unix.EEXIST) {
 		if _, again := h.Links.LinkByName(p.HostEnd); again == nil {
 			return fmt.Errorf("bus %s is being attached to %s by someone else at the same time", p.Bus.Host, t.Label)

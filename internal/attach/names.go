@@ -5,6 +5,8 @@ import (
 	"hash/fnv"
 	"net/url"
 	"strings"
+
+	"github.com/kanto-can/kanto-can/internal/target"
 )
 
 // HostEndPrefix starts the name of every host end kanto-can makes.
@@ -47,22 +49,33 @@ type Meta struct {
 	Container string // container id, when known
 }
 
-// Alias encodes m for IFLA_IFALIAS (at most 255 bytes; long labels are cut).
-func (m Meta) Alias() string {
+// maxAlias is the kernel's limit on IFLA_IFALIAS: IFALIASZ (256) with the
+// terminating NUL.
+const maxAlias = 255
+
+// Alias encodes m for IFLA_IFALIAS. Every field but the label must fit
+// whole (the label is cut to the room left): runc does not cap container
+// ids, so a long one gives an error, before anything is made.
+func (m Meta) Alias() (string, error) {
 	s := fmt.Sprintf("%s target=%s bus=%s in=%s ", aliasMagic,
 		url.QueryEscape(m.Target), url.QueryEscape(m.Bus), url.QueryEscape(m.Inside))
+	ctr := ""
 	if m.Container != "" {
-		s += "ctr=" + url.QueryEscape(m.Container) + " "
+		ctr = "ctr=" + url.QueryEscape(m.Container) + " "
 	}
-	s += "label="
+	s += ctr + "label="
+	if len(s) > maxAlias {
+		return "", fmt.Errorf("container id of %d bytes is too long: kanto-can keeps it in the host end's alias, where it has room for %d bytes of it (escaped)",
+			len(m.Container), maxAlias-(len(s)-len(ctr))-len("ctr= "))
+	}
 	label := url.QueryEscape(m.Label)
-	if room := 255 - len(s); len(label) > room {
+	if room := maxAlias - len(s); len(label) > room {
 		label = label[:room]
 		if i := strings.LastIndexByte(label, '%'); i >= len(label)-2 && i >= 0 {
 			label = label[:i] // don't cut an escape in half
 		}
 	}
-	return s + label
+	return s + label, nil
 }
 
 // ParseAlias decodes an alias made by Alias; ok is false for anything else,
@@ -92,4 +105,9 @@ func ParseAlias(alias string) (m Meta, ok bool) {
 		}
 	}
 	return m, m.Target != "" && m.Bus != "" && m.Inside != ""
+}
+
+// Meta is what the host end made for target t by this plan records.
+func (p Plan) Meta(t *target.Target) Meta {
+	return Meta{Target: t.ID, Label: t.Label, Bus: p.Bus.Host, Inside: p.Bus.Inside, Container: t.Container}
 }

@@ -117,13 +117,14 @@ func TestHostEndName(t *testing.T) {
 
 func TestAliasRoundTrip(t *testing.T) {
 	m := Meta{Target: "netns:4026532000", Label: "netns /run/netns/my app", Bus: "can0", Inside: "vcan 1", Container: "app-1"}
-	got, ok := ParseAlias(m.Alias())
-	if !ok || got != m {
-		t.Fatalf("ParseAlias(%q) = %+v, %v", m.Alias(), got, ok)
+	a, err := m.Alias()
+	got, ok := ParseAlias(a)
+	if err != nil || !ok || got != m {
+		t.Fatalf("ParseAlias(%q) = %+v, %v (%v)", a, got, ok, err)
 	}
 	long := Meta{Target: "netns:1", Label: strings.Repeat("%x", 200), Bus: "can0", Inside: "can0"}
-	if a := long.Alias(); len(a) > 255 {
-		t.Fatalf("alias of %d bytes", len(a))
+	if a, err := long.Alias(); err != nil || len(a) > 255 {
+		t.Fatalf("alias of %d bytes, %v", len(a), err)
 	} else if _, ok := ParseAlias(a); !ok {
 		t.Fatalf("cut alias does not parse: %q", a)
 	}
@@ -132,4 +133,51 @@ func TestAliasRoundTrip(t *testing.T) {
 			t.Errorf("ParseAlias(%q) took a foreign alias for ours", foreign)
 		}
 	}
+}
+
+// runc does not cap container ids: a 250-byte id (seen panicking the hook)
+// must give an error naming the id's length, never a panic or an alias the
+// kernel would refuse.
+func TestAliasLongContainerID(t *testing.T) {
+	m := Meta{Target: "netns:4026532000", Label: "container x", Bus: "can0", Inside: "can0", Container: strings.Repeat("a", 250)}
+	a, err := m.Alias()
+	if err == nil || !strings.Contains(err.Error(), "container id of 250 bytes is too long") {
+		t.Fatalf("Alias() = %q, %v; want an error about the id's length", a, err)
+	}
+	// The longest id that fits round-trips.
+	for n := 250; n > 0; n-- {
+		m.Container = strings.Repeat("a", n)
+		if a, err = m.Alias(); err == nil {
+			break
+		}
+	}
+	if got, ok := ParseAlias(a); !ok || got.Container != m.Container || len(a) > maxAlias {
+		t.Fatalf("longest id (%d bytes): alias %q (%d bytes) parses to %+v, %v", len(m.Container), a, len(a), got, ok)
+	}
+}
+
+// Any meta gives an alias within the kernel's limit that parses back to
+// the same fields (the label may be cut, never the others), or an error.
+func FuzzAlias(f *testing.F) {
+	f.Add("netns:4026532000", "container app", "can0", "can0", "3f2a-app")
+	f.Add("netns:1", strings.Repeat("%x", 200), "can0", "vcan 1", "")
+	f.Add("netns:1", "l", "can0", "can0", strings.Repeat("é", 120))
+	f.Fuzz(func(t *testing.T, target, label, bus, inside, container string) {
+		m := Meta{Target: target, Label: label, Bus: bus, Inside: inside, Container: container}
+		a, err := m.Alias()
+		if err != nil {
+			return
+		}
+		if len(a) > maxAlias {
+			t.Fatalf("alias of %d bytes: %q", len(a), a)
+		}
+		got, ok := ParseAlias(a)
+		if target == "" || bus == "" || inside == "" {
+			return // not ours to parse back: ParseAlias needs these
+		}
+		if !ok || got.Target != target || got.Bus != bus || got.Inside != inside || got.Container != container ||
+			!strings.HasPrefix(label, got.Label) {
+			t.Fatalf("ParseAlias(%q) = %+v, %v; from %+v", a, got, ok, m)
+		}
+	})
 }

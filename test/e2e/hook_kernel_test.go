@@ -124,6 +124,35 @@ func TestHookRequiredOptionalAndMalformed(t *testing.T) {
 	requireNothingOfOurs(t)
 }
 
+// runc does not cap container ids. A 250-byte id (it once panicked the
+// hook) fails the start with one line naming the problem and leaves
+// nothing; a 64-byte id (Docker's) is attached as any other.
+func TestHookLongContainerID(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "hookbus5", 16)
+	long := newFakeContainer(t, strings.Repeat("a", 250), []string{"KANTO_CAN=hookbus5"}, false)
+	before := snapshot(t, nil)
+	errOut, code := long.hook(t, "creating", "prestart")
+	msg := strings.TrimRight(errOut, "\n")
+	if code == 0 || strings.Contains(msg, "\n") || !strings.Contains(msg, "container id of 250 bytes is too long") {
+		t.Errorf("250-byte id: exit %d, stderr %q; want one line about the id's length", code, msg)
+	}
+	if after := snapshot(t, nil); after != before {
+		t.Errorf("250-byte id: the failed hook left something behind")
+	}
+	docker := newFakeContainer(t, strings.Repeat("0123456789abcdef", 4), []string{"KANTO_CAN=hookbus5"}, false)
+	if errOut, code := docker.hook(t, "creating", "prestart"); code != 0 {
+		t.Fatalf("64-byte id: exit %d: %s", code, errOut)
+	}
+	if a := lsOne(t, "hookbus5"); a.Container != docker.id {
+		t.Errorf("64-byte id: attachment records container %q", a.Container)
+	}
+	if errOut, code := docker.hook(t, "stopped", "poststop"); code != 0 {
+		t.Fatalf("poststop: exit %d: %s", code, errOut)
+	}
+	requireNothingOfOurs(t)
+}
+
 func TestHookHostNetworkDoesNothing(t *testing.T) {
 	kerneltest.Require(t)
 	kerneltest.VCAN(t, "hookbus3", 72)
