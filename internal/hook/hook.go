@@ -45,13 +45,22 @@ const (
 )
 
 // PhaseOf maps an OCI hook name, or when it is empty the state's status,
-// to a phase.
+// to a phase. Only the hooks the runtime runs in its own namespaces can
+// attach: prestart and createRuntime (after the container's network
+// namespace exists, before the entrypoint) and poststop. createContainer,
+// startContainer and poststart run inside the container (or after its
+// entrypoint started), where kanto-can has neither the host's network nor
+// its privileges: refused, with the hook to use instead.
 func PhaseOf(name string, st State) (Phase, error) {
 	switch name {
-	case "prestart", "createRuntime", "createContainer":
+	case "prestart", "createRuntime":
 		return Attach, nil
 	case "poststop":
 		return Detach, nil
+	case "createContainer", "startContainer":
+		return "", fmt.Errorf("hook %s runs inside the container's namespaces, where kanto-can cannot reach the host's CAN buses: use createRuntime (or prestart) to attach, poststop to detach", name)
+	case "poststart":
+		return "", errors.New("hook poststart runs after the entrypoint started: use createRuntime (or prestart) to attach before it, poststop to detach")
 	case "":
 		switch st.Status {
 		case "creating", "created":

@@ -19,7 +19,12 @@ func TestPhaseOf(t *testing.T) {
 		{"", "creating", Attach, ""},
 		{"", "stopped", Detach, ""},
 		{"", "running", "", "name the hook"},
-		{"poststart", "", "", `hook "poststart"`},
+		{"poststart", "", "", "hook poststart runs after the entrypoint started: use createRuntime"},
+		// Run inside the container's namespaces: it used to exit 0 and
+		// attach nothing.
+		{"createContainer", "created", "", "hook createContainer runs inside the container's namespaces"},
+		{"startContainer", "created", "", "hook startContainer runs inside the container's namespaces"},
+		{"attach", "", "", `hook "attach": want prestart, createRuntime or poststop`},
 	} {
 		got, err := PhaseOf(tc.name, State{Status: tc.status})
 		if tc.err != "" {
