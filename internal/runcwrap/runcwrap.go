@@ -2,9 +2,14 @@
 // in containerd's PATH (e.g. /usr/local/sbin/runc -> kanto-can). On
 // `runc create` of a container whose process environment has KANTO_CAN, in
 // a containerd namespace it serves (default kanto-cm), it adds kanto-can's
-// prestart and poststop hooks to the bundle's config.json; then, for every
-// call, it executes the real runc with the same arguments, environment and
-// standard streams, so its exit code is runc's.
+// createRuntime and poststop hooks to the bundle's config.json; then, for
+// every call, it executes the real runc with the same arguments, environment
+// and standard streams, so its exit code is runc's.
+//
+// createRuntime, not the deprecated prestart: both run in the runtime's
+// namespaces after the container's network namespace exists and before the
+// entrypoint, and runc runs createRuntime since 1.0 (Debian 12 and Leda
+// have 1.1). Manifests keep prestart, the only pre-start kind Kanto knows.
 //
 // This covers every Kanto front end, including those that drop a manifest's
 // hooks (Ditto, the Update Agent, the auto-deployer's init-dir format): the
@@ -185,9 +190,10 @@ type ociHook struct {
 	Timeout *int     `json:"timeout,omitempty"`
 }
 
-// Inject adds kanto-can's hooks to bundle/config.json when the container's
-// environment has KANTO_CAN; a spec without it is not touched at all (not
-// even rewritten). Adding twice changes nothing.
+// Inject adds kanto-can's createRuntime and poststop hooks to
+// bundle/config.json when the container's environment has KANTO_CAN; a spec
+// without it is not touched at all (not even rewritten). Adding twice, or to
+// a spec that has kanto-can's hooks from a manifest, changes nothing.
 func Inject(bundle, self string) error {
 	path := filepath.Join(bundle, "config.json")
 	if bundle == "" {
@@ -211,20 +217,24 @@ func Inject(bundle, self string) error {
 			return fmt.Errorf("%s: hooks: %w", path, err)
 		}
 	}
-	changed := false
-	for _, phase := range []string{"prestart", "poststop"} {
-		var list []json.RawMessage
+	lists := map[string][]json.RawMessage{}
+	for _, phase := range []string{"prestart", "createRuntime", "poststop"} {
 		if h, ok := hooks[phase]; ok && string(h) != "null" {
+			var list []json.RawMessage
 			if err := json.Unmarshal(h, &list); err != nil {
 				return fmt.Errorf("%s: hooks.%s: %w", path, phase, err)
 			}
+			lists[phase] = list
 		}
-		if hasOurs(list, self) {
+	}
+	changed := false
+	// Ours from a manifest (prestart) attach already: add no second one.
+	for phase, alsoIn := range map[string]string{"createRuntime": "prestart", "poststop": "poststop"} {
+		if hasOurs(lists[phase], self) || hasOurs(lists[alsoIn], self) {
 			continue
 		}
 		ours, _ := json.Marshal(ociHook{Path: self, Args: []string{"kanto-can", "hook", phase}})
-		list = append(list, ours)
-		hooks[phase], _ = json.Marshal(list)
+		hooks[phase], _ = json.Marshal(append(lists[phase], ours))
 		changed = true
 	}
 	if !changed {

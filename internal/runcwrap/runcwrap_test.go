@@ -71,16 +71,31 @@ func TestInjectAddsHooksOnce(t *testing.T) {
 	if err := json.Unmarshal(raw, &spec); err != nil {
 		t.Fatal(err)
 	}
-	pre, post := spec.Hooks["prestart"], spec.Hooks["poststop"]
-	if len(pre) != 2 || pre[0].Path != "/usr/bin/libnetwork-setkey" || pre[1].Path != "/usr/bin/kanto-can" ||
-		strings.Join(pre[1].Args, " ") != "kanto-can hook prestart" {
-		t.Fatalf("prestart hooks %+v", pre)
+	pre, create, post := spec.Hooks["prestart"], spec.Hooks["createRuntime"], spec.Hooks["poststop"]
+	if len(pre) != 1 || pre[0].Path != "/usr/bin/libnetwork-setkey" {
+		t.Fatalf("prestart hooks %+v: want Kanto's alone", pre)
+	}
+	if len(create) != 1 || create[0].Path != "/usr/bin/kanto-can" || strings.Join(create[0].Args, " ") != "kanto-can hook createRuntime" {
+		t.Fatalf("createRuntime hooks %+v", create)
 	}
 	if len(post) != 1 || strings.Join(post[0].Args, " ") != "kanto-can hook poststop" {
 		t.Fatalf("poststop hooks %+v", post)
 	}
 	if !bytes.Contains(spec.Linux, []byte(`"network"`)) {
 		t.Fatalf("other parts of the spec lost: %s", raw)
+	}
+}
+
+// A spec with kanto-can's hooks from a manifest (prestart, poststop) gets
+// no second pair: the file is not rewritten.
+func TestInjectKeepsManifestHooks(t *testing.T) {
+	spec := `{"ociVersion":"1.0.2","process":{"env":["KANTO_CAN=can0"]},"hooks":{"prestart":[{"path":"/usr/bin/kanto-can","args":["kanto-can","hook","prestart"]}],"poststop":[{"path":"/usr/bin/kanto-can","args":["kanto-can","hook","poststop"]}]}}`
+	dir := writeSpec(t, spec)
+	if err := Inject(dir, "/usr/bin/kanto-can"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "config.json")); string(got) != spec {
+		t.Fatalf("rewritten: %s", got)
 	}
 }
 
