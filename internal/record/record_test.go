@@ -3,6 +3,7 @@ package record
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -98,4 +99,26 @@ func TestLockExcludes(t *testing.T) {
 	if list, err := List(dir); err != nil || len(list) != 0 {
 		t.Fatalf("the lock file shows up as a record: %v, %v", list, err)
 	}
+}
+
+// A lock held for longer than the bound (a stuck holder) gives an error
+// naming the holder, instead of hanging a container's start; the abandoned
+// wait releases the lock once it gets it, so the next Lock succeeds.
+func TestLockIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lockWithin(dir, 50*time.Millisecond) // a second descriptor: like another process
+	want := fmt.Sprintf("has been locked for over 50ms by pid %d (", os.Getpid())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("lock held: %v, want an error with %q", err, want)
+	}
+	unlock()
+	u, err := lockWithin(dir, 5*time.Second)
+	if err != nil {
+		t.Fatalf("after the holder released it: %v", err)
+	}
+	u()
 }
