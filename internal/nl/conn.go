@@ -81,26 +81,49 @@ func DialNetNS(nsFD int) (*Conn, error) {
 // Close closes the socket.
 func (c *Conn) Close() error { return unix.Close(c.fd) }
 
+// ErrDumpInterrupted: the kernel's tables kept changing while a dump was
+// read (NLM_F_DUMP_INTR on its replies), so no consistent answer came in
+// dumpAttempts tries.
+var ErrDumpInterrupted = errors.New("netlink dump interrupted: the kernel's tables changed while they were read")
+
+// dumpAttempts bounds how often Execute repeats an interrupted dump.
+const dumpAttempts = 5
+
 // Execute sends m (its sequence number and NLM_F_REQUEST are filled in)
 // and returns the kernel's replies: for a dump every message up to
 // NLMSG_DONE, else the replies up to the acknowledgement (when m asks for
-// one) or the first reply. An error answer is returned as *KernelError.
+// one) or the first reply. An error answer is returned as *KernelError. A
+// dump the kernel marks interrupted (its tables changed meanwhile) is
+// repeated, up to dumpAttempts times, then ErrDumpInterrupted.
 func (c *Conn) Execute(m Message) ([]Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for attempt := 1; ; attempt++ {
+		replies, interrupted, err := c.execute(m)
+		switch {
+		case err != nil:
+			return nil, err
+		case !interrupted:
+			return replies, nil
+		case attempt == dumpAttempts:
+			return nil, fmt.Errorf("%w (%d tries)", ErrDumpInterrupted, attempt)
+		}
+	}
+}
+
+// execute does one request and reads its answer.
+func (c *Conn) execute(m Message) (replies []Message, interrupted bool, err error) {
 	c.seq++
 	m.Header.Sequence = c.seq
 	m.Header.Flags |= Request
 	b, err := m.MarshalBinary()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := rawSend(c.fd, b); err != nil {
-		return nil, fmt.Errorf("netlink send: %w", err)
+		return nil, false, fmt.Errorf("netlink send: %w", err)
 	}
-	dump := m.Header.Flags&Dump == Dump
-	ack := m.Header.Flags&Acknowledge != 0
-	var replies []Message
+	col := collector{seq: c.seq, dump: m.Header.Flags&Dump == Dump, ack: m.Header.Flags&Acknowledge != 0}
 	for {
 		// Peek at the datagram's size first: a buffer sized for the
 		// largest dump would cost more to zero than the whole request.
@@ -109,39 +132,48 @@ func (c *Conn) Execute(m Message) ([]Message, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("netlink receive: %w", err)
+			return nil, false, fmt.Errorf("netlink receive: %w", err)
 		}
 		buf := make([]byte, size) // replies keep pointing into it
 		n, _, err := rawRecv(c.fd, buf, 0)
 		if err != nil {
-			return nil, fmt.Errorf("netlink receive: %w", err)
+			return nil, false, fmt.Errorf("netlink receive: %w", err)
 		}
 		msgs, err := split(buf[:n])
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		for _, r := range msgs {
-			if r.Header.Sequence != c.seq {
-				continue // a late reply to an earlier, failed request
-			}
-			switch r.Header.Type {
-			case Error:
-				if err := errorOf(r); err != nil {
-					return nil, err
-				}
-				return replies, nil // the acknowledgement
-			case Done:
-				if err := doneError(r); err != nil {
-					return nil, err
-				}
-				return replies, nil
-			}
-			replies = append(replies, r)
-		}
-		if !dump && !ack && len(replies) > 0 {
-			return replies, nil
+		if done, err := col.add(msgs); done || err != nil {
+			return col.replies, col.interrupted, err
 		}
 	}
+}
+
+// collector gathers the answer to one request, a datagram at a time.
+type collector struct {
+	seq         uint32
+	dump, ack   bool
+	replies     []Message
+	interrupted bool // a reply carried NLM_F_DUMP_INTR
+}
+
+// add takes one datagram's messages; done once the answer is complete.
+func (c *collector) add(msgs []Message) (done bool, err error) {
+	for _, r := range msgs {
+		if r.Header.Sequence != c.seq {
+			continue // a late reply to an earlier, failed request
+		}
+		c.interrupted = c.interrupted || r.Header.Flags&DumpInterrupted != 0
+		switch r.Header.Type {
+		case Error:
+			// An error, or the acknowledgement.
+			return true, errorOf(r)
+		case Done:
+			return true, doneError(r)
+		}
+		c.replies = append(c.replies, r)
+	}
+	return !c.dump && !c.ack && len(c.replies) > 0, nil
 }
 
 // rawSend and rawRecv make the system calls without telling the Go

@@ -9,10 +9,14 @@ import (
 )
 
 func errMsg(code int32, ackTLV string) Message {
+	return errMsgSeq(0, code, ackTLV)
+}
+
+func errMsgSeq(seq uint32, code int32, ackTLV string) Message {
 	data := make([]byte, 4+unix.NLMSG_HDRLEN)
 	binary.NativeEndian.PutUint32(data, uint32(code))
 	binary.NativeEndian.PutUint32(data[4:], unix.NLMSG_HDRLEN) // echoed header only
-	m := Message{Header: Header{Type: Error}, Data: data}
+	m := Message{Header: Header{Type: Error, Sequence: seq}, Data: data}
 	if ackTLV != "" {
 		ae := NewAttributeEncoder()
 		ae.String(unix.NLMSGERR_ATTR_MSG, ackTLV)
@@ -53,5 +57,47 @@ func TestSplit(t *testing.T) {
 	binary.NativeEndian.PutUint32(datagram, 9999)
 	if _, err := split(datagram); err == nil {
 		t.Fatal("bad length accepted")
+	}
+}
+
+// A dump whose replies carry NLM_F_DUMP_INTR is complete but marked
+// interrupted (Execute asks again); it used to be taken as consistent.
+// Replies to other sequence numbers are skipped; an error ends the answer.
+func TestCollector(t *testing.T) {
+	link := func(seq uint32, flags HeaderFlags) Message {
+		return Message{Header: Header{Type: unix.RTM_NEWLINK, Sequence: seq, Flags: Multi | flags}, Data: []byte{1}}
+	}
+	done := func(seq uint32, flags HeaderFlags) Message {
+		return Message{Header: Header{Type: Done, Sequence: seq, Flags: Multi | flags}, Data: make([]byte, 4)}
+	}
+	for _, tc := range []struct {
+		name        string
+		datagrams   [][]Message
+		replies     int
+		interrupted bool
+		err         error
+	}{
+		{"whole dump", [][]Message{{link(7, 0), link(7, 0)}, {link(7, 0), done(7, 0)}}, 3, false, nil},
+		{"interrupted dump", [][]Message{{link(7, 0), link(7, DumpInterrupted)}, {done(7, DumpInterrupted)}}, 2, true, nil},
+		{"interrupted at done", [][]Message{{link(7, 0), done(7, DumpInterrupted)}}, 1, true, nil},
+		{"late replies skipped", [][]Message{{link(6, 0), done(6, 0), link(7, 0), done(7, 0)}}, 1, false, nil},
+		{"error ends it", [][]Message{{link(7, 0), errMsgSeq(7, -int32(unix.EBUSY), "")}}, 1, false, unix.EBUSY},
+	} {
+		c := collector{seq: 7, dump: true}
+		var finished bool
+		var err error
+		for _, d := range tc.datagrams {
+			if finished, err = c.add(d); finished {
+				break
+			}
+		}
+		if !finished || len(c.replies) != tc.replies || c.interrupted != tc.interrupted || !errors.Is(err, tc.err) || (err == nil) != (tc.err == nil) {
+			t.Errorf("%s: done %v, %d replies, interrupted %v, err %v", tc.name, finished, len(c.replies), c.interrupted, err)
+		}
+	}
+	// Not a dump, no ack: the first reply is the answer.
+	c := collector{seq: 3}
+	if finished, err := c.add([]Message{link(3, 0)}); !finished || err != nil || len(c.replies) != 1 {
+		t.Errorf("single reply: done %v, %v", finished, err)
 	}
 }

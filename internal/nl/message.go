@@ -32,6 +32,10 @@ const (
 	Excl        HeaderFlags = unix.NLM_F_EXCL
 	Create      HeaderFlags = unix.NLM_F_CREATE
 
+	// DumpInterrupted marks dump replies whose table changed during the
+	// dump (NLM_F_DUMP_INTR): the answer may be inconsistent.
+	DumpInterrupted HeaderFlags = unix.NLM_F_DUMP_INTR
+
 	capped  HeaderFlags = 0x100 // NLM_F_CAPPED, on error messages
 	ackTLVs HeaderFlags = 0x200 // NLM_F_ACK_TLVS, on error messages
 )
