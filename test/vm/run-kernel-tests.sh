@@ -34,8 +34,10 @@ for bin in "${bins[@]}"; do
 	fi
 	echo "=== kernel: $name (in $pkgdir)"
 	log=$(mktemp)
-	# Stream the output live and keep a copy to count results.
-	(cd "$pkgdir" && "$bin" -test.v -test.timeout 10m "${extra[@]}") 2>&1 | tee "$log"
+	# Stream the output live and keep a copy to count results. 20 minutes a
+	# binary: test/kanto (containers, the daemon's soak, the real Kanto)
+	# takes about 10 under emulation, more on a loaded machine.
+	(cd "$pkgdir" && "$bin" -test.v -test.timeout 20m "${extra[@]}") 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	# Top-level results only: subtests are indented.
 	p=$(grep -c '^--- PASS: ' "$log")

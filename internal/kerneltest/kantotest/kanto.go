@@ -358,7 +358,10 @@ func (k *Kanto) Start(tb testing.TB, name string) { tb.Helper(); k.MustCM(tb, "s
 
 func (k *Kanto) Stop(tb testing.TB, name string) {
 	tb.Helper()
-	k.released(tb, name, "stop", "-s", "SIGKILL", "-n", name)
+	// -t: how long Kanto waits for the exit after the signal (default: its
+	// stop timeout, short in this configuration; a loaded guest can take
+	// longer than that).
+	k.released(tb, name, "stop", "-s", "SIGKILL", "-t", "30s", "-n", name)
 }
 
 func (k *Kanto) Remove(tb testing.TB, name string) {
