@@ -20,7 +20,10 @@ func newLs() *cobra.Command {
 		Long: `List every attachment made by kanto-can: target, host bus, inside name, host
 end, direction, and each can-gw rule with its filter and counters (handled:
 frames forwarded; dropped: lost, e.g. destination down; deleted: discarded by
-the hop limit).
+the hop limit). TARGET is "container NAME" for a container Kanto knows (its
+current name, from Kanto's records), else how it was attached. In JSON:
+name (the Kanto name), container (the id), label (as attached). With
+CONTAINER (a Kanto name or id), only that container's attachments.
 
 The host bus's state as the kernel shows it now: for a CAN controller its
 error state (STATE: error-active, error-warning, error-passive, bus-off,

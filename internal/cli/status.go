@@ -22,9 +22,10 @@ its ifindex, kind (can: a controller; vcan, vxcan: virtual), whether it is
 up, for a CAN controller its error state (error-active, error-warning,
 error-passive, bus-off, stopped when down, sleeping) and bitrate in bit/s
 (nominal/data for CAN FD), whether it carries CAN FD, and how many
-attachments it has. A bus that is gone is shown "(missing)" (index 0 in
-JSON). In JSON: bus, index, kind, up, state, bitrate, data_bitrate (the
-last three absent when not applicable or not set), fd, mtu, attachments.`,
+attachments it has and whose they are (containers by Kanto name). A bus
+that is gone is shown "(missing)" (index 0 in JSON). In JSON: bus, index,
+kind, up, state, bitrate, data_bitrate (the last three absent when not
+applicable or not set), fd, mtu, attachments, containers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := output.check(); err != nil {
