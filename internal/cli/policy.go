@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -20,22 +18,11 @@ import (
 // configPath is the --config flag of every command.
 var configPath string
 
-// loadPolicy reads the admin's policy. Without a file at the default path
-// there is none, and everything is allowed; notes says so (and carries the
-// policy's warnings), for the caller to log once the command succeeded, so
-// that an error stays the one line on stderr.
+// loadPolicy reads the admin's policy by the rule of policy.Open: --config
+// names a file that must exist; without it, no file at the default path
+// means no policy.
 func loadPolicy(cmd *cobra.Command) (p *policy.Policy, notes []string, err error) {
-	p, err = policy.Load(configPath)
-	if errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") {
-		return nil, []string{fmt.Sprintf("no policy file %s: any container may use any bus, both ways, every id (as with the manual recipe)", configPath)}, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("policy: %w", err)
-	}
-	for _, w := range p.Warnings {
-		notes = append(notes, "policy: "+w)
-	}
-	return p, notes, nil
+	return policy.Open(configPath, cmd.Flags().Changed("config"))
 }
 
 // logNotes writes notes to the log (stderr).

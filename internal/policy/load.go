@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"sort"
@@ -27,6 +28,27 @@ func Load(file string) (*Policy, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return p, nil
+}
+
+// Open is the rule every front end (CLI, hook, runc wrapper's hooks, the
+// daemon) applies to find the admin's policy: the file at path; with no
+// file at the default path (explicit false: nobody named one) there is no
+// policy and everything is allowed, as with the manual recipe, which the
+// returned notes say; a file named explicitly must exist. notes also carry
+// the policy's warnings, for the caller to log once it succeeded, so that
+// an error stays one line.
+func Open(path string, explicit bool) (p *Policy, notes []string, err error) {
+	p, err = Load(path)
+	if errors.Is(err, fs.ErrNotExist) && !explicit {
+		return nil, []string{fmt.Sprintf("no policy file %s: any container may use any bus, both ways, every id (as with the manual recipe)", path)}, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy: %w", err)
+	}
+	for _, w := range p.Warnings {
+		notes = append(notes, "policy: "+w)
+	}
+	return p, notes, nil
 }
 
 // Parse validates a config file's content. Errors name the JSON path of

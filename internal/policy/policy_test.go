@@ -2,6 +2,8 @@ package policy
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -156,4 +158,29 @@ func FuzzParse(f *testing.F) {
 		// Whatever parses resolves without panicking.
 		p.Resolve([]string{"a"}, []request.Bus{{Host: "can0", Inside: "can0"}})
 	})
+}
+
+// Open applies the one rule of every front end: no file at the default
+// path is no policy (said in a note), a named file must exist, a malformed
+// one is an error naming it.
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "config.json")
+	p, notes, err := Open(missing, false)
+	if p != nil || err != nil || len(notes) != 1 || !strings.Contains(notes[0], "no policy file "+missing+": any container may use any bus") {
+		t.Errorf("no file at the default path: %v, %q, %v", p, notes, err)
+	}
+	if _, _, err := Open(missing, true); err == nil || !strings.HasPrefix(err.Error(), "policy: open "+missing) {
+		t.Errorf("a named file that is missing: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"buses": 1}`), 0o644)
+	if _, _, err := Open(bad, false); err == nil || !strings.HasPrefix(err.Error(), "policy: "+bad+": ") {
+		t.Errorf("a malformed file: %v", err)
+	}
+	good := filepath.Join(dir, "good.json")
+	os.WriteFile(good, []byte(`{"buses": {"can0": {}}, "default": {"buses": {"can0": {}}}}`), 0o644)
+	if p, _, err := Open(good, false); p == nil || err != nil {
+		t.Errorf("a valid file: %v, %v", p, err)
+	}
 }
