@@ -2,7 +2,7 @@
 #
 #   make build          static kanto-can and kanto-can-daemon binaries in out/bin/
 #   make setup          host packages + guest kernel for the test VM (root)
-#   make unit           vet + unit tests on the host
+#   make unit           vet + unit tests on the host, with the race detector
 #   make kernel-tests   tests tagged "kernel", run in a QEMU guest (test/vm/)
 #   make test           all of the above, in order
 #   make demo           the end-to-end demo in the guest (package demo)
@@ -46,9 +46,10 @@ build:
 setup:
 	test/vm/setup-host.sh
 
+# Host tests with the race detector (it needs cgo: gcc, from make setup).
 unit:
 	$(GO) vet ./...
-	$(GO) test ./...
+	CGO_ENABLED=1 $(GO) test -race ./...
 
 # Build one test binary per package that has kernel-tagged test files, each
 # with a .dir file naming its source directory (the tests' working directory),

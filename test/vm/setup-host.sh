@@ -47,6 +47,8 @@ declare -A want=(
 	[containerd]=/usr/bin/containerd
 	[runc]=/usr/sbin/runc
 	[xz-utils]=/usr/bin/xz # newer Debian kernels ship .ko.xz modules
+	[gcc]=/usr/bin/gcc     # cgo, for the race detector of make unit
+	[libc6-dev]=/usr/include/stdio.h
 )
 missing=()
 for pkg in "${!want[@]}"; do
