@@ -42,7 +42,10 @@ containerd reports that a task of a watched namespace exited or was deleted:
     an optional bus is routed when it appears;
   - a container whose init process is gone loses its attachments, even if its
     network namespace lives on;
-  - a host end of ours left half made by a process that was killed is removed.
+  - a host end of ours left half made by a process that was killed is removed;
+  - gateway rules of ours that another tool removed (cangw -F) are put back:
+    the kernel reports no rule changes, so every --audit-interval the daemon
+    counts the rules of its host ends (two netlink dumps).
 
 Links and rules kanto-can did not make are never touched. Metrics (Prometheus
 text format) are served at /metrics on --metrics-address. The daemon is
@@ -71,6 +74,7 @@ optional: kanto-can's hooks attach and detach correctly without it.`,
 	f.StringVar(&cfg.Records, "records", cfg.Records, "directory of the attachments' records")
 	f.StringVar(&cfg.Containerd, "containerd-address", cfg.Containerd, `containerd's socket ("" to not watch containerd)`)
 	f.StringVar(&namespaces, "namespace", namespaces, "containerd namespaces to watch, comma-separated")
+	f.DurationVar(&cfg.AuditInterval, "audit-interval", cfg.AuditInterval, "how often to count the gateway rules of our host ends, to restore rules another tool removed (0: never)")
 	f.StringVar(&cfg.Kanto.Dir, "kanto-meta", cfg.Kanto.Dir, "Kanto's container records (metrics show containers' Kanto names)")
 	f.StringVar(&cfg.Metrics, "metrics-address", cfg.Metrics, `where to serve metrics: HOST:PORT or unix:PATH ("" for none)`)
 	f.StringVar(&logFormat, "log-format", logFormat, "log format: text or json (both one record per line, on stderr)")

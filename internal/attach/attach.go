@@ -555,7 +555,7 @@ func (h *Host) deleteOurs(ends []vxcan.Link, match func(Meta) bool) ([]string, e
 	var gone []string
 	for _, end := range ends {
 		meta, _ := ParseAlias(end.Alias)
-		if !isOurs(end) || !match(meta) {
+		if !IsOurs(end) || !match(meta) {
 			continue
 		}
 		if err := ignoreGone(h.Links.Delete(end.Index)); err != nil {

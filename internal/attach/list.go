@@ -140,7 +140,7 @@ func (h *Host) linksAndEnds() (map[string]vxcan.Link, []vxcan.Link, []Meta, erro
 	var metas []Meta
 	for _, l := range all {
 		byName[l.Name] = l
-		if isOurs(l) {
+		if IsOurs(l) {
 			meta, _ := ParseAlias(l.Alias)
 			ends = append(ends, l)
 			metas = append(metas, meta)

@@ -155,7 +155,7 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 	}
 	var errs []error
 	for _, end := range candidates {
-		if !isOurs(end) {
+		if !IsOurs(end) {
 			continue
 		}
 		if recorded[end.Name] {
@@ -243,8 +243,8 @@ func recordBus(rec record.Record) string {
 	return b.Host
 }
 
-// isOurs reports whether a host-side link is a host end kanto-can made.
-func isOurs(end vxcan.Link) bool {
+// IsOurs reports whether a host-side link is a host end kanto-can made.
+func IsOurs(end vxcan.Link) bool {
 	_, ok := ParseAlias(end.Alias)
 	return ok && end.Kind == "vxcan" && strings.HasPrefix(end.Name, HostEndPrefix)
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kanto"
@@ -31,18 +32,22 @@ type Config struct {
 	// Kanto is where Kanto keeps its container records: metrics name
 	// containers by their Kanto names.
 	Kanto kanto.Store
-	Log   *slog.Logger
+	// AuditInterval is how often the gateway rules of our host ends are
+	// counted, to notice rules removed by another tool; 0 never.
+	AuditInterval time.Duration
+	Log           *slog.Logger
 }
 
 // DefaultConfig is the configuration of a daemon on a Kanto device.
 func DefaultConfig() Config {
 	return Config{
-		Records:    record.DefaultDir,
-		Containerd: "/run/containerd/containerd.sock",
-		Namespaces: []string{"kanto-cm"},
-		Metrics:    "127.0.0.1:9731",
-		Kanto:      kanto.DefaultStore,
-		Log:        slog.Default(),
+		Records:       record.DefaultDir,
+		Containerd:    "/run/containerd/containerd.sock",
+		Namespaces:    []string{"kanto-cm"},
+		Metrics:       "127.0.0.1:9731",
+		Kanto:         kanto.DefaultStore,
+		AuditInterval: DefaultAuditInterval,
+		Log:           slog.Default(),
 	}
 }
 
@@ -77,7 +82,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 
 	// Subscribe to link events before the first reconcile, so that no
 	// change falls between the two.
@@ -98,6 +103,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	d.reconcile("start", attach.Scope{Full: true})
+	if cfg.AuditInterval > 0 {
+		go func() { errc <- d.auditRules(ctx, cfg.AuditInterval) }()
+	}
 	d.log.Info("ready", "records", cfg.Records, "containerd", cfg.Containerd,
 		"namespaces", strings.Join(cfg.Namespaces, ","), "metrics", cfg.Metrics)
 	for {

@@ -22,6 +22,7 @@ type metrics struct {
 	reconciles *prometheus.CounterVec
 	changes    *prometheus.CounterVec
 	events     *prometheus.CounterVec
+	audits     *prometheus.CounterVec
 }
 
 // container is the container's id, name its name (Kanto's) when it has one.
@@ -67,6 +68,10 @@ func newMetrics(records string, names func() map[string]string) *metrics {
 			Name: "kanto_can_containerd_events_total",
 			Help: "containerd task events seen in the watched namespaces, by topic.",
 		}, []string{"topic"}),
+		audits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanto_can_rule_audits_total",
+			Help: "Counts of the gateway rules of our host ends, by result: ok, or rules_gone (rules vanished without the host end or its bus, e.g. another tool's cangw -F: a reconcile puts them back).",
+		}, []string{"result"}),
 	}
 	for _, r := range []string{"ok", "error"} {
 		m.reconciles.WithLabelValues(r)
@@ -74,7 +79,10 @@ func newMetrics(records string, names func() map[string]string) *metrics {
 	for _, c := range []string{"restored", "removed", "forgotten"} {
 		m.changes.WithLabelValues(c)
 	}
-	m.registry.MustRegister(m.reconciles, m.changes, m.events, kernelCollector{records, names},
+	for _, r := range []string{"ok", "rules_gone"} {
+		m.audits.WithLabelValues(r)
+	}
+	m.registry.MustRegister(m.reconciles, m.changes, m.events, m.audits, kernelCollector{records, names},
 		// The live heap after the last GC (go_gc_heap_live_bytes) shows a
 		// leak long before the resident memory does.
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
@@ -95,6 +103,14 @@ func (m *metrics) reconciled(rep attach.Report, err error) {
 }
 
 func (m *metrics) containerdEvent(topic string) { m.events.WithLabelValues(topic).Inc() }
+
+func (m *metrics) ruleAudit(gone bool) {
+	if gone {
+		m.audits.WithLabelValues("rules_gone").Inc()
+	} else {
+		m.audits.WithLabelValues("ok").Inc()
+	}
+}
 
 // serveMetrics serves /metrics until ctx is done.
 func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) error {

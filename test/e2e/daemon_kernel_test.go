@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
@@ -56,6 +57,79 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 		t.Fatalf("%d rules, want %d", len(rules), len(before))
 	}
 	untouched()
+}
+
+// Another tool flushes every gateway rule (cangw -F, as Leda's
+// can-forward does): the kernel tells nobody, the daemon's rule audit
+// notices, and its reconcile puts back exactly our rules, once each: frames
+// flow again; the foreign rule the flush removed stays removed (not ours to
+// restore); the restore shows in the log and the metrics.
+func TestDaemonRestoresRulesAfterAFlush(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "flbus", 16)
+	kerneltest.VCAN(t, "fla", 16)
+	kerneltest.VCAN(t, "flb", 16)
+	gw := dialGW(t)
+	foreignRule := cangw.Rule{Src: kerneltest.Ifindex(t, "fla"), Dst: kerneltest.Ifindex(t, "flb"), Flags: cangw.FlagEcho}
+	if err := gw.Add(foreignRule); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Delete(foreignRule) })
+	d := startDaemon(t, "--metrics-address=127.0.0.1:9735")
+	var inside []*kerneltest.Socket
+	for i := 0; i < 2; i++ {
+		ns := kerneltest.NewNS(t)
+		mustKC(t, "attach", "--netns", ns.Path(), "--bus", "flbus:can0")
+		t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
+		inside = append(inside, kerneltest.Open(t, ns, "can0"))
+	}
+	_, before := ours(t)
+
+	if _, errs, _ := kerneltest.Run(t, "cangw", "-F"); errs != "" {
+		t.Fatalf("cangw -F: %s", errs)
+	}
+	if all, _ := gw.List(); len(all) != 0 {
+		t.Fatalf("cangw -F left %d rules", len(all))
+	}
+	d.AwaitLog(t, "msg=reconciled", "gateway rules gone", "restored=kcan")
+	// One reconcile may restore one attachment and a second the other:
+	// wait until both have their rules.
+	for _, after := ours(t); len(after) != len(before); _, after = ours(t) {
+		d.AwaitLog(t, "msg=reconciled", "restored=kcan")
+	}
+	_, after := ours(t)
+	for _, r := range before {
+		n := 0
+		for _, x := range after {
+			if x.Equal(r) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("rule %+v: %d after the restore, want 1", r, n)
+		}
+	}
+	host := kerneltest.Open(t, nil, "flbus")
+	host.Send(t, frame(0x155, 1))
+	for _, s := range inside {
+		s.Expect(t, []kerneltest.Frame{frame(0x155, 1)}, wait)
+	}
+	all, err := gw.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range all {
+		if x.Equal(foreignRule) {
+			t.Error("the daemon re-created a rule that is not ours")
+		}
+	}
+	m := kerneltest.Scrape(t, "http://127.0.0.1:9735/metrics")
+	if v, ok := m.Value("kanto_can_rule_audits_total", map[string]string{"result": "rules_gone"}); !ok || v < 1 {
+		t.Errorf("metrics: rule audits with rules gone = %v (%v), want at least 1", v, ok)
+	}
+	if v, ok := m.Value("kanto_can_reconcile_changes_total", map[string]string{"change": "restored"}); !ok || v < 2 {
+		t.Errorf("metrics: restored = %v (%v), want at least 2", v, ok)
+	}
 }
 
 // A container that asked for an optional bus that did not exist yet gets

@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/vxcan"
+)
+
+// DefaultAuditInterval is how often the daemon counts the gateway rules of
+// its host ends.
+const DefaultAuditInterval = time.Second
+
+// auditRules notices gateway rules of ours that vanish while their host
+// end and bus stay. The kernel sends no notification for can-gw changes,
+// so another tool flushing every rule (cangw -F, as Leda's can-forward
+// does) would cut every container off for good. Every interval it dumps
+// the links and the rules (two netlink dumps, no lock) and asks for a
+// reconcile of the buses where a host end of ours has fewer rules than at
+// the last count, or none while its bus is there. The reconcile puts back
+// exactly the recorded rules; rules that are not ours are never touched.
+func (d *Daemon) auditRules(ctx context.Context, every time.Duration) error {
+	links, err := vxcan.Dial()
+	if err != nil {
+		return err
+	}
+	defer links.Close()
+	gw, err := cangw.Dial()
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	var last map[int]int // host end ifindex -> rules naming it, at the last count
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		all, err := links.Links()
+		if err != nil {
+			d.log.Warn("rule audit", "err", err)
+			continue
+		}
+		rules, err := gw.List()
+		if err != nil {
+			d.log.Warn("rule audit", "err", err)
+			continue
+		}
+		var buses []string
+		last, buses = rulesLost(all, rules, last)
+		d.metrics.ruleAudit(len(buses) > 0)
+		if len(buses) > 0 {
+			d.request("gateway rules gone", attach.Scope{Buses: buses})
+		}
+	}
+}
+
+// rulesLost counts the rules naming each host end of ours and returns the
+// counts and the buses whose host ends lost rules since last or, counted
+// for the first time, have none while their bus exists. (A host end that
+// stays at zero asks once, not every interval.)
+func rulesLost(links []vxcan.Link, rules []cangw.Rule, last map[int]int) (map[int]int, []string) {
+	busUp := map[string]bool{}
+	bus := map[int]string{} // host end ifindex -> its bus
+	for _, l := range links {
+		busUp[l.Name] = true
+		if attach.IsOurs(l) {
+			meta, _ := attach.ParseAlias(l.Alias)
+			bus[l.Index] = meta.Bus
+		}
+	}
+	counts := make(map[int]int, len(bus))
+	for end := range bus {
+		counts[end] = 0 // counted, even without rules
+	}
+	for _, r := range rules {
+		if _, ok := bus[r.Src]; ok {
+			counts[r.Src]++
+		} else if _, ok := bus[r.Dst]; ok {
+			counts[r.Dst]++
+		}
+	}
+	var lost []string
+	for end, b := range bus {
+		was, seen := last[end]
+		if (seen && counts[end] < was) || (!seen && counts[end] == 0 && busUp[b]) {
+			if !slices.Contains(lost, b) {
+				lost = append(lost, b)
+			}
+		}
+	}
+	slices.Sort(lost)
+	return counts, lost
+}
