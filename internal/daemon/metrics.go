@@ -212,7 +212,9 @@ func (k kernelCollector) read() ([]attach.Attachment, []attach.BusStatus, error)
 		return nil, nil, err
 	}
 	defer h.Close()
-	h.Records, h.Names = k.records, k.names
+	// Kanto's records read once for both listings.
+	names := k.names()
+	h.Records, h.Names = k.records, func() map[string]string { return names }
 	list, err := h.List()
 	if err != nil {
 		return nil, nil, err

@@ -358,28 +358,33 @@ func (k *Kanto) Start(tb testing.TB, name string) { tb.Helper(); k.MustCM(tb, "s
 
 func (k *Kanto) Stop(tb testing.TB, name string) {
 	tb.Helper()
-	// -t: how long Kanto waits for the exit after the signal (default: its
-	// stop timeout, short in this configuration; a loaded guest can take
-	// longer than that).
-	k.released(tb, name, "stop", "-s", "SIGKILL", "-t", "30s", "-n", name)
+	k.stop(tb, k.Get(tb, name))
 }
 
 func (k *Kanto) Remove(tb testing.TB, name string) {
 	tb.Helper()
-	if k.Get(tb, name).State.Status == StatusRunning {
-		k.Stop(tb, name)
+	c := k.Get(tb, name)
+	if c.State.Status == StatusRunning {
+		k.stop(tb, c)
 	}
-	k.released(tb, name, "remove", "-n", name)
+	k.released(tb, c.ID, "remove", "-n", name)
 }
 
-// released runs kanto-cm with args for the container called name, then
+func (k *Kanto) stop(tb testing.TB, c Container) {
+	tb.Helper()
+	// -t: how long Kanto waits for the exit after the signal (default: its
+	// stop timeout, short in this configuration; a loaded guest can take
+	// longer than that).
+	k.released(tb, c.ID, "stop", "-s", "SIGKILL", "-t", "30s", "-n", c.Name)
+}
+
+// released runs kanto-cm with args for the container with this id, then
 // waits until containerd has deleted the container, if it still has it.
 // kanto-cm stop and remove can return before Kanto has deleted the task
 // (runc delete, which runs the poststop hooks) of a container whose
 // process was exiting on its own at that moment.
-func (k *Kanto) released(tb testing.TB, name string, args ...string) {
+func (k *Kanto) released(tb testing.TB, id string, args ...string) {
 	tb.Helper()
-	id := k.Get(tb, name).ID
 	before := k.Containerd.ContainerDeletes(Namespace, id)
 	k.MustCM(tb, args...)
 	if _, _, code := k.Containerd.Ctr(tb, "-n", Namespace, "containers", "info", id); code != 0 {
