@@ -4,22 +4,26 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/kanto-can/kanto-can/internal/nl"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
-// Conn is a NETLINK_ROUTE socket for managing can-gw rules in one network
-// namespace. It is safe for concurrent use.
+// Conn is a route netlink socket for managing can-gw rules in one network
+// namespace. It is safe for concurrent use: requests are serialized.
 type Conn struct {
 	c *nl.Conn
 }
 
-// Dial opens a Conn in the caller's network namespace.
+// NewConn returns a Conn over c, e.g. a socket opened with nl.DialConfig
+// or the scripted kernel of package nl/nltest. Closing the Conn closes c.
+func NewConn(c *nl.Conn) *Conn { return &Conn{c: c} }
+
+// Dial opens a Conn in the calling thread's network namespace.
 func Dial() (*Conn, error) {
 	c, err := nl.Dial()
 	if err != nil {
-		return nil, fmt.Errorf("cangw: dial: %w", err)
+		return nil, fmt.Errorf("cangw: open route netlink socket: %w", err)
 	}
-	return &Conn{c: c}, nil
+	return NewConn(c), nil
 }
 
 // DialNetNS opens a Conn in the network namespace of fd (an open
@@ -32,9 +36,9 @@ func DialNetNS(fd int) (*Conn, error) {
 	}
 	c, err := nl.DialNetNS(fd)
 	if err != nil {
-		return nil, fmt.Errorf("cangw: dial: %w", err)
+		return nil, fmt.Errorf("cangw: open route netlink socket: %w", err)
 	}
-	return &Conn{c: c}, nil
+	return NewConn(c), nil
 }
 
 // Close closes the socket.

@@ -5,57 +5,47 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/kanto-can/kanto-can/internal/nl"
+	"github.com/kanto-can/kanto-can/nl"
 	"golang.org/x/sys/unix"
 )
 
 // ErrNotFound is returned (wrapped) when a link does not exist.
 var ErrNotFound = errors.New("no such interface")
 
-// Conn is a route netlink socket in one network namespace. It is not safe
-// for concurrent use.
+// Conn is a route netlink socket in one network namespace. It is safe for
+// concurrent use: requests are serialized.
 type Conn struct {
-	c  *nl.Conn
-	ns *os.File // the socket's network namespace, for peers created elsewhere
+	c *nl.Conn
 }
 
-// Dial opens a Conn in the caller's network namespace.
+// NewConn returns a Conn over c, e.g. a socket opened with nl.DialConfig
+// or the scripted kernel of package nl/nltest. Closing the Conn closes c.
+func NewConn(c *nl.Conn) *Conn { return &Conn{c: c} }
+
+// Dial opens a Conn in the calling thread's network namespace.
 func Dial() (*Conn, error) {
-	// thread-self, not self: the main thread of a Go program may have been
-	// moved to another namespace and parked by the runtime.
-	// (unix.Open: os.Open would set up the runtime's network poller.)
-	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("vxcan: own network namespace: %w", err)
-	}
-	ns := os.NewFile(uintptr(fd), "netns")
 	c, err := nl.Dial()
-	return wrap(c, ns, err)
+	if err != nil {
+		return nil, fmt.Errorf("vxcan: open route netlink socket: %w", err)
+	}
+	return NewConn(c), nil
 }
 
 // DialNetNS opens a Conn in the network namespace referred to by fd (an
 // open /proc/PID/ns/net or a bind mount of one). fd stays the caller's.
 func DialNetNS(fd int) (*Conn, error) {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("vxcan: netns fd %d: %w", fd, err)
+	if fd <= 0 {
+		return nil, fmt.Errorf("vxcan: DialNetNS: invalid namespace file descriptor %d", fd)
 	}
 	c, err := nl.DialNetNS(fd)
-	return wrap(c, os.NewFile(uintptr(dup), "netns"), err)
-}
-
-func wrap(c *nl.Conn, ns *os.File, err error) (*Conn, error) {
 	if err != nil {
-		ns.Close()
 		return nil, fmt.Errorf("vxcan: open route netlink socket: %w", err)
 	}
-	return &Conn{c: c, ns: ns}, nil
+	return NewConn(c), nil
 }
 
 // Close closes the socket.
-func (c *Conn) Close() error {
-	return errors.Join(c.c.Close(), c.ns.Close())
-}
+func (c *Conn) Close() error { return c.c.Close() }
 
 func (c *Conn) execute(typ nl.HeaderType, flags nl.HeaderFlags, data []byte) ([]nl.Message, error) {
 	return c.c.Execute(nl.Message{
@@ -178,11 +168,20 @@ func (c *Conn) Create(p Pair) (Link, error) {
 		near.Uint32(unix.IFLA_MTU, uint32(p.MTU))
 	}
 	if p.PeerNS != nil {
-		near.Uint32(unix.IFLA_NET_NS_FD, uint32(c.ns.Fd()))
-		var err error
-		if creator, err = DialNetNS(int(p.PeerNS.Fd())); err != nil {
-			return Link{}, err
+		// This end goes back to this Conn's namespace, named by a
+		// descriptor of it (asked of the socket: the calling thread may be
+		// elsewhere).
+		ns, err := c.c.NetNS()
+		if err != nil {
+			return Link{}, fmt.Errorf("vxcan: create %s: %w", p.Name, err)
 		}
+		defer unix.Close(ns)
+		near.Uint32(unix.IFLA_NET_NS_FD, uint32(ns))
+		inner, err := c.c.DialNetNS(int(p.PeerNS.Fd()))
+		if err != nil {
+			return Link{}, fmt.Errorf("vxcan: open route netlink socket in the peer's namespace: %w", err)
+		}
+		creator = NewConn(inner)
 		defer creator.Close()
 	}
 	far := nl.NewAttributeEncoder()

@@ -6,7 +6,7 @@
 // both ends up, in one RTM_NEWLINK request. That is what gives a container
 // its own CAN interface without nsenter, without a second step and without
 // a moment where the peer is visible on the host. vishvananda/netlink has
-// no vxcan type, so the request is built here (on package internal/nl).
+// no vxcan type, so the request is built here (on package nl).
 //
 // The package also reads links (name, kind, hardware type, MTU, alias,
 // peer) so callers can check that a host bus really is a CAN interface and

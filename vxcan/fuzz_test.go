@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/kanto-can/kanto-can/internal/nl"
+	"github.com/kanto-can/kanto-can/nl"
 	"golang.org/x/sys/unix"
 )
 

@@ -9,11 +9,11 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/fault"
-	"github.com/kanto-can/kanto-can/internal/nl"
 	"github.com/kanto-can/kanto-can/internal/ratelimit"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
+	"github.com/kanto-can/kanto-can/nl"
 	"github.com/kanto-can/kanto-can/vxcan"
 )
 
@@ -22,34 +22,42 @@ import (
 type Host struct {
 	Links *vxcan.Conn
 	GW    *cangw.Conn
+	// TC is the socket for traffic control (rate limits); when nil, one
+	// is opened as the others were when first needed.
+	TC *nl.Conn
 	// Records is the directory of the attachments' records (package
 	// record); "" keeps none.
 	Records string
 	// Names, when set, gives the containers' current names by id (Kanto's
 	// names): List and Buses show them. Called once per listing.
 	Names func() map[string]string
-	tc    *nl.Conn // traffic control (rate limits), opened when needed
+	cfg   nl.Config // how TC is opened
 }
 
-// OpenHost opens the sockets in the caller's network namespace.
-func OpenHost() (*Host, error) {
-	links, err := vxcan.Dial()
+// OpenHost opens blocking sockets in the caller's network namespace: the
+// start path's (hook, CLI).
+func OpenHost() (*Host, error) { return OpenHostConfig(nl.Config{}) }
+
+// OpenHostConfig opens the sockets as cfg says (the daemon's wait in the
+// poller, so that closing them stops a request that waits).
+func OpenHostConfig(cfg nl.Config) (*Host, error) {
+	c, err := nl.DialConfig(cfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("route netlink socket: %w", err)
 	}
-	gw, err := cangw.Dial()
+	g, err := nl.DialConfig(cfg)
 	if err != nil {
-		links.Close()
-		return nil, err
+		c.Close()
+		return nil, fmt.Errorf("route netlink socket: %w", err)
 	}
-	return &Host{Links: links, GW: gw, Records: record.DefaultDir}, nil
+	return &Host{Links: vxcan.NewConn(c), GW: cangw.NewConn(g), Records: record.DefaultDir, cfg: cfg}, nil
 }
 
 // Close closes the sockets.
 func (h *Host) Close() error {
 	err := errors.Join(h.Links.Close(), h.GW.Close())
-	if h.tc != nil {
-		err = errors.Join(err, h.tc.Close())
+	if h.TC != nil {
+		err = errors.Join(err, h.TC.Close())
 	}
 	return err
 }
@@ -63,14 +71,14 @@ func (h *Host) lock() (unlock func(), err error) {
 }
 
 func (h *Host) tcConn() (*nl.Conn, error) {
-	if h.tc == nil {
-		c, err := nl.Dial()
+	if h.TC == nil {
+		c, err := nl.DialConfig(h.cfg)
 		if err != nil {
 			return nil, err
 		}
-		h.tc = c
+		h.TC = c
 	}
-	return h.tc, nil
+	return h.TC, nil
 }
 
 // syncRate brings the host end's transmit rate limit to the plan's: the

@@ -14,6 +14,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kanto"
 	"github.com/kanto-can/kanto-can/internal/record"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // Config says what the daemon watches and where it reports.
@@ -71,7 +72,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	host, err := attach.OpenHost()
+	// Sockets in the poller, as the daemon's others. Not closed under a
+	// running reconcile: its rollback needs them.
+	host, err := attach.OpenHostConfig(nl.Config{Poll: true})
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
-	"github.com/kanto-can/kanto-can/internal/nl"
+	"github.com/kanto-can/kanto-can/nl"
 	"github.com/kanto-can/kanto-can/vxcan"
 )
 

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // metrics are the daemon's Prometheus metrics: its own counters, and the
@@ -207,7 +208,7 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 
 // read takes the attachments and their buses from the kernel.
 func (k kernelCollector) read() ([]attach.Attachment, []attach.BusStatus, error) {
-	h, err := attach.OpenHost()
+	h, err := attach.OpenHostConfig(nl.Config{Poll: true})
 	if err != nil {
 		return nil, nil, err
 	}

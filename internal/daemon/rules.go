@@ -2,17 +2,23 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/nl"
 	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 // DefaultAuditInterval is how often the daemon counts the gateway rules of
 // its host ends.
 const DefaultAuditInterval = time.Second
+
+// auditDeadline bounds one audit's two dumps: a kernel that does not
+// answer delays the next audit, it does not stop them.
+const auditDeadline = 5 * time.Second
 
 // auditRules notices gateway rules of ours that vanish while their host
 // end and bus stay. The kernel sends no notification for can-gw changes,
@@ -23,16 +29,25 @@ const DefaultAuditInterval = time.Second
 // the last count, or none while its bus is there. The reconcile puts back
 // exactly the recorded rules; rules that are not ours are never touched.
 func (d *Daemon) auditRules(ctx context.Context, every time.Duration) error {
-	links, err := vxcan.Dial()
+	// Sockets in the poller: closed when ctx ends, which stops a dump
+	// that waits, and each round bounded by a deadline.
+	lc, err := nl.DialConfig(nl.Config{Poll: true})
 	if err != nil {
-		return err
+		return fmt.Errorf("rule audit: %w", err)
 	}
-	defer links.Close()
-	gw, err := cangw.Dial()
+	gc, err := nl.DialConfig(nl.Config{Poll: true})
 	if err != nil {
-		return err
+		lc.Close()
+		return fmt.Errorf("rule audit: %w", err)
 	}
-	defer gw.Close()
+	stop := context.AfterFunc(ctx, func() { lc.Close(); gc.Close() })
+	defer func() {
+		if stop() { // ctx is not done: close them here
+			lc.Close()
+			gc.Close()
+		}
+	}()
+	links, gw := vxcan.NewConn(lc), cangw.NewConn(gc)
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	var last map[int]int // host end ifindex -> rules naming it, at the last count
@@ -42,12 +57,21 @@ func (d *Daemon) auditRules(ctx context.Context, every time.Duration) error {
 			return nil
 		case <-ticker.C:
 		}
+		deadline := time.Now().Add(auditDeadline)
+		lc.SetDeadline(deadline)
+		gc.SetDeadline(deadline)
 		all, err := links.Links()
+		if ctx.Err() != nil {
+			return nil // closed under the dump
+		}
 		if err != nil {
 			d.log.Warn("rule audit", "err", err)
 			continue
 		}
 		rules, err := gw.List()
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err != nil {
 			d.log.Warn("rule audit", "err", err)
 			continue

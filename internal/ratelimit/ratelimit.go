@@ -11,7 +11,7 @@
 //	tc filter add dev H ingress protocol all prio 1 handle 1 matchall \
 //		action police pkts_rate RATE pkts_burst BURST conform-exceed drop
 //
-// makes, built here over netlink (package internal/nl) with no tc process.
+// makes, built here over netlink (package nl) with no tc process.
 // Frames over the limit are dropped silently; the sending socket does not
 // see an error.
 //
@@ -40,7 +40,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kanto-can/kanto-can/internal/nl"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // Bounds of a Limit. CAN at 1 Mbit/s carries under 20000 frames a second

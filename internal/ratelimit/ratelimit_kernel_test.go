@@ -16,8 +16,8 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/nl"
 	"github.com/kanto-can/kanto-can/internal/ratelimit"
+	"github.com/kanto-can/kanto-can/nl"
 	"github.com/kanto-can/kanto-can/vxcan"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kanto-can/kanto-can/internal/nl"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // The golden messages below were written by hand from the UAPI structs
