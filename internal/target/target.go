@@ -70,8 +70,11 @@ func FromPath(path string) (*Target, error) {
 }
 
 // openFile opens read-only without os.Open, which on Linux offers every
-// file to the runtime's network poller, creating it on first use: a cost
-// paid on the container's start path for nothing.
+// file to the runtime's network poller (an epoll_ctl, refused for a
+// namespace file) and creates the poller on first use. Other files on the
+// start path are still opened with package os (the hook's bundle
+// config.json, /proc/PID/stat, the attachment's record), so an attach
+// creates the poller anyway: this saves one registration.
 func openFile(path string) (*os.File, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
