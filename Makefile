@@ -47,9 +47,12 @@ setup:
 	test/vm/setup-host.sh
 
 # Host tests with the race detector (it needs cgo: gcc, from make setup).
+# The library example is a module of its own: it must build against the
+# public packages (cangw, canlink, vxcan, nl) from outside.
 unit:
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race ./...
+	cd examples/library && $(GO) vet ./... && CGO_ENABLED=0 $(GO) build -o /dev/null .
 
 # Build one test binary per package that has kernel-tagged test files, each
 # with a .dir file naming its source directory (the tests' working directory),

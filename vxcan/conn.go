@@ -1,26 +1,25 @@
 package vxcan
 
 import (
-	"errors"
+	"encoding/binary"
 	"fmt"
 	"os"
 
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/nl"
 	"golang.org/x/sys/unix"
 )
 
-// ErrNotFound is returned (wrapped) when a link does not exist.
-var ErrNotFound = errors.New("no such interface")
-
-// Conn is a route netlink socket in one network namespace. It is safe for
-// concurrent use: requests are serialized.
+// Conn is a route netlink socket in one network namespace, for vxcan
+// pairs. It is safe for concurrent use: requests are serialized.
 type Conn struct {
-	c *nl.Conn
+	c     *nl.Conn
+	links *canlink.Conn // the same socket, to read links back
 }
 
 // NewConn returns a Conn over c, e.g. a socket opened with nl.DialConfig
 // or the scripted kernel of package nl/nltest. Closing the Conn closes c.
-func NewConn(c *nl.Conn) *Conn { return &Conn{c: c} }
+func NewConn(c *nl.Conn) *Conn { return &Conn{c: c, links: canlink.NewConn(c)} }
 
 // Dial opens a Conn in the calling thread's network namespace.
 func Dial() (*Conn, error) {
@@ -54,64 +53,13 @@ func (c *Conn) execute(typ nl.HeaderType, flags nl.HeaderFlags, data []byte) ([]
 	})
 }
 
-// LinkByName returns the link called name, or an error wrapping ErrNotFound.
-func (c *Conn) LinkByName(name string) (Link, error) {
-	ae := nl.NewAttributeEncoder()
-	ae.String(unix.IFLA_IFNAME, name)
-	return c.getLink(0, ae, name)
-}
-
-// LinkByIndex returns the link with this ifindex, or an error wrapping
-// ErrNotFound.
-func (c *Conn) LinkByIndex(index int) (Link, error) {
-	return c.getLink(int32(index), nl.NewAttributeEncoder(), fmt.Sprintf("index %d", index))
-}
-
-func (c *Conn) getLink(index int32, ae *nl.AttributeEncoder, what string) (Link, error) {
-	attrs, err := ae.Encode()
-	if err != nil {
-		return Link{}, err
-	}
-	msgs, err := c.execute(unix.RTM_GETLINK, 0, append(ifinfomsg(index, 0, 0), attrs...))
-	if errors.Is(err, unix.ENODEV) {
-		return Link{}, fmt.Errorf("interface %s: %w", what, ErrNotFound)
-	}
-	if err != nil {
-		return Link{}, fmt.Errorf("vxcan: get interface %s: %w", what, err)
-	}
-	if len(msgs) != 1 {
-		return Link{}, fmt.Errorf("vxcan: get interface %s: %d replies, want 1", what, len(msgs))
-	}
-	return parseLink(msgs[0])
-}
-
-// Links returns every link in the Conn's network namespace.
-func (c *Conn) Links() ([]Link, error) {
-	msgs, err := c.execute(unix.RTM_GETLINK, nl.Dump, ifinfomsg(0, 0, 0))
-	if err != nil {
-		return nil, fmt.Errorf("vxcan: list interfaces: %w", err)
-	}
-	links := make([]Link, 0, len(msgs))
-	for _, m := range msgs {
-		if m.Header.Type != unix.RTM_NEWLINK {
-			continue
-		}
-		l, err := parseLink(m)
-		if err != nil {
-			return nil, err
-		}
-		links = append(links, l)
-	}
-	return links, nil
-}
-
 // Pairs returns the vxcan ends in the Conn's network namespace.
-func (c *Conn) Pairs() ([]Link, error) {
-	all, err := c.Links()
+func (c *Conn) Pairs() ([]canlink.Link, error) {
+	all, err := c.links.Links()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("vxcan: %w", err)
 	}
-	var out []Link
+	var out []canlink.Link
 	for _, l := range all {
 		if l.Kind == "vxcan" {
 			out = append(out, l)
@@ -120,25 +68,12 @@ func (c *Conn) Pairs() ([]Link, error) {
 	return out, nil
 }
 
-// Delete removes the link with this ifindex. Deleting one end of a vxcan
-// pair removes both.
-func (c *Conn) Delete(index int) error {
-	_, err := c.execute(unix.RTM_DELLINK, nl.Acknowledge, ifinfomsg(int32(index), 0, 0))
-	if errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("interface index %d: %w", index, ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("vxcan: delete interface index %d: %w", index, err)
-	}
-	return nil
-}
-
 // Pair describes a vxcan pair to create.
 type Pair struct {
 	Name     string   // this end, in the Conn's network namespace
 	PeerName string   // the other end
 	PeerNS   *os.File // the peer's network namespace; nil = the Conn's
-	MTU      int      // MTUClassic or MTUFD; 0 = kernel default (MTUFD)
+	MTU      int      // canlink.MTUClassic or canlink.MTUFD; 0 = kernel default (canlink.MTUFD)
 	Alias    string   // IFLA_IFALIAS of this end; "" = none
 }
 
@@ -157,9 +92,9 @@ const vxcanInfoPeer = 1
 // the far end there under PeerName, up from its first moment, with this end
 // as its peer, sent back here by IFLA_NET_NS_FD; a second request from here
 // brings this end up and sets its alias.
-func (c *Conn) Create(p Pair) (Link, error) {
-	if p.MTU != 0 && p.MTU != MTUClassic && p.MTU != MTUFD {
-		return Link{}, fmt.Errorf("vxcan: MTU %d: want %d (classic) or %d (FD)", p.MTU, MTUClassic, MTUFD)
+func (c *Conn) Create(p Pair) (canlink.Link, error) {
+	if p.MTU != 0 && p.MTU != canlink.MTUClassic && p.MTU != canlink.MTUFD {
+		return canlink.Link{}, fmt.Errorf("vxcan: MTU %d: want %d (classic) or %d (FD)", p.MTU, canlink.MTUClassic, canlink.MTUFD)
 	}
 	creator := c
 	near := nl.NewAttributeEncoder()
@@ -173,13 +108,13 @@ func (c *Conn) Create(p Pair) (Link, error) {
 		// elsewhere).
 		ns, err := c.c.NetNS()
 		if err != nil {
-			return Link{}, fmt.Errorf("vxcan: create %s: %w", p.Name, err)
+			return canlink.Link{}, fmt.Errorf("vxcan: create %s: %w", p.Name, err)
 		}
 		defer unix.Close(ns)
 		near.Uint32(unix.IFLA_NET_NS_FD, uint32(ns))
 		inner, err := c.c.DialNetNS(int(p.PeerNS.Fd()))
 		if err != nil {
-			return Link{}, fmt.Errorf("vxcan: open route netlink socket in the peer's namespace: %w", err)
+			return canlink.Link{}, fmt.Errorf("vxcan: open route netlink socket in the peer's namespace: %w", err)
 		}
 		creator = NewConn(inner)
 		defer creator.Close()
@@ -204,11 +139,11 @@ func (c *Conn) Create(p Pair) (Link, error) {
 	})
 	attrs, err := far.Encode()
 	if err != nil {
-		return Link{}, fmt.Errorf("vxcan: encode request: %w", err)
+		return canlink.Link{}, fmt.Errorf("vxcan: encode request: %w", err)
 	}
 	req := append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)
 	if _, err := creator.execute(unix.RTM_NEWLINK, nl.Acknowledge|nl.Create|nl.Excl, req); err != nil {
-		return Link{}, fmt.Errorf("vxcan: create %s with peer %s: %w", p.Name, p.PeerName, err)
+		return canlink.Link{}, fmt.Errorf("vxcan: create %s with peer %s: %w", p.Name, p.PeerName, err)
 	}
 	up := nl.NewAttributeEncoder()
 	up.String(unix.IFLA_IFNAME, p.Name)
@@ -216,52 +151,26 @@ func (c *Conn) Create(p Pair) (Link, error) {
 		up.String(unix.IFLA_IFALIAS, p.Alias)
 	}
 	if attrs, err = up.Encode(); err != nil {
-		return Link{}, err
+		return canlink.Link{}, err
 	}
 	if _, err := c.execute(unix.RTM_NEWLINK, nl.Acknowledge, append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)); err != nil {
 		err = fmt.Errorf("vxcan: bring up %s: %w", p.Name, err)
-		if l, lerr := c.LinkByName(p.Name); lerr == nil {
-			c.Delete(l.Index) // nothing half-made
+		if l, lerr := c.links.LinkByName(p.Name); lerr == nil {
+			c.links.Delete(l.Index) // nothing half-made
 		}
-		return Link{}, err
+		return canlink.Link{}, err
 	}
-	return c.LinkByName(p.Name)
+	return c.links.LinkByName(p.Name)
 }
 
-// CreateVCAN makes a virtual CAN bus (a vcan interface), up, with the MTU
-// and alias given: the bus of containers that talk to each other without
-// hardware. When the name is taken the error wraps unix.EEXIST.
-func (c *Conn) CreateVCAN(name string, mtu int, alias string) (Link, error) {
-	if mtu != MTUClassic && mtu != MTUFD {
-		return Link{}, fmt.Errorf("vxcan: vcan MTU %d: want %d (classic) or %d (FD)", mtu, MTUClassic, MTUFD)
-	}
-	ae := nl.NewAttributeEncoder()
-	ae.String(unix.IFLA_IFNAME, name)
-	ae.Uint32(unix.IFLA_MTU, uint32(mtu))
-	ae.Nested(unix.IFLA_LINKINFO, func(info *nl.AttributeEncoder) error {
-		info.String(unix.IFLA_INFO_KIND, "vcan")
-		return nil
-	})
-	attrs, err := ae.Encode()
-	if err != nil {
-		return Link{}, err
-	}
-	if _, err := c.execute(unix.RTM_NEWLINK, nl.Acknowledge|nl.Create|nl.Excl, append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)); err != nil {
-		return Link{}, fmt.Errorf("vxcan: create vcan %s: %w", name, err)
-	}
-	if alias != "" {
-		ae := nl.NewAttributeEncoder()
-		ae.String(unix.IFLA_IFNAME, name)
-		ae.String(unix.IFLA_IFALIAS, alias)
-		if attrs, err = ae.Encode(); err != nil {
-			return Link{}, err
-		}
-		if _, err := c.execute(unix.RTM_NEWLINK, nl.Acknowledge, append(ifinfomsg(0, 0, 0), attrs...)); err != nil {
-			if l, lerr := c.LinkByName(name); lerr == nil {
-				c.Delete(l.Index) // nothing half-made
-			}
-			return Link{}, fmt.Errorf("vxcan: alias of vcan %s: %w", name, err)
-		}
-	}
-	return c.LinkByName(name)
+const ifinfomsgLen = 16
+
+// ifinfomsg encodes struct ifinfomsg.
+func ifinfomsg(index int32, flags, change uint32) []byte {
+	b := make([]byte, ifinfomsgLen)
+	b[0] = unix.AF_UNSPEC
+	binary.NativeEndian.PutUint32(b[4:], uint32(index))
+	binary.NativeEndian.PutUint32(b[8:], flags)
+	binary.NativeEndian.PutUint32(b[12:], change)
+	return b
 }

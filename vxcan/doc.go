@@ -8,15 +8,14 @@
 // a moment where the peer is visible on the host. vishvananda/netlink has
 // no vxcan type, so the request is built here (on package nl).
 //
-// The package also reads links (name, kind, hardware type, MTU, alias,
-// peer) so callers can check that a host bus really is a CAN interface and
-// find the pairs they made. It knows nothing about containers or the CAN
-// gateway; package cangw routes frames between the host end and a bus.
+// The ends it makes and lists are package canlink's Link, which also
+// reads and deletes links in general and makes vcan buses. It knows nothing
+// about containers or the CAN gateway; package cangw routes frames between
+// the host end and a bus.
 //
 // Facts worth knowing (verified on Linux 6.1):
-//   - The default MTU is CANFD_MTU (72); set [MTUClassic] (16) for a pair
-//     that may carry classic frames only.
+//   - The default MTU is CANFD_MTU (72); set canlink.MTUClassic (16) for a
+//     pair that may carry classic frames only.
 //   - Destroying the peer's network namespace unregisters both ends, and the
 //     kernel then deletes every can-gw rule that named the host end.
-//   - Interface names are at most 15 bytes.
 package vxcan

@@ -5,6 +5,7 @@ import (
 	"log"
 	"os"
 
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/vxcan"
 )
 
@@ -21,23 +22,9 @@ func ExampleConn_Create() {
 		log.Fatal(err)
 	}
 	defer c.Close()
-	end, err := c.Create(vxcan.Pair{Name: "vxcan-app", PeerName: "can0", PeerNS: ns, MTU: vxcan.MTUFD})
+	end, err := c.Create(vxcan.Pair{Name: "vxcan-app", PeerName: "can0", PeerNS: ns, MTU: canlink.MTUFD})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("host end %s (index %d) is up: %v\n", end.Name, end.Index, end.Up)
-}
-
-// Check that an interface is a CAN bus and whether it carries CAN FD.
-func ExampleConn_LinkByName() {
-	c, err := vxcan.Dial()
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
-	bus, err := c.LinkByName("can0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("%s: CAN %v, FD %v, kind %s\n", bus.Name, bus.IsCAN(), bus.FD(), bus.Kind)
 }

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/fault"
 	"github.com/kanto-can/kanto-can/internal/ratelimit"
 	"github.com/kanto-can/kanto-can/internal/record"
@@ -20,7 +21,8 @@ import (
 // Host holds the netlink sockets of the host's network namespace, where the
 // buses, the host ends and the can-gw rules live.
 type Host struct {
-	Links *vxcan.Conn
+	Links *canlink.Conn // buses and host ends
+	VXCAN *vxcan.Conn   // pairs
 	GW    *cangw.Conn
 	// TC is the socket for traffic control (rate limits); when nil, one
 	// is opened as the others were when first needed.
@@ -50,7 +52,8 @@ func OpenHostConfig(cfg nl.Config) (*Host, error) {
 		c.Close()
 		return nil, fmt.Errorf("route netlink socket: %w", err)
 	}
-	return &Host{Links: vxcan.NewConn(c), GW: cangw.NewConn(g), Records: record.DefaultDir, cfg: cfg}, nil
+	// Links and pairs share a socket; rules have their own.
+	return &Host{Links: canlink.NewConn(c), VXCAN: vxcan.NewConn(c), GW: cangw.NewConn(g), Records: record.DefaultDir, cfg: cfg}, nil
 }
 
 // Close closes the sockets.
@@ -173,7 +176,7 @@ func (h *Host) attach(t *target.Target, buses []request.Bus, listed []cangw.Rule
 		return nil, err
 	}
 	results := make([]Result, len(buses))
-	existing := make([]*vxcan.Link, len(buses))
+	existing := make([]*canlink.Link, len(buses))
 	for i, b := range buses {
 		p, err := h.plan(b, t)
 		if err != nil {
@@ -185,7 +188,7 @@ func (h *Host) attach(t *target.Target, buses []request.Bus, listed []cangw.Rule
 			return nil, err
 		}
 		end, err := h.Links.LinkByName(p.HostEnd)
-		if errors.Is(err, vxcan.ErrNotFound) {
+		if errors.Is(err, canlink.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -295,9 +298,9 @@ const virtualBusAlias = aliasMagic + " virtual bus"
 // createVirtualBus makes the vcan of a virtual bus and plans again with it.
 func (h *Host) createVirtualBus(t *target.Target, r *Result, done *undoList) error {
 	b := r.Plan.Bus
-	mtu := vxcan.MTUFD
+	mtu := canlink.MTUFD
 	if b.FD == request.FDOff {
-		mtu = vxcan.MTUClassic
+		mtu = canlink.MTUClassic
 	}
 	bus, err := h.Links.CreateVCAN(b.Host, mtu, virtualBusAlias)
 	if errors.Is(err, unix.EEXIST) { // made meanwhile by another attach
@@ -319,7 +322,7 @@ func (h *Host) createVirtualBus(t *target.Target, r *Result, done *undoList) err
 // addPeerRules adds to a plan on a virtual bus the direct rules to and from
 // every other container on that bus, read back from the kernel.
 func (h *Host) addPeerRules(t *target.Target, p *Plan, current []cangw.Rule) error {
-	ends, err := h.Links.Pairs()
+	ends, err := h.VXCAN.Pairs()
 	if err != nil {
 		return err
 	}
@@ -328,7 +331,7 @@ func (h *Host) addPeerRules(t *target.Target, p *Plan, current []cangw.Rule) err
 		if !ok || meta.Bus != p.Bus.Host || meta.Target == t.ID || !strings.HasPrefix(end.Name, HostEndPrefix) {
 			continue
 		}
-		peer := Peer{Index: end.Index, FD: end.MTU == vxcan.MTUFD}
+		peer := Peer{Index: end.Index, FD: end.MTU == canlink.MTUFD}
 		for _, r := range current {
 			if r.Flags&cangw.FlagFD != 0 { // the classic rules carry the same filters
 				continue
@@ -352,11 +355,11 @@ func (h *Host) addPeerRules(t *target.Target, p *Plan, current []cangw.Rule) err
 func (h *Host) plan(b request.Bus, t *target.Target) (Plan, error) {
 	bus, err := h.Links.LinkByName(b.Host)
 	switch {
-	case errors.Is(err, vxcan.ErrNotFound) && b.Virtual:
+	case errors.Is(err, canlink.ErrNotFound) && b.Virtual:
 		return Plan{Bus: b, HostEnd: HostEndName(t.ID, b.Host), CreateBus: true}, nil
-	case errors.Is(err, vxcan.ErrNotFound) && b.Optional:
+	case errors.Is(err, canlink.ErrNotFound) && b.Optional:
 		return PlanPending(b, t.ID), nil
-	case errors.Is(err, vxcan.ErrNotFound):
+	case errors.Is(err, canlink.ErrNotFound):
 		return Plan{}, fmt.Errorf("host bus %s does not exist", b.Host)
 	case err != nil:
 		return Plan{}, err
@@ -366,7 +369,7 @@ func (h *Host) plan(b request.Bus, t *target.Target) (Plan, error) {
 
 // checkExisting makes sure a host end found under our name is ours, for
 // this target, and compatible with the plan.
-func checkExisting(end vxcan.Link, t *target.Target, p Plan) error {
+func checkExisting(end canlink.Link, t *target.Target, p Plan) error {
 	meta, ok := ParseAlias(end.Alias)
 	if end.Kind != "vxcan" || !ok {
 		return fmt.Errorf("interface %s exists but was not made by kanto-can; refusing to touch it", end.Name)
@@ -401,7 +404,7 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 	if err != nil {
 		return err
 	}
-	end, err := h.Links.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: alias})
+	end, err := h.VXCAN.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: alias})
 	if errors.Is(err, unix.EEXIST) {
 		if _, again := h.Links.LinkByName(p.HostEnd); again == nil {
 			return fmt.Errorf("bus %s is being attached to %s by someone else at the same time", p.Bus.Host, t.Label)
@@ -470,7 +473,7 @@ func (h *Host) sync(r *Result, current []cangw.Rule, done *undoList) error {
 }
 
 func ignoreGone(err error) error {
-	if errors.Is(err, vxcan.ErrNotFound) {
+	if errors.Is(err, canlink.ErrNotFound) {
 		return nil
 	}
 	return err
@@ -485,7 +488,7 @@ func (h *Host) DetachContainer(id string) ([]string, error) {
 		return nil, err
 	}
 	defer unlock()
-	ends, err := h.Links.Pairs()
+	ends, err := h.VXCAN.Pairs()
 	if err != nil {
 		return nil, err
 	}
@@ -512,7 +515,7 @@ func (h *Host) forget(match func(record.Record) bool) error {
 		if !match(r) {
 			continue
 		}
-		if _, err := h.Links.LinkByName(r.HostEnd); errors.Is(err, vxcan.ErrNotFound) {
+		if _, err := h.Links.LinkByName(r.HostEnd); errors.Is(err, canlink.ErrNotFound) {
 			if err := record.Remove(h.Records, r.HostEnd); err != nil {
 				return err
 			}
@@ -531,11 +534,11 @@ func (h *Host) Detach(t *target.Target, buses []string) ([]string, error) {
 		return nil, err
 	}
 	defer unlock()
-	var ends []vxcan.Link
+	var ends []canlink.Link
 	if len(buses) > 0 {
 		for _, b := range buses {
 			end, err := h.Links.LinkByName(HostEndName(t.ID, b))
-			if errors.Is(err, vxcan.ErrNotFound) {
+			if errors.Is(err, canlink.ErrNotFound) {
 				continue
 			}
 			if err != nil {
@@ -544,7 +547,7 @@ func (h *Host) Detach(t *target.Target, buses []string) ([]string, error) {
 			ends = append(ends, end)
 		}
 	} else {
-		all, err := h.Links.Pairs()
+		all, err := h.VXCAN.Pairs()
 		if err != nil {
 			return nil, err
 		}
@@ -559,7 +562,7 @@ func (h *Host) Detach(t *target.Target, buses []string) ([]string, error) {
 
 // deleteOurs deletes the host ends that are ours and match; the kernel
 // then drops their rules. It returns their host buses.
-func (h *Host) deleteOurs(ends []vxcan.Link, match func(Meta) bool) ([]string, error) {
+func (h *Host) deleteOurs(ends []canlink.Link, match func(Meta) bool) ([]string, error) {
 	var gone []string
 	for _, end := range ends {
 		meta, _ := ParseAlias(end.Alias)

@@ -4,9 +4,9 @@ import (
 	"sort"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/canid"
 	"github.com/kanto-can/kanto-can/internal/ratelimit"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 // Attachment is one (target, bus) wiring as the kernel shows it.
@@ -113,7 +113,7 @@ type BusStatus struct {
 }
 
 // busStatus describes the bus called name; ok false: it does not exist.
-func busStatus(name string, l vxcan.Link, ok bool) BusStatus {
+func busStatus(name string, l canlink.Link, ok bool) BusStatus {
 	s := BusStatus{Bus: name}
 	if !ok {
 		return s
@@ -130,13 +130,13 @@ func busStatus(name string, l vxcan.Link, ok bool) BusStatus {
 
 // linksAndEnds dumps the host's links once: every link by name, and the
 // host ends of ours with their aliases parsed.
-func (h *Host) linksAndEnds() (map[string]vxcan.Link, []vxcan.Link, []Meta, error) {
+func (h *Host) linksAndEnds() (map[string]canlink.Link, []canlink.Link, []Meta, error) {
 	all, err := h.Links.Links()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	byName := make(map[string]vxcan.Link, len(all))
-	var ends []vxcan.Link
+	byName := make(map[string]canlink.Link, len(all))
+	var ends []canlink.Link
 	var metas []Meta
 	for _, l := range all {
 		byName[l.Name] = l
@@ -191,7 +191,7 @@ func (h *Host) List() ([]Attachment, error) {
 		meta := metas[i]
 		a := Attachment{
 			Target: meta.Target, Label: meta.Label, Container: meta.Container, Name: names[meta.Container], Bus: meta.Bus, Inside: meta.Inside,
-			HostEnd: end.Name, HostEndIndex: end.Index, FD: end.MTU == vxcan.MTUFD,
+			HostEnd: end.Name, HostEndIndex: end.Index, FD: end.MTU == canlink.MTUFD,
 		}
 		bus, ok := byName[meta.Bus]
 		bs := busStatus(meta.Bus, bus, ok)

@@ -4,9 +4,9 @@ import (
 	"fmt"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/canid"
 	"github.com/kanto-can/kanto-can/internal/request"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 // Plan is what one bus attachment needs from the kernel.
@@ -40,7 +40,7 @@ const txFlags = cangw.FlagEcho | cangw.FlagIIFTXOK
 
 // MakePlan computes the vxcan MTU and the can-gw rules for one bus. bus is
 // the host bus as the kernel reports it.
-func MakePlan(b request.Bus, targetID string, bus vxcan.Link) (Plan, error) {
+func MakePlan(b request.Bus, targetID string, bus canlink.Link) (Plan, error) {
 	if !bus.IsCAN() {
 		return Plan{}, fmt.Errorf("host bus %s is not a CAN interface (kind %q)", b.Host, kindOf(bus))
 	}
@@ -53,9 +53,9 @@ func MakePlan(b request.Bus, targetID string, bus vxcan.Link) (Plan, error) {
 	case request.FDOff:
 		fd = false
 	}
-	p := Plan{Bus: b, HostEnd: HostEndName(targetID, b.Host), MTU: vxcan.MTUClassic, FD: fd, BusIndex: bus.Index}
+	p := Plan{Bus: b, HostEnd: HostEndName(targetID, b.Host), MTU: canlink.MTUClassic, FD: fd, BusIndex: bus.Index}
 	if fd {
-		p.MTU = vxcan.MTUFD
+		p.MTU = canlink.MTUFD
 	}
 	kinds := []cangw.Flags{0}
 	if fd {
@@ -162,14 +162,14 @@ func intersect(a, b []*cangw.Filter) []*cangw.Filter {
 // only, so the container sees its interface from its first instruction. Its
 // MTU is FD's unless fd=off, so that whatever bus appears can be routed.
 func PlanPending(b request.Bus, targetID string) Plan {
-	p := Plan{Bus: b, HostEnd: HostEndName(targetID, b.Host), MTU: vxcan.MTUFD, FD: true, Pending: true}
+	p := Plan{Bus: b, HostEnd: HostEndName(targetID, b.Host), MTU: canlink.MTUFD, FD: true, Pending: true}
 	if b.FD == request.FDOff {
-		p.MTU, p.FD = vxcan.MTUClassic, false
+		p.MTU, p.FD = canlink.MTUClassic, false
 	}
 	return p
 }
 
-func kindOf(l vxcan.Link) string {
+func kindOf(l canlink.Link) string {
 	if l.Kind == "" {
 		return "none"
 	}

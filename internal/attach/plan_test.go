@@ -5,13 +5,13 @@ import (
 	"testing"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/request"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 var (
-	classicBus = vxcan.Link{Index: 7, Name: "can0", Kind: "can", Type: 280, MTU: 16}
-	fdBus      = vxcan.Link{Index: 9, Name: "vcan0", Kind: "vcan", Type: 280, MTU: 72}
+	classicBus = canlink.Link{Index: 7, Name: "can0", Kind: "can", Type: 280, MTU: 16}
+	fdBus      = canlink.Link{Index: 9, Name: "vcan0", Kind: "vcan", Type: 280, MTU: 72}
 )
 
 func mustBus(t *testing.T, spec string) request.Bus {
@@ -46,7 +46,7 @@ func itoa(i int) string {
 func TestMakePlan(t *testing.T) {
 	for _, tc := range []struct {
 		spec string
-		bus  vxcan.Link
+		bus  canlink.Link
 		mtu  int
 		want string
 	}{
@@ -71,7 +71,7 @@ func TestMakePlan(t *testing.T) {
 }
 
 func TestMakePlanErrors(t *testing.T) {
-	eth := vxcan.Link{Index: 2, Name: "eth0", Kind: "veth", Type: 1, MTU: 1500}
+	eth := canlink.Link{Index: 2, Name: "eth0", Kind: "veth", Type: 1, MTU: 1500}
 	if _, err := MakePlan(mustBus(t, "eth0"), "x", eth); err == nil || !strings.Contains(err.Error(), "not a CAN interface") {
 		t.Errorf("non-CAN bus: %v", err)
 	}

@@ -8,10 +8,10 @@ import (
 	"strings"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 // Report says what a reconcile changed, by host end.
@@ -129,10 +129,10 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 	}
 
 	// The host ends to look at, by name: all of ours, or those in scope.
-	present := map[string]vxcan.Link{}
-	var candidates []vxcan.Link
+	present := map[string]canlink.Link{}
+	var candidates []canlink.Link
 	if scope.Full {
-		if candidates, err = h.Links.Pairs(); err != nil {
+		if candidates, err = h.VXCAN.Pairs(); err != nil {
 			return rep, err
 		}
 	} else {
@@ -144,7 +144,7 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 		}
 		for _, name := range names {
 			l, err := h.Links.LinkByName(name)
-			if errors.Is(err, vxcan.ErrNotFound) {
+			if errors.Is(err, canlink.ErrNotFound) {
 				continue
 			}
 			if err != nil {
@@ -206,7 +206,7 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if _, err := h.Links.LinkByName(b.Host); errors.Is(err, vxcan.ErrNotFound) && !b.Optional && !b.Virtual {
+		if _, err := h.Links.LinkByName(b.Host); errors.Is(err, canlink.ErrNotFound) && !b.Optional && !b.Virtual {
 			continue // the bus is away: its rules come back with it
 		}
 		if rules == nil {
@@ -244,7 +244,7 @@ func recordBus(rec record.Record) string {
 }
 
 // IsOurs reports whether a host-side link is a host end kanto-can made.
-func IsOurs(end vxcan.Link) bool {
+func IsOurs(end canlink.Link) bool {
 	_, ok := ParseAlias(end.Alias)
 	return ok && end.Kind == "vxcan" && strings.HasPrefix(end.Name, HostEndPrefix)
 }

@@ -7,9 +7,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/nl"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 func watchLinks() (*nl.Watcher, error) { return nl.Watch(unix.RTMGRP_LINK) }
@@ -41,7 +41,7 @@ func (d *Daemon) followLinks(ctx context.Context, w *nl.Watcher) error {
 			return err
 		}
 		for _, m := range msgs {
-			l, err := vxcan.ParseLink(m)
+			l, err := canlink.ParseLink(m)
 			if err != nil || !l.IsCAN() {
 				continue
 			}

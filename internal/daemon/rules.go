@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/nl"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 // DefaultAuditInterval is how often the daemon counts the gateway rules of
@@ -47,7 +47,7 @@ func (d *Daemon) auditRules(ctx context.Context, every time.Duration) error {
 			gc.Close()
 		}
 	}()
-	links, gw := vxcan.NewConn(lc), cangw.NewConn(gc)
+	links, gw := canlink.NewConn(lc), cangw.NewConn(gc)
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	var last map[int]int // host end ifindex -> rules naming it, at the last count
@@ -89,7 +89,7 @@ func (d *Daemon) auditRules(ctx context.Context, every time.Duration) error {
 // counts and the buses whose host ends lost rules since last or, counted
 // for the first time, have none while their bus exists. (A host end that
 // stays at zero asks once, not every interval.)
-func rulesLost(links []vxcan.Link, rules []cangw.Rule, last map[int]int) (map[int]int, []string) {
+func rulesLost(links []canlink.Link, rules []cangw.Rule, last map[int]int) (map[int]int, []string) {
 	busUp := map[string]bool{}
 	bus := map[int]string{} // host end ifindex -> its bus
 	for _, l := range links {

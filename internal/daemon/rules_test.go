@@ -5,22 +5,22 @@ import (
 	"testing"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/attach"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 // The audit's decision: a host end of ours that lost rules since the last
 // count, or has none at its first count while its bus is there, asks for
 // its bus; foreign links and rules count for nothing.
 func TestRulesLost(t *testing.T) {
-	end := func(index int, name, bus string) vxcan.Link {
+	end := func(index int, name, bus string) canlink.Link {
 		alias, err := attach.Meta{Target: "netns:1", Bus: bus, Inside: "can0"}.Alias()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return vxcan.Link{Index: index, Name: name, Kind: "vxcan", Alias: alias}
+		return canlink.Link{Index: index, Name: name, Kind: "vxcan", Alias: alias}
 	}
-	links := []vxcan.Link{
+	links := []canlink.Link{
 		{Index: 1, Name: "can0", Kind: "can"},
 		{Index: 2, Name: "vcan0", Kind: "vcan"},
 		end(10, "kcan00000000010", "can0"),

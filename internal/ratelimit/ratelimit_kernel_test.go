@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/ratelimit"
 	"github.com/kanto-can/kanto-can/nl"
@@ -45,11 +46,12 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	links, err := vxcan.Dial()
+	c, err := nl.Dial()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { links.Close() })
+	t.Cleanup(func() { c.Close() })
+	links, pairs := canlink.NewConn(c), vxcan.NewConn(c)
 	gw, err := cangw.Dial()
 	if err != nil {
 		t.Fatal(err)
@@ -60,12 +62,12 @@ func setup(t *testing.T) *env {
 		host, peer string
 		index      *int
 	}{{e.limitedIf, "can0", &e.limited}, {e.unlimitedI, "can1", &e.unlimited}} {
-		end, err := links.Create(vxcan.Pair{Name: p.host, PeerName: p.peer, PeerNS: f, MTU: vxcan.MTUClassic})
+		end, err := pairs.Create(vxcan.Pair{Name: p.host, PeerName: p.peer, PeerNS: f, MTU: canlink.MTUClassic})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			if err := links.Delete(end.Index); err != nil && !errors.Is(err, vxcan.ErrNotFound) && !errors.Is(err, unix.ENODEV) {
+			if err := links.Delete(end.Index); err != nil && !errors.Is(err, canlink.ErrNotFound) && !errors.Is(err, unix.ENODEV) {
 				t.Errorf("cleanup: delete %s: %v", end.Name, err)
 			}
 		})

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 // statusAll returns `status -o json`, by bus.
@@ -103,11 +103,11 @@ func TestLsAndStatusShowTheBusState(t *testing.T) {
 		st[name] = b
 	}
 	want := attach.BusStatus{Bus: bus, Index: busIndex, Kind: "can", Up: true, State: "error-active", Bitrate: kerneltest.KvaserBitrate,
-		MTU: vxcan.MTUClassic, Attachments: 2}
+		MTU: canlink.MTUClassic, Attachments: 2}
 	if !reflect.DeepEqual(st[bus], want) {
 		t.Errorf("status %s: %+v, want %+v", bus, st[bus], want)
 	}
-	wantV := attach.BusStatus{Bus: "stbus", Index: vcanIndex, Kind: "vcan", Up: true, FD: true, MTU: vxcan.MTUFD, Attachments: 1}
+	wantV := attach.BusStatus{Bus: "stbus", Index: vcanIndex, Kind: "vcan", Up: true, FD: true, MTU: canlink.MTUFD, Attachments: 1}
 	if !reflect.DeepEqual(st["stbus"], wantV) {
 		t.Errorf("status stbus: %+v, want %+v", st["stbus"], wantV)
 	}
@@ -213,7 +213,7 @@ func TestDaemonRestoresRoutesWhenTheControllerIsRebound(t *testing.T) {
 			kerneltest.MustRun(t, "ip", "link", "set", name, "down")
 			kerneltest.MustRun(t, "ip", "link", "set", name, "name", bus)
 		}
-		c, err := vxcan.Dial()
+		c, err := canlink.Dial()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +247,7 @@ func TestDaemonRestoresRoutesWhenTheControllerIsRebound(t *testing.T) {
 	// The write returns once the driver has let go: the interface is
 	// unregistered, and the gateway forgot every rule naming it.
 	writeSysfs(t, filepath.Join(drv, "unbind"), addr)
-	if _, err := linkConn(t, nil).LinkByName(bus); !errors.Is(err, vxcan.ErrNotFound) {
+	if _, err := linkConn(t, nil).LinkByName(bus); !errors.Is(err, canlink.ErrNotFound) {
 		t.Fatalf("%s after unbind: %v", bus, err)
 	}
 	if _, rules := ours(t); len(rules) != 0 {
@@ -271,7 +271,7 @@ func TestDaemonRestoresRoutesWhenTheControllerIsRebound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fresh.Index == oldIndex || fresh.Up || fresh.CAN == nil || fresh.CAN.Bitrate != 0 || fresh.CAN.State != vxcan.CANStateStopped {
+	if fresh.Index == oldIndex || fresh.Up || fresh.CAN == nil || fresh.CAN.Bitrate != 0 || fresh.CAN.State != canlink.CANStateStopped {
 		t.Fatalf("%s after bind: %+v %+v, want down, stopped, no bitrate, an ifindex other than %d", bus, fresh, fresh.CAN, oldIndex)
 	}
 	t.Logf("PCI %s re-bound: %s ifindex %d -> %d", addr, bus, oldIndex, fresh.Index)

@@ -13,9 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/record"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 // kc runs the kanto-can binary and returns its output and exit code.
@@ -56,7 +56,7 @@ func failKC(t *testing.T, want string, args ...string) {
 func snapshot(t *testing.T, ns *kerneltest.NS) string {
 	t.Helper()
 	var lines []string
-	links := func(c *vxcan.Conn, where string) {
+	links := func(c *canlink.Conn, where string) {
 		ls, err := c.Links()
 		if err != nil {
 			t.Fatal(err)
@@ -150,12 +150,12 @@ func requireNothingOfOurs(t *testing.T) {
 
 // linkConn opens a route netlink socket in ns (nil: the host's), closed at
 // cleanup.
-func linkConn(t *testing.T, ns *kerneltest.NS) *vxcan.Conn {
+func linkConn(t *testing.T, ns *kerneltest.NS) *canlink.Conn {
 	t.Helper()
 	if ns != nil {
 		return dialIn(t, openNS(t, ns))
 	}
-	c, err := vxcan.Dial()
+	c, err := canlink.Dial()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,9 +165,9 @@ func linkConn(t *testing.T, ns *kerneltest.NS) *vxcan.Conn {
 
 // dialIn opens a route netlink socket in the namespace of f, closed at
 // cleanup.
-func dialIn(t *testing.T, f *os.File) *vxcan.Conn {
+func dialIn(t *testing.T, f *os.File) *canlink.Conn {
 	t.Helper()
-	c, err := vxcan.DialNetNS(int(f.Fd()))
+	c, err := canlink.DialNetNS(int(f.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}

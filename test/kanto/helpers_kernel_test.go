@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
 	"github.com/kanto-can/kanto-can/internal/record"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 const (
@@ -82,7 +82,7 @@ func ls(t *testing.T) []attach.Attachment {
 // oursLeft lists our host ends and the rules naming them.
 func oursLeft(t *testing.T) string {
 	t.Helper()
-	links, err := vxcan.Dial()
+	links, err := canlink.Dial()
 	if err != nil {
 		t.Fatal(err)
 	}

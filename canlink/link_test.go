@@ -1,4 +1,4 @@
-package vxcan
+package canlink
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package vxcan
+package canlink
 
 import (
 	"encoding/binary"
@@ -60,7 +60,7 @@ func ParseLink(m nl.Message) (Link, error) { return parseLink(m) }
 
 func parseLink(m nl.Message) (Link, error) {
 	if len(m.Data) < ifinfomsgLen {
-		return Link{}, fmt.Errorf("vxcan: RTM_NEWLINK message of %d bytes, want at least %d", len(m.Data), ifinfomsgLen)
+		return Link{}, fmt.Errorf("canlink: RTM_NEWLINK message of %d bytes, want at least %d", len(m.Data), ifinfomsgLen)
 	}
 	l := Link{
 		Type:        binary.NativeEndian.Uint16(m.Data[2:]),
@@ -70,7 +70,7 @@ func parseLink(m nl.Message) (Link, error) {
 	}
 	ad, err := nl.NewAttributeDecoder(m.Data[ifinfomsgLen:])
 	if err != nil {
-		return Link{}, fmt.Errorf("vxcan: link %d: %w", l.Index, err)
+		return Link{}, fmt.Errorf("canlink: link %d: %w", l.Index, err)
 	}
 	// IFLA_INFO_DATA depends on the kind, which the kernel sends first;
 	// it is decoded after the walk all the same.
@@ -103,11 +103,11 @@ func parseLink(m nl.Message) (Link, error) {
 		}
 	}
 	if err := ad.Err(); err != nil {
-		return Link{}, fmt.Errorf("vxcan: link %d (%s): %w", l.Index, l.Name, err)
+		return Link{}, fmt.Errorf("canlink: link %d (%s): %w", l.Index, l.Name, err)
 	}
 	if l.Kind == "can" && hasInfoData {
 		if l.CAN, err = parseCANInfo(infoData); err != nil {
-			return Link{}, fmt.Errorf("vxcan: link %d (%s): CAN info: %w", l.Index, l.Name, err)
+			return Link{}, fmt.Errorf("canlink: link %d (%s): CAN info: %w", l.Index, l.Name, err)
 		}
 	}
 	return l, nil
