@@ -1,0 +1,97 @@
+package vxcan_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/canlink"
+	"github.com/kanto-can/kanto-can/nl"
+	"github.com/kanto-can/kanto-can/nl/nltest"
+	"github.com/kanto-can/kanto-can/vxcan"
+)
+
+// request is what the scripted kernel saw of one request.
+type request struct {
+	ns    int
+	typ   nl.HeaderType
+	flags nl.HeaderFlags
+	index int32
+}
+
+// linkReply is the kernel's answer to a link get: a vxcan end up.
+func linkReply(index int32, name string) nl.Message {
+	ae := nl.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, name)
+	ae.Uint32(unix.IFLA_MTU, canlink.MTUFD)
+	ae.Nested(unix.IFLA_LINKINFO, func(n *nl.AttributeEncoder) error {
+		n.String(unix.IFLA_INFO_KIND, "vxcan")
+		return nil
+	})
+	attrs, _ := ae.Encode()
+	msg := make([]byte, 16)
+	binary.NativeEndian.PutUint16(msg[2:], 280)
+	binary.NativeEndian.PutUint32(msg[4:], uint32(index))
+	binary.NativeEndian.PutUint32(msg[8:], unix.IFF_UP)
+	return nl.Message{Header: nl.Header{Type: unix.RTM_NEWLINK}, Data: append(msg, attrs...)}
+}
+
+// The pair is made by a request from a socket in the peer's namespace,
+// the near end sent back; then this end is brought up from here. If that
+// fails, the half-made pair is deleted.
+func TestCreateRequests(t *testing.T) {
+	peerNS, err := os.Open(os.DevNull) // a number is all the scripted kernel needs
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peerNS.Close()
+	for _, failUp := range []bool{false, true} {
+		var seen []request
+		kernel := func(ns int, req nl.Message) ([]nl.Message, error) {
+			seen = append(seen, request{ns, req.Header.Type, req.Header.Flags &^ nl.Request, int32(binary.NativeEndian.Uint32(req.Data[4:]))})
+			switch {
+			case req.Header.Type == unix.RTM_NEWLINK && req.Header.Flags&nl.Create != 0:
+				return nil, nil
+			case req.Header.Type == unix.RTM_NEWLINK && failUp:
+				return nil, &nl.KernelError{Errno: unix.EPERM, Message: "not today"}
+			case req.Header.Type == unix.RTM_GETLINK:
+				return []nl.Message{linkReply(9, "vxhost")}, nil
+			}
+			return nil, nil
+		}
+		c := vxcan.NewConn(nltest.Dial(kernel))
+		end, err := c.Create(vxcan.Pair{Name: "vxhost", PeerName: "can0", PeerNS: peerNS, MTU: canlink.MTUFD})
+		c.Close()
+		ns := int(peerNS.Fd())
+		if !failUp {
+			if err != nil || end.Index != 9 || end.Name != "vxhost" || !end.Up {
+				t.Fatalf("Create = %+v, %v", end, err)
+			}
+			want := []request{
+				{ns, unix.RTM_NEWLINK, nl.Acknowledge | nl.Create | nl.Excl, 0},
+				{0, unix.RTM_NEWLINK, nl.Acknowledge, 0},
+				{0, unix.RTM_GETLINK, 0, 0},
+			}
+			if len(seen) != len(want) {
+				t.Fatalf("requests %+v, want %+v", seen, want)
+			}
+			for i := range want {
+				if seen[i] != want[i] {
+					t.Errorf("request %d: %+v, want %+v", i, seen[i], want[i])
+				}
+			}
+			continue
+		}
+		var ke *nl.KernelError
+		if !errors.As(err, &ke) || ke.Message != "not today" || !errors.Is(err, unix.EPERM) {
+			t.Fatalf("Create with a failing bring-up = %v, want the kernel's EPERM", err)
+		}
+		last := seen[len(seen)-1]
+		if last.typ != unix.RTM_DELLINK || last.index != 9 || last.ns != 0 {
+			t.Fatalf("after the failed bring-up: %+v, want the half-made pair (index 9) deleted", seen)
+		}
+	}
+}
