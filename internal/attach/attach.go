@@ -260,8 +260,8 @@ func (h *Host) attach(t *target.Target, buses []request.Bus, listed []cangw.Rule
 	return results, nil
 }
 
-// record writes the attachment's record; a new one is removed again if
-// the attach is undone.
+// record writes the attachment's record; an undo restores what was there
+// before (the old record, or none).
 func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
 	if h.Records == "" {
 		return nil
@@ -280,12 +280,22 @@ func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
 		}
 		rec.PID, rec.Started = t.PID, t.Started
 	}
+	// A record that was there (an existing attachment's, whose grant may
+	// have changed) is put back by an undo, as the rules are; a new one
+	// goes.
+	old, had, err := record.Get(h.Records, rec.HostEnd)
+	if err != nil {
+		return err
+	}
 	if err := record.Write(h.Records, rec); err != nil {
 		return err
 	}
-	if r.Created {
-		*done = append(*done, func() error { return record.Remove(h.Records, rec.HostEnd) })
-	}
+	*done = append(*done, func() error {
+		if had {
+			return record.Write(h.Records, old)
+		}
+		return record.Remove(h.Records, rec.HostEnd)
+	})
 	return nil
 }
 
