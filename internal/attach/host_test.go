@@ -218,9 +218,8 @@ var rollbackCases = []rollbackCase{
 		if _, err := e.h.Attach(e.container("peer"), []request.Bus{vb}); err != nil {
 			e.t.Fatal(err)
 		}
-		// The vcan stays (made for the peer): the attach below does not
-		// make it; so remove it and let the peer's pair be, to have the
-		// attach make the bus.
+		// vbus0 exists now, with the peer on it (peer rules to make);
+		// vbus1 is made by the attach.
 		vb2 := mustBus(e.t, "vbus1,rx=100-13F")
 		vb2.Virtual = true
 		vb3 := mustBus(e.t, "vbus0,rx=140-1FF")
