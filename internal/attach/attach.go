@@ -169,95 +169,118 @@ func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
 // kernel's current rule list, so that a reconcile lists the rules once for
 // all its attachments rather than once each.
 func (h *Host) attach(t *target.Target, buses []request.Bus, listed []cangw.Rule) ([]Result, error) {
-	if err := request.CheckSet(buses); err != nil {
+	results, existing, err := h.check(t, buses)
+	if err != nil {
 		return nil, err
 	}
-	results := make([]Result, len(buses))
-	existing := make([]*vxcan.Link, len(buses))
+	var done undoList
+	rules := &ruleList{gw: h.GW, rules: listed}
+	for i := range results {
+		if err := h.attachOne(t, &results[i], existing[i], rules, &done); err != nil {
+			return nil, done.rollback(err)
+		}
+	}
+	return results, nil
+}
+
+// check plans every bus and finds its host end, if it exists, before
+// anything changes: a bus that cannot be attached fails the whole call.
+// existing[i] is the host end of bus i, nil when it is to be made.
+func (h *Host) check(t *target.Target, buses []request.Bus) (results []Result, existing []*vxcan.Link, err error) {
+	if err := request.CheckSet(buses); err != nil {
+		return nil, nil, err
+	}
+	results = make([]Result, len(buses))
+	existing = make([]*vxcan.Link, len(buses))
 	for i, b := range buses {
 		p, err := h.plan(b, t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		results[i].Plan = p
 		// The alias must be possible before anything is made.
 		if _, err := p.Meta(t).Alias(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		end, err := h.Links.LinkByName(p.HostEnd)
 		if errors.Is(err, vxcan.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := checkExisting(end, t, p); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		existing[i] = &end
 	}
+	return results, existing, nil
+}
 
-	var done undoList
-	rollback := func(cause error) error {
-		var errs []error
-		for i := len(done) - 1; i >= 0; i-- {
-			if err := done[i](); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) > 0 {
-			return fmt.Errorf("%w (and undoing the partial attach failed: %v)", cause, errors.Join(errs...))
-		}
-		return cause
-	}
-	current := listed // the kernel's rules, listed once when needed
-	rules := func() ([]cangw.Rule, error) {
-		if current == nil {
-			var err error
-			if current, err = h.GW.List(); err != nil {
-				return nil, err
-			}
-			if current == nil {
-				current = []cangw.Rule{}
-			}
-		}
-		return current, nil
-	}
-	for i := range buses {
-		r := &results[i]
-		if r.Plan.CreateBus {
-			if err := h.createVirtualBus(t, r, &done); err != nil {
-				return nil, rollback(err)
-			}
-		}
-		if r.Plan.Bus.Virtual && !r.Plan.Pending {
-			all, err := rules()
-			if err != nil {
-				return nil, rollback(err)
-			}
-			if err := h.addPeerRules(t, &r.Plan, all); err != nil {
-				return nil, rollback(err)
-			}
-		}
-		if existing[i] == nil {
-			if err := h.create(t, r, &done); err != nil {
-				return nil, rollback(err)
-			}
-		} else {
-			all, err := rules()
-			if err != nil {
-				return nil, rollback(err)
-			}
-			r.HostEndIndex = existing[i].Index
-			if err := h.sync(r, all, &done); err != nil {
-				return nil, rollback(err)
-			}
-		}
-		if err := h.record(t, r, &done); err != nil {
-			return nil, rollback(err)
+// attachOne makes or syncs one bus's attachment and records it; each
+// change it makes goes on done.
+func (h *Host) attachOne(t *target.Target, r *Result, existing *vxcan.Link, rules *ruleList, done *undoList) error {
+	if r.Plan.CreateBus {
+		if err := h.createVirtualBus(t, r, done); err != nil {
+			return err
 		}
 	}
-	return results, nil
+	if r.Plan.Bus.Virtual && !r.Plan.Pending {
+		all, err := rules.get()
+		if err != nil {
+			return err
+		}
+		if err := h.addPeerRules(t, &r.Plan, all); err != nil {
+			return err
+		}
+	}
+	if existing == nil {
+		if err := h.create(t, r, done); err != nil {
+			return err
+		}
+	} else {
+		all, err := rules.get()
+		if err != nil {
+			return err
+		}
+		r.HostEndIndex = existing.Index
+		if err := h.sync(r, all, done); err != nil {
+			return err
+		}
+	}
+	return h.record(t, r, done)
+}
+
+// rollback undoes the changes, newest first, and returns cause, with what
+// could not be undone.
+func (u undoList) rollback(cause error) error {
+	var errs []error
+	for i := len(u) - 1; i >= 0; i-- {
+		if err := u[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w (and undoing the partial attach failed: %v)", cause, errors.Join(errs...))
+	}
+	return cause
+}
+
+// ruleList is the kernel's rule list, listed once, when first needed.
+type ruleList struct {
+	gw    *cangw.Conn
+	rules []cangw.Rule // nil until listed
+}
+
+func (l *ruleList) get() ([]cangw.Rule, error) {
+	if l.rules == nil {
+		rules, err := l.gw.List()
+		if err != nil {
+			return nil, err
+		}
+		l.rules = append([]cangw.Rule{}, rules...) // listed, even if empty
+	}
+	return l.rules, nil
 }
 
 // record writes the attachment's record; an undo restores what was there
