@@ -107,54 +107,76 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 		return rep, err
 	}
 	defer unlock()
-	var recs []record.Record
-	if scope.hostEndsOnly() {
-		// Only those host ends' records: a container start costs the
-		// same with a hundred other attachments as with none.
-		for _, name := range scope.HostEnds {
-			rec, ok, err := record.Get(h.Records, name)
-			if err != nil {
-				return rep, err
-			}
-			if ok {
-				recs = append(recs, rec)
-			}
-		}
-	} else if recs, err = record.List(h.Records); err != nil {
+	recs, err := h.recordsIn(scope)
+	if err != nil {
 		return rep, err
 	}
+	ends, err := h.hostEndsIn(scope, recs)
+	if err != nil {
+		return rep, err
+	}
+	present, errs := h.removeUnrecorded(ends, recs, &rep)
+	errs = append(errs, h.reconcileRecords(scope, recs, present, &rep)...)
+	return rep, errors.Join(errs...)
+}
+
+// recordsIn returns the records a reconcile of scope reads: those of its
+// host ends only, when it names nothing else (a container start costs the
+// same with a hundred other attachments as with none), else all.
+func (h *Host) recordsIn(scope Scope) ([]record.Record, error) {
+	if !scope.hostEndsOnly() {
+		return record.List(h.Records)
+	}
+	var recs []record.Record
+	for _, name := range scope.HostEnds {
+		rec, ok, err := record.Get(h.Records, name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			recs = append(recs, rec)
+		}
+	}
+	return recs, nil
+}
+
+// hostEndsIn returns the vxcan ends to look at: all of them for a full
+// scope, else those the scope names and those of the records it covers.
+func (h *Host) hostEndsIn(scope Scope, recs []record.Record) ([]vxcan.Link, error) {
+	if scope.Full {
+		return h.Links.Pairs()
+	}
+	names := slices.Clone(scope.HostEnds)
+	for _, rec := range recs {
+		if scope.covers(rec, recordBus(rec)) {
+			names = appendNew(names, rec.HostEnd)
+		}
+	}
+	var ends []vxcan.Link
+	for _, name := range names {
+		l, err := h.Links.LinkByName(name)
+		if errors.Is(err, vxcan.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		ends = append(ends, l)
+	}
+	return ends, nil
+}
+
+// removeUnrecorded deletes the host ends of ours that have no record
+// (half made by a process that died: the lock rules out a live one) and
+// returns the recorded ones by name.
+func (h *Host) removeUnrecorded(ends []vxcan.Link, recs []record.Record, rep *Report) (map[string]vxcan.Link, []error) {
 	recorded := make(map[string]bool, len(recs))
 	for _, rec := range recs {
 		recorded[rec.HostEnd] = true
 	}
-
-	// The host ends to look at, by name: all of ours, or those in scope.
 	present := map[string]vxcan.Link{}
-	var candidates []vxcan.Link
-	if scope.Full {
-		if candidates, err = h.Links.Pairs(); err != nil {
-			return rep, err
-		}
-	} else {
-		names := slices.Clone(scope.HostEnds)
-		for _, rec := range recs {
-			if scope.covers(rec, recordBus(rec)) {
-				names = appendNew(names, rec.HostEnd)
-			}
-		}
-		for _, name := range names {
-			l, err := h.Links.LinkByName(name)
-			if errors.Is(err, vxcan.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return rep, err
-			}
-			candidates = append(candidates, l)
-		}
-	}
 	var errs []error
-	for _, end := range candidates {
+	for _, end := range ends {
 		if !IsOurs(end) {
 			continue
 		}
@@ -168,7 +190,14 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 		}
 		rep.Removed = append(rep.Removed, end.Name)
 	}
+	return present, errs
+}
 
+// reconcileRecords decides for each record in scope: forget it (its host
+// end is gone), end its attachment (its container is gone), or put back
+// what the kernel forgot of it.
+func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[string]vxcan.Link, rep *Report) []error {
+	var errs []error
 	// The kernel's rules, listed once when first needed: an attachment's
 	// sync only looks at the rules naming its own host end.
 	var rules []cangw.Rule
@@ -178,27 +207,22 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 			continue
 		}
 		end, ok := present[rec.HostEnd]
-		if !ok {
+		switch {
+		case !ok:
 			if err := record.Remove(h.Records, rec.HostEnd); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			rep.Forgotten = append(rep.Forgotten, rec.HostEnd)
 			continue
-		}
-		if containerGone(rec) {
-			err := ignoreGone(h.Links.Delete(end.Index))
-			if err == nil {
-				err = record.Remove(h.Records, rec.HostEnd)
-			}
-			if err != nil {
+		case containerGone(rec):
+			if err := h.removeAttachment(rec, end); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", rec.HostEnd, err))
 				continue
 			}
 			rep.Removed = append(rep.Removed, rec.HostEnd)
 			continue
-		}
-		if !scope.syncs(rec, bus) {
+		case !scope.syncs(rec, bus):
 			continue
 		}
 		b, err := rec.Request()
@@ -215,11 +239,10 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 				break
 			}
 		}
-		t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container, PID: rec.PID, Started: rec.Started}
-		res, err := h.attach(t, []request.Bus{b}, rules)
+		restored, err := h.restore(rec, b, rules)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", rec.HostEnd, err))
-		} else if res[0].Added+res[0].Removed > 0 || res[0].RateChanged {
+		} else if restored {
 			rep.Restored = append(rep.Restored, rec.HostEnd)
 		}
 		if b.Virtual {
@@ -230,7 +253,27 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 			rules = nil
 		}
 	}
-	return rep, errors.Join(errs...)
+	return errs
+}
+
+// removeAttachment deletes a recorded host end (the kernel drops its rules)
+// and its record.
+func (h *Host) removeAttachment(rec record.Record, end vxcan.Link) error {
+	if err := ignoreGone(h.Links.Delete(end.Index)); err != nil {
+		return err
+	}
+	return record.Remove(h.Records, rec.HostEnd)
+}
+
+// restore attaches a record's grant again, which adds what the kernel
+// forgot of it; true when anything changed.
+func (h *Host) restore(rec record.Record, b request.Bus, rules []cangw.Rule) (bool, error) {
+	t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container, PID: rec.PID, Started: rec.Started}
+	res, err := h.attach(t, []request.Bus{b}, rules)
+	if err != nil {
+		return false, err
+	}
+	return res[0].Added+res[0].Removed > 0 || res[0].RateChanged, nil
 }
 
 // recordBus is the host bus of a record ("" if the record is malformed;
