@@ -147,7 +147,7 @@ func TestAttachMakesPairRulesLimitAndRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := res[0]
-	if !r.Created || r.Added != 3 || r.Plan.BusIndex != bus.Index {
+	if !r.Created || r.Added != 3 || r.Plan.HostBusIndex != bus.Index {
 		t.Fatalf("result %+v", r)
 	}
 	end, ok := e.k.Link(fakekernel.Host, r.Plan.HostEnd)
@@ -159,7 +159,7 @@ func TestAttachMakesPairRulesLimitAndRecord(t *testing.T) {
 		t.Fatalf("inside end %+v, %v", in, ok)
 	}
 	meta, ok := ParseAlias(end.Alias)
-	if !ok || meta.Target != c.ID || meta.Bus != "can0" || meta.Container != "app" {
+	if !ok || meta.Target != c.ID || meta.HostBus != "can0" || meta.Container != "app" {
 		t.Fatalf("alias %q", end.Alias)
 	}
 	want := []string{
@@ -179,7 +179,7 @@ func TestAttachMakesPairRulesLimitAndRecord(t *testing.T) {
 	}
 	list, err := e.h.List()
 	if err != nil || len(list) != 1 || len(list[0].Rules) != 3 || list[0].TxRate == nil || list[0].TxRate.FramesPerSecond != 100 ||
-		list[0].BusIndex != bus.Index || list[0].Direction() != "both" {
+		list[0].HostBusIndex != bus.Index || list[0].Direction() != "both" {
 		t.Fatalf("List: %+v, %v", list, err)
 	}
 }
@@ -305,10 +305,10 @@ func injected(log []string) string {
 }
 
 func rateSuffix(r Result) string {
-	if r.Plan.Bus.TxRate == nil {
+	if r.Plan.Request.TxRate == nil {
 		return ""
 	}
-	return ", tx rate " + r.Plan.Bus.TxRate.String()
+	return ", tx rate " + r.Plan.Request.TxRate.String()
 }
 
 // An existing attachment whose rules differ from its plan (one missing,

@@ -40,7 +40,7 @@ func (r Report) Changed() bool {
 type Scope struct {
 	Full       bool     // everything: at start, after missed events
 	HostEnds   []string // host ends that appeared or went away
-	Buses      []string // host buses that appeared or changed
+	HostBuses  []string // host buses that appeared or changed
 	Containers []string // containers whose task exited or was deleted
 }
 
@@ -48,31 +48,31 @@ type Scope struct {
 func (s *Scope) Merge(o Scope) {
 	s.Full = s.Full || o.Full
 	s.HostEnds = appendNew(s.HostEnds, o.HostEnds...)
-	s.Buses = appendNew(s.Buses, o.Buses...)
+	s.HostBuses = appendNew(s.HostBuses, o.HostBuses...)
 	s.Containers = appendNew(s.Containers, o.Containers...)
 }
 
 // Empty reports whether s covers nothing.
 func (s Scope) Empty() bool {
-	return !s.Full && len(s.HostEnds)+len(s.Buses)+len(s.Containers) == 0
+	return !s.Full && len(s.HostEnds)+len(s.HostBuses)+len(s.Containers) == 0
 }
 
 // covers reports whether a record is in scope.
-func (s Scope) covers(rec record.Record, bus string) bool {
-	return slices.Contains(s.HostEnds, rec.HostEnd) || s.syncs(rec, bus)
+func (s Scope) covers(rec record.Record, hostBus string) bool {
+	return slices.Contains(s.HostEnds, rec.HostEnd) || s.syncs(rec, hostBus)
 }
 
 // syncs reports whether a record's rules are to be checked. A host end that
 // appeared or went away is only checked for existence: its rules are the
 // business of the attach that made it.
-func (s Scope) syncs(rec record.Record, bus string) bool {
-	return s.Full || slices.Contains(s.Buses, bus) ||
+func (s Scope) syncs(rec record.Record, hostBus string) bool {
+	return s.Full || slices.Contains(s.HostBuses, hostBus) ||
 		(rec.Container != "" && slices.Contains(s.Containers, rec.Container))
 }
 
 // hostEndsOnly reports whether s names host ends and nothing else.
 func (s Scope) hostEndsOnly() bool {
-	return !s.Full && len(s.Buses)+len(s.Containers) == 0
+	return !s.Full && len(s.HostBuses)+len(s.Containers) == 0
 }
 
 func appendNew(to []string, add ...string) []string {
@@ -148,7 +148,7 @@ func (h *Host) hostEndsIn(scope Scope, recs []record.Record) ([]vxcan.Link, erro
 	}
 	names := slices.Clone(scope.HostEnds)
 	for _, rec := range recs {
-		if scope.covers(rec, recordBus(rec)) {
+		if scope.covers(rec, recordHostBus(rec)) {
 			names = appendNew(names, rec.HostEnd)
 		}
 	}
@@ -202,8 +202,8 @@ func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[s
 	// sync only looks at the rules naming its own host end.
 	var rules []cangw.Rule
 	for _, rec := range recs {
-		bus := recordBus(rec)
-		if !scope.covers(rec, bus) {
+		hostBus := recordHostBus(rec)
+		if !scope.covers(rec, hostBus) {
 			continue
 		}
 		end, ok := present[rec.HostEnd]
@@ -222,16 +222,16 @@ func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[s
 			}
 			rep.Removed = append(rep.Removed, rec.HostEnd)
 			continue
-		case !scope.syncs(rec, bus):
+		case !scope.syncs(rec, hostBus):
 			continue
 		}
-		b, err := rec.Request()
+		req, err := rec.Request()
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if _, err := h.Links.LinkByName(b.Host); errors.Is(err, vxcan.ErrNotFound) && !b.Optional && !b.Virtual {
-			continue // the bus is away: its rules come back with it
+		if _, err := h.Links.LinkByName(req.Host); errors.Is(err, vxcan.ErrNotFound) && !req.Optional && !req.Virtual {
+			continue // the hostBus is away: its rules come back with it
 		}
 		if rules == nil {
 			if rules, err = h.GW.List(); err != nil {
@@ -239,14 +239,14 @@ func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[s
 				break
 			}
 		}
-		restored, err := h.restore(rec, b, rules)
+		restored, err := h.restore(rec, req, rules)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", rec.HostEnd, err))
 		} else if restored {
 			rep.Restored = append(rep.Restored, rec.HostEnd)
 		}
-		if b.Virtual {
-			// A virtual bus's peer rules are shared between its
+		if req.Virtual {
+			// A virtual hostBus's peer rules are shared between its
 			// attachments: list again. Other changes only concern the
 			// rules naming this attachment's host end, which no later
 			// attachment looks at.
@@ -267,18 +267,18 @@ func (h *Host) removeAttachment(rec record.Record, end vxcan.Link) error {
 
 // restore attaches a record's grant again, which adds what the kernel
 // forgot of it; true when anything changed.
-func (h *Host) restore(rec record.Record, b request.Bus, rules []cangw.Rule) (bool, error) {
+func (h *Host) restore(rec record.Record, req request.Bus, rules []cangw.Rule) (bool, error) {
 	t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container, PID: rec.PID, Started: rec.Started}
-	res, err := h.attach(t, []request.Bus{b}, rules)
+	res, err := h.attach(t, []request.Bus{req}, rules)
 	if err != nil {
 		return false, err
 	}
 	return res[0].Added+res[0].Removed > 0 || res[0].RateChanged, nil
 }
 
-// recordBus is the host bus of a record ("" if the record is malformed;
+// recordHostBus is the host bus of a record ("" if the record is malformed;
 // Reconcile reports that).
-func recordBus(rec record.Record) string {
+func recordHostBus(rec record.Record) string {
 	b, err := request.ParseBus(rec.Bus)
 	if err != nil {
 		return ""

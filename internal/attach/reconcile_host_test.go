@@ -149,17 +149,17 @@ func TestReconcileRestoresABusThatCameBack(t *testing.T) {
 	if len(e.rules(ra[0].HostEndIndex)) != 0 {
 		t.Fatal("the kernel kept rules of a gone bus")
 	}
-	e.quiet(Scope{Buses: []string{"can0"}})
+	e.quiet(Scope{HostBuses: []string{"can0"}})
 	bus := e.bus("can0", "can", 16)
 	if bus.Index == old.Index {
 		t.Fatal("the bus came back with its old index")
 	}
-	rep := e.reconcile(Scope{Buses: []string{"can0"}})
+	rep := e.reconcile(Scope{HostBuses: []string{"can0"}})
 	if !sameSet(rep.Restored, []string{ra[0].Plan.HostEnd, rb[0].Plan.HostEnd}) || len(rep.Removed)+len(rep.Forgotten) > 0 {
 		t.Fatalf("report %+v", rep)
 	}
 	for _, r := range []Result{ra[0], rb[0]} {
-		p, err := MakePlan(r.Plan.Bus, "", vxcanLink(bus))
+		p, err := MakePlan(r.Plan.Request, "", vxcanLink(bus))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestReconcileRestoresRulesAfterAFlush(t *testing.T) {
 		}
 	}
 	e.k.Flush(fakekernel.Host)
-	rep := e.reconcile(Scope{Buses: []string{"can0", "vcan0"}})
+	rep := e.reconcile(Scope{HostBuses: []string{"can0", "vcan0"}})
 	if !sameSet(rep.Restored, ends) {
 		t.Fatalf("restored %q, want %q", rep.Restored, ends)
 	}
@@ -223,7 +223,7 @@ func TestReconcileScope(t *testing.T) {
 	if rep := e.reconcile(Scope{HostEnds: []string{ra.Plan.HostEnd, rb.Plan.HostEnd}}); rep.Changed() || len(e.k.Rules(fakekernel.Host)) != 0 {
 		t.Fatalf("a host ends' scope synced rules: %+v", rep)
 	}
-	if rep := e.reconcile(Scope{Buses: []string{"can0"}}); !slices.Equal(rep.Restored, []string{ra.Plan.HostEnd}) || len(e.rules(rb.HostEndIndex)) != 0 {
+	if rep := e.reconcile(Scope{HostBuses: []string{"can0"}}); !slices.Equal(rep.Restored, []string{ra.Plan.HostEnd}) || len(e.rules(rb.HostEndIndex)) != 0 {
 		t.Fatalf("bus can0's scope: %+v, can1's rules %q", rep, e.rules(rb.HostEndIndex))
 	}
 	if rep := e.reconcile(Scope{Containers: []string{"b"}}); !slices.Equal(rep.Restored, []string{rb.Plan.HostEnd}) {
@@ -245,11 +245,11 @@ func TestReconcileRoutesAnOptionalBusThatAppears(t *testing.T) {
 		t.Fatalf("pending attach: %+v", r)
 	}
 	bus := e.bus("can5", "can", 16)
-	rep := e.reconcile(Scope{Buses: []string{"can5"}})
+	rep := e.reconcile(Scope{HostBuses: []string{"can5"}})
 	if !slices.Equal(rep.Restored, []string{r.Plan.HostEnd}) {
 		t.Fatalf("report %+v", rep)
 	}
-	p, err := MakePlan(r.Plan.Bus, "", vxcanLink(bus))
+	p, err := MakePlan(r.Plan.Request, "", vxcanLink(bus))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestReconcileVirtualBusPeers(t *testing.T) {
 		t.Fatal("no peer rules")
 	}
 	e.k.Flush(fakekernel.Host)
-	rep := e.reconcile(Scope{Buses: []string{"vbus0"}})
+	rep := e.reconcile(Scope{HostBuses: []string{"vbus0"}})
 	if len(rep.Restored) != 3 {
 		t.Fatalf("report %+v", rep)
 	}

@@ -89,7 +89,7 @@ func TestLinkEvents(t *testing.T) {
 		why   string
 		scope attach.Scope
 	}{
-		{unix.RTM_NEWLINK, "can0", "bus can0", attach.Scope{Buses: []string{"can0"}}},
+		{unix.RTM_NEWLINK, "can0", "bus can0", attach.Scope{HostBuses: []string{"can0"}}},
 		{unix.RTM_NEWLINK, "can0", "", attach.Scope{}}, // the same bus again (up, down, bitrate)
 		{unix.RTM_NEWLINK, end, "host end made", attach.Scope{HostEnds: []string{end}}},
 		{unix.RTM_DELLINK, end, "host end gone", attach.Scope{HostEnds: []string{end}}},
@@ -97,10 +97,10 @@ func TestLinkEvents(t *testing.T) {
 		{unix.RTM_NEWLINK, "eth0", "", attach.Scope{}},
 		{unix.RTM_NEWLINK, "lo", "", attach.Scope{}},
 		{unix.RTM_DELLINK, "can0", "", attach.Scope{}},
-		{unix.RTM_NEWLINK, "can0", "bus can0", attach.Scope{Buses: []string{"can0"}}}, // back
+		{unix.RTM_NEWLINK, "can0", "bus can0", attach.Scope{HostBuses: []string{"can0"}}}, // back
 	} {
 		why, scope, ok := event(c.typ, ls[c.link])
-		if why != c.why || ok != (c.why != "") || !slices.Equal(scope.Buses, c.scope.Buses) || !slices.Equal(scope.HostEnds, c.scope.HostEnds) {
+		if why != c.why || ok != (c.why != "") || !slices.Equal(scope.HostBuses, c.scope.HostBuses) || !slices.Equal(scope.HostEnds, c.scope.HostEnds) {
 			t.Errorf("%d %s: %q %+v %v, want %q %+v", c.typ, c.link, why, scope, ok, c.why, c.scope)
 		}
 	}
@@ -147,7 +147,7 @@ func TestAuditAndReconcileAfterAFlush(t *testing.T) {
 	if last, err = d.audit(lc, gc, last); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(d.pending, []string{"gateway rules gone"}) || !slices.Equal(d.scope.Buses, []string{"can0", "vcan0"}) || len(d.kick) != 1 {
+	if !slices.Equal(d.pending, []string{"gateway rules gone"}) || !slices.Equal(d.scope.HostBuses, []string{"can0", "vcan0"}) || len(d.kick) != 1 {
 		t.Fatalf("after a flush: pending %q, scope %+v", d.pending, d.scope)
 	}
 	if got := counter(t, d.metrics.audits.WithLabelValues("rules_gone")); got != 1 {

@@ -72,7 +72,7 @@ func linkEvent(seen map[string]busID, typ nl.HeaderType, l vxcan.Link) (why stri
 		delete(seen, l.Name)
 	case seen[l.Name] != busID{l.Index, l.MTU}:
 		seen[l.Name] = busID{l.Index, l.MTU}
-		return "bus " + l.Name, attach.Scope{Buses: []string{l.Name}}, true
+		return "bus " + l.Name, attach.Scope{HostBuses: []string{l.Name}}, true
 	}
 	return "", attach.Scope{}, false
 }

@@ -87,7 +87,7 @@ func (d *Daemon) audit(links *vxcan.Conn, gw *cangw.Conn, last map[int]int) (map
 	counts, buses := rulesLost(all, rules, last)
 	d.metrics.ruleAudit(len(buses) > 0)
 	if len(buses) > 0 {
-		d.request("gateway rules gone", attach.Scope{Buses: buses})
+		d.request("gateway rules gone", attach.Scope{HostBuses: buses})
 	}
 	return counts, nil
 }
@@ -103,7 +103,7 @@ func rulesLost(links []vxcan.Link, rules []cangw.Rule, last map[int]int) (map[in
 		busUp[l.Name] = true
 		if attach.IsOurs(l) {
 			meta, _ := attach.ParseAlias(l.Alias)
-			bus[l.Index] = meta.Bus
+			bus[l.Index] = meta.HostBus
 		}
 	}
 	counts := make(map[int]int, len(bus))
