@@ -96,7 +96,7 @@ func (h *Host) syncRate(r *Result, done *undoList) error {
 	if err != nil {
 		return err
 	}
-	want := r.Plan.Bus.TxRate
+	want := r.Plan.Request.TxRate
 	switch {
 	case want != nil:
 		l := ratelimit.Limit{FramesPerSecond: want.FramesPerSecond, Burst: want.Burst}
@@ -104,11 +104,11 @@ func (h *Host) syncRate(r *Result, done *undoList) error {
 			return nil
 		}
 		if err := ratelimit.Apply(tc, r.HostEndIndex, l); err != nil {
-			return fmt.Errorf("bus %s: rate limit: %w", r.Plan.Bus.Host, err)
+			return fmt.Errorf("bus %s: rate limit: %w", r.Plan.Request.Host, err)
 		}
 	case has:
 		if err := ratelimit.Remove(tc, r.HostEndIndex); err != nil {
-			return fmt.Errorf("bus %s: rate limit: %w", r.Plan.Bus.Host, err)
+			return fmt.Errorf("bus %s: rate limit: %w", r.Plan.Request.Host, err)
 		}
 	default:
 		return nil
@@ -145,11 +145,11 @@ func (r Result) String() string {
 			what += ", rate limit changed"
 		}
 	}
-	if rate := r.Plan.Bus.TxRate; rate != nil {
+	if rate := r.Plan.Request.TxRate; rate != nil {
 		what += ", tx rate " + rate.String()
 	}
 	return fmt.Sprintf("%s -> %s (host end %s, dir=%s, fd=%v): %s",
-		r.Plan.Bus.Host, r.Plan.Bus.Inside, r.Plan.HostEnd, r.Plan.Bus.Dir, r.Plan.FD, what)
+		r.Plan.Request.Host, r.Plan.Request.Inside, r.Plan.HostEnd, r.Plan.Request.Dir, r.Plan.FD, what)
 }
 
 // undoList holds, for each change made so far, the way to take it back.
@@ -159,118 +159,141 @@ type undoList []func() error
 // bus already attached it only adds missing and removes extra rules. Every
 // bus is checked before anything changes; if a change fails part way, what
 // this call did is undone before the error is returned.
-func (h *Host) Attach(t *target.Target, buses []request.Bus) ([]Result, error) {
+func (h *Host) Attach(t *target.Target, reqs []request.Bus) ([]Result, error) {
 	unlock, err := h.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	return h.attach(t, buses, nil)
+	return h.attach(t, reqs, nil)
 }
 
 // attach does Attach's work under the lock. listed, if not nil, is the
 // kernel's current rule list, so that a reconcile lists the rules once for
 // all its attachments rather than once each.
-func (h *Host) attach(t *target.Target, buses []request.Bus, listed []cangw.Rule) ([]Result, error) {
-	if err := request.CheckSet(buses); err != nil {
+func (h *Host) attach(t *target.Target, reqs []request.Bus, listed []cangw.Rule) ([]Result, error) {
+	results, existing, err := h.check(t, reqs)
+	if err != nil {
 		return nil, err
 	}
-	results := make([]Result, len(buses))
-	existing := make([]*canlink.Link, len(buses))
-	for i, b := range buses {
-		p, err := h.plan(b, t)
+	var done undoList
+	rules := &ruleList{gw: h.GW, rules: listed}
+	for i := range results {
+		if err := h.attachOne(t, &results[i], existing[i], rules, &done); err != nil {
+			return nil, done.rollback(err)
+		}
+	}
+	return results, nil
+}
+
+// check plans every bus and finds its host end, if it exists, before
+// anything changes: a bus that cannot be attached fails the whole call.
+// existing[i] is the host end of bus i, nil when it is to be made.
+func (h *Host) check(t *target.Target, reqs []request.Bus) (results []Result, existing []*canlink.Link, err error) {
+	if err := request.CheckSet(reqs); err != nil {
+		return nil, nil, err
+	}
+	results = make([]Result, len(reqs))
+	existing = make([]*canlink.Link, len(reqs))
+	for i, req := range reqs {
+		p, err := h.plan(req, t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		results[i].Plan = p
 		// The alias must be possible before anything is made.
 		if _, err := p.Meta(t).Alias(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		end, err := h.Links.LinkByName(p.HostEnd)
 		if errors.Is(err, canlink.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := checkExisting(end, t, p); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		existing[i] = &end
 	}
-
-	var done undoList
-	rollback := func(cause error) error {
-		var errs []error
-		for i := len(done) - 1; i >= 0; i-- {
-			if err := done[i](); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) > 0 {
-			return fmt.Errorf("%w (and undoing the partial attach failed: %v)", cause, errors.Join(errs...))
-		}
-		return cause
-	}
-	current := listed // the kernel's rules, listed once when needed
-	rules := func() ([]cangw.Rule, error) {
-		if current == nil {
-			var err error
-			if current, err = h.GW.List(); err != nil {
-				return nil, err
-			}
-			if current == nil {
-				current = []cangw.Rule{}
-			}
-		}
-		return current, nil
-	}
-	for i := range buses {
-		r := &results[i]
-		if r.Plan.CreateBus {
-			if err := h.createVirtualBus(t, r, &done); err != nil {
-				return nil, rollback(err)
-			}
-		}
-		if r.Plan.Bus.Virtual && !r.Plan.Pending {
-			all, err := rules()
-			if err != nil {
-				return nil, rollback(err)
-			}
-			if err := h.addPeerRules(t, &r.Plan, all); err != nil {
-				return nil, rollback(err)
-			}
-		}
-		if existing[i] == nil {
-			if err := h.create(t, r, &done); err != nil {
-				return nil, rollback(err)
-			}
-		} else {
-			all, err := rules()
-			if err != nil {
-				return nil, rollback(err)
-			}
-			r.HostEndIndex = existing[i].Index
-			if err := h.sync(r, all, &done); err != nil {
-				return nil, rollback(err)
-			}
-		}
-		if err := h.record(t, r, &done); err != nil {
-			return nil, rollback(err)
-		}
-	}
-	return results, nil
+	return results, existing, nil
 }
 
-// record writes the attachment's record; a new one is removed again if
-// the attach is undone.
+// attachOne makes or syncs one bus's attachment and records it; each
+// change it makes goes on done.
+func (h *Host) attachOne(t *target.Target, r *Result, existing *canlink.Link, rules *ruleList, done *undoList) error {
+	if r.Plan.CreateBus {
+		if err := h.createVirtualBus(t, r, done); err != nil {
+			return err
+		}
+	}
+	if r.Plan.Request.Virtual && !r.Plan.Pending {
+		all, err := rules.get()
+		if err != nil {
+			return err
+		}
+		if err := h.addPeerRules(t, &r.Plan, all); err != nil {
+			return err
+		}
+	}
+	if existing == nil {
+		if err := h.create(t, r, done); err != nil {
+			return err
+		}
+	} else {
+		all, err := rules.get()
+		if err != nil {
+			return err
+		}
+		r.HostEndIndex = existing.Index
+		if err := h.sync(r, all, done); err != nil {
+			return err
+		}
+	}
+	return h.record(t, r, done)
+}
+
+// rollback undoes the changes, newest first, and returns cause, with what
+// could not be undone.
+func (u undoList) rollback(cause error) error {
+	var errs []error
+	for i := len(u) - 1; i >= 0; i-- {
+		if err := u[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w (and undoing the partial attach failed: %v)", cause, errors.Join(errs...))
+	}
+	return cause
+}
+
+// ruleList is the kernel's rule list, listed once, when first needed.
+type ruleList struct {
+	gw    *cangw.Conn
+	rules []cangw.Rule // nil until listed
+}
+
+func (l *ruleList) get() ([]cangw.Rule, error) {
+	if l.rules == nil {
+		rules, err := l.gw.List()
+		if err != nil {
+			return nil, err
+		}
+		l.rules = append([]cangw.Rule{}, rules...) // listed, even if empty
+	}
+	return l.rules, nil
+}
+
+// record writes the attachment's record; an undo restores what was there
+// before (the old record, or none).
 func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
 	if h.Records == "" {
 		return nil
 	}
 	rec := record.Record{HostEnd: r.Plan.HostEnd, Target: t.ID, Label: t.Label, Container: t.Container,
-		Bus: r.Plan.Bus.String(), TxRate: r.Plan.Bus.TxRate, Virtual: r.Plan.Bus.Virtual}
+		Bus: r.Plan.Request.String(), TxRate: r.Plan.Request.TxRate, Virtual: r.Plan.Request.Virtual}
 	if t.Container != "" && t.PID > 0 {
 		// The container's init process, named for good: the daemon ends
 		// the attachment when it is gone.
@@ -283,12 +306,22 @@ func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
 		}
 		rec.PID, rec.Started = t.PID, t.Started
 	}
+	// A record that was there (an existing attachment's, whose grant may
+	// have changed) is put back by an undo, as the rules are; a new one
+	// goes.
+	old, had, err := record.Get(h.Records, rec.HostEnd)
+	if err != nil {
+		return err
+	}
 	if err := record.Write(h.Records, rec); err != nil {
 		return err
 	}
-	if r.Created {
-		*done = append(*done, func() error { return record.Remove(h.Records, rec.HostEnd) })
-	}
+	*done = append(*done, func() error {
+		if had {
+			return record.Write(h.Records, old)
+		}
+		return record.Remove(h.Records, rec.HostEnd)
+	})
 	return nil
 }
 
@@ -297,21 +330,21 @@ const virtualBusAlias = aliasMagic + " virtual bus"
 
 // createVirtualBus makes the vcan of a virtual bus and plans again with it.
 func (h *Host) createVirtualBus(t *target.Target, r *Result, done *undoList) error {
-	b := r.Plan.Bus
+	req := r.Plan.Request
 	mtu := canlink.MTUFD
-	if b.FD == request.FDOff {
+	if req.FD == request.FDOff {
 		mtu = canlink.MTUClassic
 	}
-	bus, err := h.Links.CreateVCAN(b.Host, mtu, virtualBusAlias)
+	hostBus, err := h.Links.CreateVCAN(req.Host, mtu, virtualBusAlias)
 	if errors.Is(err, unix.EEXIST) { // made meanwhile by another attach
-		bus, err = h.Links.LinkByName(b.Host)
+		hostBus, err = h.Links.LinkByName(req.Host)
 	} else if err == nil {
-		*done = append(*done, func() error { return ignoreGone(h.Links.Delete(bus.Index)) })
+		*done = append(*done, func() error { return ignoreGone(h.Links.Delete(hostBus.Index)) })
 	}
 	if err != nil {
 		return err
 	}
-	p, err := MakePlan(b, t.ID, bus)
+	p, err := MakePlan(req, t.ID, hostBus)
 	if err != nil {
 		return err
 	}
@@ -328,7 +361,7 @@ func (h *Host) addPeerRules(t *target.Target, p *Plan, current []cangw.Rule) err
 	}
 	for _, end := range ends {
 		meta, ok := ParseAlias(end.Alias)
-		if !ok || meta.Bus != p.Bus.Host || meta.Target == t.ID || !strings.HasPrefix(end.Name, HostEndPrefix) {
+		if !ok || meta.HostBus != p.Request.Host || meta.Target == t.ID || !strings.HasPrefix(end.Name, HostEndPrefix) {
 			continue
 		}
 		peer := Peer{Index: end.Index, FD: end.MTU == canlink.MTUFD}
@@ -337,9 +370,9 @@ func (h *Host) addPeerRules(t *target.Target, p *Plan, current []cangw.Rule) err
 				continue
 			}
 			switch {
-			case r.Src == p.BusIndex && r.Dst == end.Index:
+			case r.Src == p.HostBusIndex && r.Dst == end.Index:
 				peer.RX = append(peer.RX, r.Filter)
-			case r.Src == end.Index && r.Dst == p.BusIndex:
+			case r.Src == end.Index && r.Dst == p.HostBusIndex:
 				peer.TX = append(peer.TX, r.Filter)
 			}
 		}
@@ -352,19 +385,19 @@ func (h *Host) addPeerRules(t *target.Target, p *Plan, current []cangw.Rule) err
 	return nil
 }
 
-func (h *Host) plan(b request.Bus, t *target.Target) (Plan, error) {
-	bus, err := h.Links.LinkByName(b.Host)
+func (h *Host) plan(req request.Bus, t *target.Target) (Plan, error) {
+	hostBus, err := h.Links.LinkByName(req.Host)
 	switch {
-	case errors.Is(err, canlink.ErrNotFound) && b.Virtual:
-		return Plan{Bus: b, HostEnd: HostEndName(t.ID, b.Host), CreateBus: true}, nil
-	case errors.Is(err, canlink.ErrNotFound) && b.Optional:
-		return PlanPending(b, t.ID), nil
+	case errors.Is(err, canlink.ErrNotFound) && req.Virtual:
+		return Plan{Request: req, HostEnd: HostEndName(t.ID, req.Host), CreateBus: true}, nil
+	case errors.Is(err, canlink.ErrNotFound) && req.Optional:
+		return PlanPending(req, t.ID), nil
 	case errors.Is(err, canlink.ErrNotFound):
-		return Plan{}, fmt.Errorf("host bus %s does not exist", b.Host)
+		return Plan{}, fmt.Errorf("host hostBus %s does not exist", req.Host)
 	case err != nil:
 		return Plan{}, err
 	}
-	return MakePlan(b, t.ID, bus)
+	return MakePlan(req, t.ID, hostBus)
 }
 
 // checkExisting makes sure a host end found under our name is ours, for
@@ -374,19 +407,19 @@ func checkExisting(end canlink.Link, t *target.Target, p Plan) error {
 	if end.Kind != "vxcan" || !ok {
 		return fmt.Errorf("interface %s exists but was not made by kanto-can; refusing to touch it", end.Name)
 	}
-	if meta.Target != t.ID || meta.Bus != p.Bus.Host {
-		return fmt.Errorf("interface %s belongs to another attachment (%s, bus %s)", end.Name, meta.Label, meta.Bus)
+	if meta.Target != t.ID || meta.HostBus != p.Request.Host {
+		return fmt.Errorf("interface %s belongs to another attachment (%s, bus %s)", end.Name, meta.Label, meta.HostBus)
 	}
-	if meta.Inside != p.Bus.Inside {
-		return fmt.Errorf("bus %s is already attached to %s as %s; detach it first to rename it %s", p.Bus.Host, t.Label, meta.Inside, p.Bus.Inside)
+	if meta.Inside != p.Request.Inside {
+		return fmt.Errorf("bus %s is already attached to %s as %s; detach it first to rename it %s", p.Request.Host, t.Label, meta.Inside, p.Request.Inside)
 	}
 	// A pair made FD-capable for a bus that was missing may serve a
 	// classic bus; the other way round FD frames could not pass.
 	if end.MTU < p.MTU {
-		return fmt.Errorf("bus %s is already attached to %s with MTU %d (classic only); detach it first to forward CAN FD", p.Bus.Host, t.Label, end.MTU)
+		return fmt.Errorf("bus %s is already attached to %s with MTU %d (classic only); detach it first to forward CAN FD", p.Request.Host, t.Label, end.MTU)
 	}
-	if end.MTU > p.MTU && p.Bus.FD == request.FDOff {
-		return fmt.Errorf("bus %s is already attached to %s with MTU %d (FD); detach it first for fd=off", p.Bus.Host, t.Label, end.MTU)
+	if end.MTU > p.MTU && p.Request.FD == request.FDOff {
+		return fmt.Errorf("bus %s is already attached to %s with MTU %d (FD); detach it first for fd=off", p.Request.Host, t.Label, end.MTU)
 	}
 	return nil
 }
@@ -398,18 +431,18 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 	if t.NS == nil {
 		// A target known only from a record: its pair is gone, and with it
 		// the way into its namespace.
-		return fmt.Errorf("bus %s: the host end %s is gone and %s's network namespace is unknown", p.Bus.Host, p.HostEnd, t.Label)
+		return fmt.Errorf("bus %s: the host end %s is gone and %s's network namespace is unknown", p.Request.Host, p.HostEnd, t.Label)
 	}
 	alias, err := p.Meta(t).Alias()
 	if err != nil {
 		return err
 	}
-	end, err := h.VXCAN.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Bus.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: alias})
+	end, err := h.VXCAN.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Request.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: alias})
 	if errors.Is(err, unix.EEXIST) {
 		if _, again := h.Links.LinkByName(p.HostEnd); again == nil {
-			return fmt.Errorf("bus %s is being attached to %s by someone else at the same time", p.Bus.Host, t.Label)
+			return fmt.Errorf("bus %s is being attached to %s by someone else at the same time", p.Request.Host, t.Label)
 		}
-		return fmt.Errorf("inside name %s is already taken in %s's network namespace", p.Bus.Inside, t.Label)
+		return fmt.Errorf("inside name %s is already taken in %s's network namespace", p.Request.Inside, t.Label)
 	}
 	if err != nil {
 		return err
@@ -419,12 +452,12 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 	fault.Point("pair-made")
 	for _, rule := range p.Resolve(end.Index) {
 		if err := h.GW.Add(rule); err != nil {
-			return fmt.Errorf("bus %s: %w", p.Bus.Host, err)
+			return fmt.Errorf("bus %s: %w", p.Request.Host, err)
 		}
 		r.Added++
 		fault.Point("rule-added")
 	}
-	if p.Bus.TxRate == nil {
+	if p.Request.TxRate == nil {
 		return nil
 	}
 	return h.syncRate(r, done) // undone with the pair anyway
@@ -454,7 +487,7 @@ func (h *Host) sync(r *Result, current []cangw.Rule, done *undoList) error {
 			continue
 		}
 		if err := h.GW.Add(w); err != nil {
-			return fmt.Errorf("bus %s: %w", r.Plan.Bus.Host, err)
+			return fmt.Errorf("bus %s: %w", r.Plan.Request.Host, err)
 		}
 		*done = append(*done, func() error { return h.GW.Delete(w) })
 		r.Added++
@@ -464,7 +497,7 @@ func (h *Host) sync(r *Result, current []cangw.Rule, done *undoList) error {
 			continue
 		}
 		if err := h.GW.Delete(c); err != nil {
-			return fmt.Errorf("bus %s: %w", r.Plan.Bus.Host, err)
+			return fmt.Errorf("bus %s: %w", r.Plan.Request.Host, err)
 		}
 		*done = append(*done, func() error { return h.GW.Add(c) })
 		r.Removed++
@@ -525,19 +558,19 @@ func (h *Host) forget(match func(record.Record) bool) error {
 }
 
 // Detach removes the target's attachments: those of the named host buses,
-// or all of them when buses is empty. It returns the host buses detached.
+// or all of them when hostBuses is empty. It returns the host buses detached.
 // Links are removed only when their alias says they are ours and this
 // target's; the kernel then drops their rules.
-func (h *Host) Detach(t *target.Target, buses []string) ([]string, error) {
+func (h *Host) Detach(t *target.Target, hostBuses []string) ([]string, error) {
 	unlock, err := h.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	var ends []canlink.Link
-	if len(buses) > 0 {
-		for _, b := range buses {
-			end, err := h.Links.LinkByName(HostEndName(t.ID, b))
+	if len(hostBuses) > 0 {
+		for _, hostBus := range hostBuses {
+			end, err := h.Links.LinkByName(HostEndName(t.ID, hostBus))
 			if errors.Is(err, canlink.ErrNotFound) {
 				continue
 			}
@@ -577,7 +610,7 @@ func (h *Host) deleteOurs(ends []canlink.Link, match func(Meta) bool) ([]string,
 				return gone, err
 			}
 		}
-		gone = append(gone, meta.Bus)
+		gone = append(gone, meta.HostBus)
 	}
 	return gone, nil
 }

@@ -12,4 +12,9 @@
 // ends. Nothing else is ever touched. Deleting a host end deletes the pair
 // and makes the kernel drop every rule that names it, which is how detach,
 // rollback and the death of a container's namespace all clean up.
+//
+// Names: a host bus is the host's CAN interface an attachment is wired to
+// (HostBus, HostBusIndex, HostBusStatus); a request (request.Bus,
+// Plan.Request, req) is what is asked of one host bus; the inside name is
+// the container's interface.
 package attach

@@ -15,8 +15,8 @@ type Attachment struct {
 	Label        string      `json:"label"`               // how the user named it
 	Container    string      `json:"container,omitempty"` // container id, when known
 	Name         string      `json:"name,omitempty"`      // the container's name now (Kanto's), when known
-	Bus          string      `json:"bus"`
-	BusIndex     int         `json:"bus_index"` // 0 when the bus is gone
+	HostBus      string      `json:"bus"`
+	HostBusIndex int         `json:"bus_index"` // 0 when the bus is gone
 	Inside       string      `json:"inside"`
 	HostEnd      string      `json:"host_end"`
 	HostEndIndex int         `json:"host_end_index"`
@@ -26,14 +26,14 @@ type Attachment struct {
 	// and dropped; nil without a limit.
 	TxRate *RateState `json:"tx_rate,omitempty"`
 
-	// The host bus as the kernel shows it now. BusState, BusBitrate and
-	// BusDataBitrate are those of a CAN controller (a link of kind "can"):
+	// The host bus as the kernel shows it now. HostBusState, HostBusBitrate and
+	// HostBusDataBitrate are those of a CAN controller (a link of kind "can"):
 	// empty for virtual buses (vcan, vxcan) and for a bus that is gone; a
-	// bitrate is 0 when none is set. BusFD: the bus carries CAN FD.
-	BusState       string `json:"bus_state,omitempty"`
-	BusBitrate     uint32 `json:"bus_bitrate,omitempty"`
-	BusDataBitrate uint32 `json:"bus_data_bitrate,omitempty"`
-	BusFD          bool   `json:"bus_fd"`
+	// bitrate is 0 when none is set. HostBusFD: the bus carries CAN FD.
+	HostBusState       string `json:"bus_state,omitempty"`
+	HostBusBitrate     uint32 `json:"bus_bitrate,omitempty"`
+	HostBusDataBitrate uint32 `json:"bus_data_bitrate,omitempty"`
+	HostBusFD          bool   `json:"bus_fd"`
 }
 
 // RateState is a transmit rate limit and its counters.
@@ -93,14 +93,14 @@ func (a Attachment) Direction() string {
 	return "none"
 }
 
-// BusStatus is a host bus that has attachments of ours.
-type BusStatus struct {
-	Bus   string `json:"bus"`
+// HostBusStatus is a host bus that has attachments of ours.
+type HostBusStatus struct {
+	Name  string `json:"bus"`
 	Index int    `json:"index"`          // 0 when the bus is gone
 	Kind  string `json:"kind,omitempty"` // "can" (a controller), "vcan", "vxcan"; "" when gone
 	Up    bool   `json:"up"`             // administratively up (IFF_UP)
 	// State, Bitrate and DataBitrate are a CAN controller's (see
-	// Attachment.BusState); empty for virtual buses.
+	// Attachment.HostBusState); empty for virtual buses.
 	State       string `json:"state,omitempty"`
 	Bitrate     uint32 `json:"bitrate,omitempty"`
 	DataBitrate uint32 `json:"data_bitrate,omitempty"`
@@ -113,8 +113,8 @@ type BusStatus struct {
 }
 
 // busStatus describes the bus called name; ok false: it does not exist.
-func busStatus(name string, l canlink.Link, ok bool) BusStatus {
-	s := BusStatus{Bus: name}
+func hostBusStatus(name string, l canlink.Link, ok bool) HostBusStatus {
+	s := HostBusStatus{Name: name}
 	if !ok {
 		return s
 	}
@@ -149,9 +149,9 @@ func (h *Host) linksAndEnds() (map[string]canlink.Link, []canlink.Link, []Meta, 
 	return byName, ends, metas, nil
 }
 
-// Buses returns every host bus that has attachments of ours, with its
+// HostBuses returns every host bus that has attachments of ours, with its
 // state, sorted by name. A bus that is gone is listed with Index 0.
-func (h *Host) Buses() ([]BusStatus, error) {
+func (h *Host) HostBuses() ([]HostBusStatus, error) {
 	byName, _, metas, err := h.linksAndEnds()
 	if err != nil {
 		return nil, err
@@ -160,17 +160,17 @@ func (h *Host) Buses() ([]BusStatus, error) {
 	who := map[string][]string{}
 	for _, m := range metas {
 		a := Attachment{Label: m.Label, Container: m.Container, Name: names[m.Container]}
-		who[m.Bus] = append(who[m.Bus], a.Who())
+		who[m.HostBus] = append(who[m.HostBus], a.Who())
 	}
-	out := make([]BusStatus, 0, len(who))
+	out := make([]HostBusStatus, 0, len(who))
 	for name, containers := range who {
 		l, ok := byName[name]
-		s := busStatus(name, l, ok)
+		s := hostBusStatus(name, l, ok)
 		sort.Strings(containers)
 		s.Attachments, s.Containers = len(containers), containers
 		out = append(out, s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Bus < out[j].Bus })
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
@@ -190,12 +190,12 @@ func (h *Host) List() ([]Attachment, error) {
 	for i, end := range ends {
 		meta := metas[i]
 		a := Attachment{
-			Target: meta.Target, Label: meta.Label, Container: meta.Container, Name: names[meta.Container], Bus: meta.Bus, Inside: meta.Inside,
+			Target: meta.Target, Label: meta.Label, Container: meta.Container, Name: names[meta.Container], HostBus: meta.HostBus, Inside: meta.Inside,
 			HostEnd: end.Name, HostEndIndex: end.Index, FD: end.MTU == canlink.MTUFD,
 		}
-		bus, ok := byName[meta.Bus]
-		bs := busStatus(meta.Bus, bus, ok)
-		a.BusIndex, a.BusState, a.BusBitrate, a.BusDataBitrate, a.BusFD = bs.Index, bs.State, bs.Bitrate, bs.DataBitrate, bs.FD
+		bus, ok := byName[meta.HostBus]
+		bs := hostBusStatus(meta.HostBus, bus, ok)
+		a.HostBusIndex, a.HostBusState, a.HostBusBitrate, a.HostBusDataBitrate, a.HostBusFD = bs.Index, bs.State, bs.Bitrate, bs.DataBitrate, bs.FD
 		for _, r := range rules {
 			dir := ""
 			switch {
@@ -227,7 +227,7 @@ func (h *Host) List() ([]Attachment, error) {
 		if wi, wj := out[i].Who(), out[j].Who(); wi != wj {
 			return wi < wj
 		}
-		return out[i].Bus < out[j].Bus
+		return out[i].HostBus < out[j].HostBus
 	})
 	return out, nil
 }

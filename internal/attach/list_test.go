@@ -12,20 +12,20 @@ func TestBusStatus(t *testing.T) {
 		name string
 		link canlink.Link
 		ok   bool
-		want BusStatus
+		want HostBusStatus
 	}{
 		{"controller", canlink.Link{Index: 3, Name: "can0", Kind: "can", MTU: 16, Up: true,
 			CAN: &canlink.CANInfo{State: canlink.CANStateErrorWarning, Bitrate: 500000}}, true,
-			BusStatus{Bus: "can0", Index: 3, Kind: "can", Up: true, State: "error-warning", Bitrate: 500000, MTU: 16}},
+			HostBusStatus{Name: "can0", Index: 3, Kind: "can", Up: true, State: "error-warning", Bitrate: 500000, MTU: 16}},
 		// A controller in FD mode carries FD even if its MTU were classic.
 		{"fd controller", canlink.Link{Index: 4, Name: "can1", Kind: "can", MTU: 16,
 			CAN: &canlink.CANInfo{State: canlink.CANStateStopped, Bitrate: 1000000, DataBitrate: 8000000, CtrlMode: canlink.CANCtrlModeFD}}, true,
-			BusStatus{Bus: "can1", Index: 4, Kind: "can", State: "stopped", Bitrate: 1000000, DataBitrate: 8000000, FD: true, MTU: 16}},
+			HostBusStatus{Name: "can1", Index: 4, Kind: "can", State: "stopped", Bitrate: 1000000, DataBitrate: 8000000, FD: true, MTU: 16}},
 		{"vcan", canlink.Link{Index: 5, Name: "vcan0", Kind: "vcan", MTU: 72, Up: true}, true,
-			BusStatus{Bus: "vcan0", Index: 5, Kind: "vcan", Up: true, FD: true, MTU: 72}},
-		{"gone", canlink.Link{}, false, BusStatus{Bus: "can9"}},
+			HostBusStatus{Name: "vcan0", Index: 5, Kind: "vcan", Up: true, FD: true, MTU: 72}},
+		{"gone", canlink.Link{}, false, HostBusStatus{Name: "can9"}},
 	} {
-		got := busStatus(tc.want.Bus, tc.link, tc.ok)
+		got := hostBusStatus(tc.want.Name, tc.link, tc.ok)
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}

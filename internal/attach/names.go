@@ -44,7 +44,7 @@ const aliasMagic = "kanto-can v1"
 type Meta struct {
 	Target    string // Target.ID
 	Label     string // how the user named the target
-	Bus       string // host bus name
+	HostBus   string // host bus name
 	Inside    string // interface name inside the target
 	Container string // container id, when known
 }
@@ -58,7 +58,7 @@ const maxAlias = 255
 // ids, so a long one gives an error, before anything is made.
 func (m Meta) Alias() (string, error) {
 	s := fmt.Sprintf("%s target=%s bus=%s in=%s ", aliasMagic,
-		url.QueryEscape(m.Target), url.QueryEscape(m.Bus), url.QueryEscape(m.Inside))
+		url.QueryEscape(m.Target), url.QueryEscape(m.HostBus), url.QueryEscape(m.Inside))
 	ctr := ""
 	if m.Container != "" {
 		ctr = "ctr=" + url.QueryEscape(m.Container) + " "
@@ -95,7 +95,7 @@ func ParseAlias(alias string) (m Meta, ok bool) {
 		case "target":
 			m.Target = v
 		case "bus":
-			m.Bus = v
+			m.HostBus = v
 		case "in":
 			m.Inside = v
 		case "label":
@@ -104,10 +104,10 @@ func ParseAlias(alias string) (m Meta, ok bool) {
 			m.Container = v
 		}
 	}
-	return m, m.Target != "" && m.Bus != "" && m.Inside != ""
+	return m, m.Target != "" && m.HostBus != "" && m.Inside != ""
 }
 
 // Meta is what the host end made for target t by this plan records.
 func (p Plan) Meta(t *target.Target) Meta {
-	return Meta{Target: t.ID, Label: t.Label, Bus: p.Bus.Host, Inside: p.Bus.Inside, Container: t.Container}
+	return Meta{Target: t.ID, Label: t.Label, HostBus: p.Request.Host, Inside: p.Request.Inside, Container: t.Container}
 }

@@ -11,10 +11,10 @@ import (
 
 // Plan is what one bus attachment needs from the kernel.
 type Plan struct {
-	Bus     request.Bus
-	HostEnd string // host end name
-	MTU     int    // of both vxcan ends
-	FD      bool   // FD frames forwarded (FD rules exist)
+	Request request.Bus // what is asked of this host bus
+	HostEnd string      // host end name
+	MTU     int         // of both vxcan ends
+	FD      bool        // FD frames forwarded (FD rules exist)
 	// Rules with Src/Dst set to the bus index and to HostEndIndex, the
 	// placeholder for the host end's index until the pair exists.
 	Rules []cangw.Rule
@@ -23,8 +23,8 @@ type Plan struct {
 	Pending bool
 	// CreateBus: the bus is virtual and missing; attach makes the vcan,
 	// then plans again.
-	CreateBus bool
-	BusIndex  int // the host bus's ifindex (0 while it is missing)
+	CreateBus    bool
+	HostBusIndex int // the host bus's ifindex (0 while it is missing)
 }
 
 // HostEndIndex stands for the host end's ifindex in a Plan's rules.
@@ -40,20 +40,20 @@ const txFlags = cangw.FlagEcho | cangw.FlagIIFTXOK
 
 // MakePlan computes the vxcan MTU and the can-gw rules for one bus. bus is
 // the host bus as the kernel reports it.
-func MakePlan(b request.Bus, targetID string, bus canlink.Link) (Plan, error) {
-	if !bus.IsCAN() {
-		return Plan{}, fmt.Errorf("host bus %s is not a CAN interface (kind %q)", b.Host, kindOf(bus))
+func MakePlan(req request.Bus, targetID string, hostBus canlink.Link) (Plan, error) {
+	if !hostBus.IsCAN() {
+		return Plan{}, fmt.Errorf("host hostBus %s is not a CAN interface (kind %q)", req.Host, kindOf(hostBus))
 	}
-	fd := bus.FD()
-	switch b.FD {
+	fd := hostBus.FD()
+	switch req.FD {
 	case request.FDOn:
-		if !bus.FD() {
-			return Plan{}, fmt.Errorf("host bus %s carries classic CAN only (MTU %d): fd=on needs an FD bus", b.Host, bus.MTU)
+		if !hostBus.FD() {
+			return Plan{}, fmt.Errorf("host hostBus %s carries classic CAN only (MTU %d): fd=on needs an FD hostBus", req.Host, hostBus.MTU)
 		}
 	case request.FDOff:
 		fd = false
 	}
-	p := Plan{Bus: b, HostEnd: HostEndName(targetID, b.Host), MTU: canlink.MTUClassic, FD: fd, BusIndex: bus.Index}
+	p := Plan{Request: req, HostEnd: HostEndName(targetID, req.Host), MTU: canlink.MTUClassic, FD: fd, HostBusIndex: hostBus.Index}
 	if fd {
 		p.MTU = canlink.MTUFD
 	}
@@ -73,17 +73,17 @@ func MakePlan(b request.Bus, targetID string, bus canlink.Link) (Plan, error) {
 		}
 		return nil
 	}
-	if b.Dir.Receives() {
-		if err := add(bus.Index, HostEndIndex, 0, b.RX); err != nil {
-			return Plan{}, fmt.Errorf("bus %s: rx: %w", b.Host, err)
+	if req.Dir.Receives() {
+		if err := add(hostBus.Index, HostEndIndex, 0, req.RX); err != nil {
+			return Plan{}, fmt.Errorf("hostBus %s: rx: %w", req.Host, err)
 		}
 	}
-	if b.Dir.Transmits() {
-		if err := add(HostEndIndex, bus.Index, txFlags, b.TX); err != nil {
-			return Plan{}, fmt.Errorf("bus %s: tx: %w", b.Host, err)
+	if req.Dir.Transmits() {
+		if err := add(HostEndIndex, hostBus.Index, txFlags, req.TX); err != nil {
+			return Plan{}, fmt.Errorf("hostBus %s: tx: %w", req.Host, err)
 		}
-		if b.Virtual {
-			// Containers on a virtual bus get each other's frames by
+		if req.Virtual {
+			// Containers on a virtual hostBus get each other's frames by
 			// direct rules (see PeerRules); a hop limit of 1 keeps the
 			// echo on the vcan from reaching them a second time, whatever
 			// the module's max_hops.
@@ -110,11 +110,11 @@ type Peer struct {
 // same virtual bus hear each other, directly (one hop): each way, the
 // sender's transmit filters intersected with the receiver's receive filters.
 func (p Plan) PeerRules(peer Peer) ([]cangw.Rule, error) {
-	rx, err := compile(p.Bus.RX)
+	rx, err := compile(p.Request.RX)
 	if err != nil {
 		return nil, err
 	}
-	tx, err := compile(p.Bus.TX)
+	tx, err := compile(p.Request.TX)
 	if err != nil {
 		return nil, err
 	}
@@ -130,10 +130,10 @@ func (p Plan) PeerRules(peer Peer) ([]cangw.Rule, error) {
 			}
 		}
 	}
-	if p.Bus.Dir.Transmits() && peer.RX != nil {
+	if p.Request.Dir.Transmits() && peer.RX != nil {
 		add(HostEndIndex, peer.Index, tx, peer.RX)
 	}
-	if p.Bus.Dir.Receives() && peer.TX != nil {
+	if p.Request.Dir.Receives() && peer.TX != nil {
 		add(peer.Index, HostEndIndex, peer.TX, rx)
 	}
 	return out, nil
@@ -161,9 +161,9 @@ func intersect(a, b []*cangw.Filter) []*cangw.Filter {
 // PlanPending plans an optional bus that does not exist (yet): the pair
 // only, so the container sees its interface from its first instruction. Its
 // MTU is FD's unless fd=off, so that whatever bus appears can be routed.
-func PlanPending(b request.Bus, targetID string) Plan {
-	p := Plan{Bus: b, HostEnd: HostEndName(targetID, b.Host), MTU: canlink.MTUFD, FD: true, Pending: true}
-	if b.FD == request.FDOff {
+func PlanPending(req request.Bus, targetID string) Plan {
+	p := Plan{Request: req, HostEnd: HostEndName(targetID, req.Host), MTU: canlink.MTUFD, FD: true, Pending: true}
+	if req.FD == request.FDOff {
 		p.MTU, p.FD = canlink.MTUClassic, false
 	}
 	return p

@@ -116,13 +116,13 @@ func TestHostEndName(t *testing.T) {
 }
 
 func TestAliasRoundTrip(t *testing.T) {
-	m := Meta{Target: "netns:4026532000", Label: "netns /run/netns/my app", Bus: "can0", Inside: "vcan 1", Container: "app-1"}
+	m := Meta{Target: "netns:4026532000", Label: "netns /run/netns/my app", HostBus: "can0", Inside: "vcan 1", Container: "app-1"}
 	a, err := m.Alias()
 	got, ok := ParseAlias(a)
 	if err != nil || !ok || got != m {
 		t.Fatalf("ParseAlias(%q) = %+v, %v (%v)", a, got, ok, err)
 	}
-	long := Meta{Target: "netns:1", Label: strings.Repeat("%x", 200), Bus: "can0", Inside: "can0"}
+	long := Meta{Target: "netns:1", Label: strings.Repeat("%x", 200), HostBus: "can0", Inside: "can0"}
 	if a, err := long.Alias(); err != nil || len(a) > 255 {
 		t.Fatalf("alias of %d bytes, %v", len(a), err)
 	} else if _, ok := ParseAlias(a); !ok {
@@ -139,7 +139,7 @@ func TestAliasRoundTrip(t *testing.T) {
 // must give an error naming the id's length, never a panic or an alias the
 // kernel would refuse.
 func TestAliasLongContainerID(t *testing.T) {
-	m := Meta{Target: "netns:4026532000", Label: "container x", Bus: "can0", Inside: "can0", Container: strings.Repeat("a", 250)}
+	m := Meta{Target: "netns:4026532000", Label: "container x", HostBus: "can0", Inside: "can0", Container: strings.Repeat("a", 250)}
 	a, err := m.Alias()
 	if err == nil || !strings.Contains(err.Error(), "container id of 250 bytes is too long") {
 		t.Fatalf("Alias() = %q, %v; want an error about the id's length", a, err)
@@ -163,7 +163,7 @@ func FuzzAlias(f *testing.F) {
 	f.Add("netns:1", strings.Repeat("%x", 200), "can0", "vcan 1", "")
 	f.Add("netns:1", "l", "can0", "can0", strings.Repeat("é", 120))
 	f.Fuzz(func(t *testing.T, target, label, bus, inside, container string) {
-		m := Meta{Target: target, Label: label, Bus: bus, Inside: inside, Container: container}
+		m := Meta{Target: target, Label: label, HostBus: bus, Inside: inside, Container: container}
 		a, err := m.Alias()
 		if err != nil {
 			return
@@ -175,7 +175,7 @@ func FuzzAlias(f *testing.F) {
 		if target == "" || bus == "" || inside == "" {
 			return // not ours to parse back: ParseAlias needs these
 		}
-		if !ok || got.Target != target || got.Bus != bus || got.Inside != inside || got.Container != container ||
+		if !ok || got.Target != target || got.HostBus != bus || got.Inside != inside || got.Container != container ||
 			!strings.HasPrefix(label, got.Label) {
 			t.Fatalf("ParseAlias(%q) = %+v, %v; from %+v", a, got, ok, m)
 		}

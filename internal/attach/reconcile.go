@@ -40,7 +40,7 @@ func (r Report) Changed() bool {
 type Scope struct {
 	Full       bool     // everything: at start, after missed events
 	HostEnds   []string // host ends that appeared or went away
-	Buses      []string // host buses that appeared or changed
+	HostBuses  []string // host buses that appeared or changed
 	Containers []string // containers whose task exited or was deleted
 }
 
@@ -48,31 +48,31 @@ type Scope struct {
 func (s *Scope) Merge(o Scope) {
 	s.Full = s.Full || o.Full
 	s.HostEnds = appendNew(s.HostEnds, o.HostEnds...)
-	s.Buses = appendNew(s.Buses, o.Buses...)
+	s.HostBuses = appendNew(s.HostBuses, o.HostBuses...)
 	s.Containers = appendNew(s.Containers, o.Containers...)
 }
 
 // Empty reports whether s covers nothing.
 func (s Scope) Empty() bool {
-	return !s.Full && len(s.HostEnds)+len(s.Buses)+len(s.Containers) == 0
+	return !s.Full && len(s.HostEnds)+len(s.HostBuses)+len(s.Containers) == 0
 }
 
 // covers reports whether a record is in scope.
-func (s Scope) covers(rec record.Record, bus string) bool {
-	return slices.Contains(s.HostEnds, rec.HostEnd) || s.syncs(rec, bus)
+func (s Scope) covers(rec record.Record, hostBus string) bool {
+	return slices.Contains(s.HostEnds, rec.HostEnd) || s.syncs(rec, hostBus)
 }
 
 // syncs reports whether a record's rules are to be checked. A host end that
 // appeared or went away is only checked for existence: its rules are the
 // business of the attach that made it.
-func (s Scope) syncs(rec record.Record, bus string) bool {
-	return s.Full || slices.Contains(s.Buses, bus) ||
+func (s Scope) syncs(rec record.Record, hostBus string) bool {
+	return s.Full || slices.Contains(s.HostBuses, hostBus) ||
 		(rec.Container != "" && slices.Contains(s.Containers, rec.Container))
 }
 
 // hostEndsOnly reports whether s names host ends and nothing else.
 func (s Scope) hostEndsOnly() bool {
-	return !s.Full && len(s.Buses)+len(s.Containers) == 0
+	return !s.Full && len(s.HostBuses)+len(s.Containers) == 0
 }
 
 func appendNew(to []string, add ...string) []string {
@@ -107,54 +107,76 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 		return rep, err
 	}
 	defer unlock()
-	var recs []record.Record
-	if scope.hostEndsOnly() {
-		// Only those host ends' records: a container start costs the
-		// same with a hundred other attachments as with none.
-		for _, name := range scope.HostEnds {
-			rec, ok, err := record.Get(h.Records, name)
-			if err != nil {
-				return rep, err
-			}
-			if ok {
-				recs = append(recs, rec)
-			}
-		}
-	} else if recs, err = record.List(h.Records); err != nil {
+	recs, err := h.recordsIn(scope)
+	if err != nil {
 		return rep, err
 	}
+	ends, err := h.hostEndsIn(scope, recs)
+	if err != nil {
+		return rep, err
+	}
+	present, errs := h.removeUnrecorded(ends, recs, &rep)
+	errs = append(errs, h.reconcileRecords(scope, recs, present, &rep)...)
+	return rep, errors.Join(errs...)
+}
+
+// recordsIn returns the records a reconcile of scope reads: those of its
+// host ends only, when it names nothing else (a container start costs the
+// same with a hundred other attachments as with none), else all.
+func (h *Host) recordsIn(scope Scope) ([]record.Record, error) {
+	if !scope.hostEndsOnly() {
+		return record.List(h.Records)
+	}
+	var recs []record.Record
+	for _, name := range scope.HostEnds {
+		rec, ok, err := record.Get(h.Records, name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			recs = append(recs, rec)
+		}
+	}
+	return recs, nil
+}
+
+// hostEndsIn returns the vxcan ends to look at: all of them for a full
+// scope, else those the scope names and those of the records it covers.
+func (h *Host) hostEndsIn(scope Scope, recs []record.Record) ([]canlink.Link, error) {
+	if scope.Full {
+		return h.VXCAN.Pairs()
+	}
+	names := slices.Clone(scope.HostEnds)
+	for _, rec := range recs {
+		if scope.covers(rec, recordHostBus(rec)) {
+			names = appendNew(names, rec.HostEnd)
+		}
+	}
+	var ends []canlink.Link
+	for _, name := range names {
+		l, err := h.Links.LinkByName(name)
+		if errors.Is(err, canlink.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		ends = append(ends, l)
+	}
+	return ends, nil
+}
+
+// removeUnrecorded deletes the host ends of ours that have no record
+// (half made by a process that died: the lock rules out a live one) and
+// returns the recorded ones by name.
+func (h *Host) removeUnrecorded(ends []canlink.Link, recs []record.Record, rep *Report) (map[string]canlink.Link, []error) {
 	recorded := make(map[string]bool, len(recs))
 	for _, rec := range recs {
 		recorded[rec.HostEnd] = true
 	}
-
-	// The host ends to look at, by name: all of ours, or those in scope.
 	present := map[string]canlink.Link{}
-	var candidates []canlink.Link
-	if scope.Full {
-		if candidates, err = h.VXCAN.Pairs(); err != nil {
-			return rep, err
-		}
-	} else {
-		names := slices.Clone(scope.HostEnds)
-		for _, rec := range recs {
-			if scope.covers(rec, recordBus(rec)) {
-				names = appendNew(names, rec.HostEnd)
-			}
-		}
-		for _, name := range names {
-			l, err := h.Links.LinkByName(name)
-			if errors.Is(err, canlink.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return rep, err
-			}
-			candidates = append(candidates, l)
-		}
-	}
 	var errs []error
-	for _, end := range candidates {
+	for _, end := range ends {
 		if !IsOurs(end) {
 			continue
 		}
@@ -168,46 +190,48 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 		}
 		rep.Removed = append(rep.Removed, end.Name)
 	}
+	return present, errs
+}
 
+// reconcileRecords decides for each record in scope: forget it (its host
+// end is gone), end its attachment (its container is gone), or put back
+// what the kernel forgot of it.
+func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[string]canlink.Link, rep *Report) []error {
+	var errs []error
 	// The kernel's rules, listed once when first needed: an attachment's
 	// sync only looks at the rules naming its own host end.
 	var rules []cangw.Rule
 	for _, rec := range recs {
-		bus := recordBus(rec)
-		if !scope.covers(rec, bus) {
+		hostBus := recordHostBus(rec)
+		if !scope.covers(rec, hostBus) {
 			continue
 		}
 		end, ok := present[rec.HostEnd]
-		if !ok {
+		switch {
+		case !ok:
 			if err := record.Remove(h.Records, rec.HostEnd); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			rep.Forgotten = append(rep.Forgotten, rec.HostEnd)
 			continue
-		}
-		if containerGone(rec) {
-			err := ignoreGone(h.Links.Delete(end.Index))
-			if err == nil {
-				err = record.Remove(h.Records, rec.HostEnd)
-			}
-			if err != nil {
+		case containerGone(rec):
+			if err := h.removeAttachment(rec, end); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", rec.HostEnd, err))
 				continue
 			}
 			rep.Removed = append(rep.Removed, rec.HostEnd)
 			continue
-		}
-		if !scope.syncs(rec, bus) {
+		case !scope.syncs(rec, hostBus):
 			continue
 		}
-		b, err := rec.Request()
+		req, err := rec.Request()
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if _, err := h.Links.LinkByName(b.Host); errors.Is(err, canlink.ErrNotFound) && !b.Optional && !b.Virtual {
-			continue // the bus is away: its rules come back with it
+		if _, err := h.Links.LinkByName(req.Host); errors.Is(err, canlink.ErrNotFound) && !req.Optional && !req.Virtual {
+			continue // the hostBus is away: its rules come back with it
 		}
 		if rules == nil {
 			if rules, err = h.GW.List(); err != nil {
@@ -215,27 +239,46 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 				break
 			}
 		}
-		t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container, PID: rec.PID, Started: rec.Started}
-		res, err := h.attach(t, []request.Bus{b}, rules)
+		restored, err := h.restore(rec, req, rules)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", rec.HostEnd, err))
-		} else if res[0].Added+res[0].Removed > 0 || res[0].RateChanged {
+		} else if restored {
 			rep.Restored = append(rep.Restored, rec.HostEnd)
 		}
-		if b.Virtual {
-			// A virtual bus's peer rules are shared between its
+		if req.Virtual {
+			// A virtual hostBus's peer rules are shared between its
 			// attachments: list again. Other changes only concern the
 			// rules naming this attachment's host end, which no later
 			// attachment looks at.
 			rules = nil
 		}
 	}
-	return rep, errors.Join(errs...)
+	return errs
 }
 
-// recordBus is the host bus of a record ("" if the record is malformed;
+// removeAttachment deletes a recorded host end (the kernel drops its rules)
+// and its record.
+func (h *Host) removeAttachment(rec record.Record, end canlink.Link) error {
+	if err := ignoreGone(h.Links.Delete(end.Index)); err != nil {
+		return err
+	}
+	return record.Remove(h.Records, rec.HostEnd)
+}
+
+// restore attaches a record's grant again, which adds what the kernel
+// forgot of it; true when anything changed.
+func (h *Host) restore(rec record.Record, req request.Bus, rules []cangw.Rule) (bool, error) {
+	t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container, PID: rec.PID, Started: rec.Started}
+	res, err := h.attach(t, []request.Bus{req}, rules)
+	if err != nil {
+		return false, err
+	}
+	return res[0].Added+res[0].Removed > 0 || res[0].RateChanged, nil
+}
+
+// recordHostBus is the host bus of a record ("" if the record is malformed;
 // Reconcile reports that).
-func recordBus(rec record.Record) string {
+func recordHostBus(rec record.Record) string {
 	b, err := request.ParseBus(rec.Bus)
 	if err != nil {
 		return ""

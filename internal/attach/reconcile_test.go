@@ -11,9 +11,9 @@ func TestScope(t *testing.T) {
 	if !s.Empty() {
 		t.Fatal("the zero scope is not empty")
 	}
-	s.Merge(Scope{Buses: []string{"can0"}})
-	s.Merge(Scope{Buses: []string{"can0"}, Containers: []string{"app"}})
-	if s.Empty() || s.Full || len(s.Buses) != 1 || len(s.Containers) != 1 {
+	s.Merge(Scope{HostBuses: []string{"can0"}})
+	s.Merge(Scope{HostBuses: []string{"can0"}, Containers: []string{"app"}})
+	if s.Empty() || s.Full || len(s.HostBuses) != 1 || len(s.Containers) != 1 {
 		t.Fatalf("merged: %+v", s)
 	}
 	onCan0 := record.Record{HostEnd: "kcan00000000001", Bus: "can0"}
@@ -23,7 +23,7 @@ func TestScope(t *testing.T) {
 		rec  record.Record
 		want bool
 	}{{onCan0, true}, {ofApp, true}, {other, false}} {
-		if got := s.covers(c.rec, recordBus(c.rec)); got != c.want {
+		if got := s.covers(c.rec, recordHostBus(c.rec)); got != c.want {
 			t.Errorf("covers %+v = %v, want %v", c.rec, got, c.want)
 		}
 	}

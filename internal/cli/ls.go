@@ -73,11 +73,11 @@ func printTable(out io.Writer, list []attach.Attachment) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "TARGET\tBUS\tSTATE\tBITRATE\tBUS FD\tINSIDE\tHOST END\tDIR\tRULE\tFRAMES\tFILTER\tHANDLED\tDROPPED\tDELETED\tTX RATE")
 	for _, a := range list {
-		bus := a.Bus
-		if a.BusIndex == 0 {
+		bus := a.HostBus
+		if a.HostBusIndex == 0 {
 			bus += " (missing)"
 		}
-		bus = fmt.Sprintf("%s\t%s\t%s\t%s", bus, dash(a.BusState), bitrate(a.BusBitrate, a.BusDataBitrate), yesNo(a.BusFD, a.BusIndex != 0))
+		bus = fmt.Sprintf("%s\t%s\t%s\t%s", bus, dash(a.HostBusState), bitrate(a.HostBusBitrate, a.HostBusDataBitrate), yesNo(a.HostBusFD, a.HostBusIndex != 0))
 		rate := "-"
 		if a.TxRate != nil {
 			rate = fmt.Sprintf("%d/s burst %d (passed %d, dropped %d)", a.TxRate.FramesPerSecond, a.TxRate.Burst, a.TxRate.Passed, a.TxRate.Dropped)

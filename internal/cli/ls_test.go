@@ -22,14 +22,14 @@ func fields(out string) map[string][]string {
 
 func TestLsTableShowsTheBus(t *testing.T) {
 	list := []attach.Attachment{
-		{Label: "hw", Bus: "can0", BusIndex: 3, BusState: "error-active", BusBitrate: 500000, Inside: "can0", HostEnd: "kcan1",
+		{Label: "hw", HostBus: "can0", HostBusIndex: 3, HostBusState: "error-active", HostBusBitrate: 500000, Inside: "can0", HostEnd: "kcan1",
 			Rules: []attach.RuleState{{Direction: "rx", Filter: "all"}}},
-		{Label: "fd", Bus: "can1", BusIndex: 4, BusState: "bus-off", BusBitrate: 1000000, BusDataBitrate: 8000000, BusFD: true, Inside: "can0", HostEnd: "kcan2"},
-		{Label: "virt", Bus: "vcan0", BusIndex: 5, BusFD: true, Inside: "can0", HostEnd: "kcan3",
+		{Label: "fd", HostBus: "can1", HostBusIndex: 4, HostBusState: "bus-off", HostBusBitrate: 1000000, HostBusDataBitrate: 8000000, HostBusFD: true, Inside: "can0", HostEnd: "kcan2"},
+		{Label: "virt", HostBus: "vcan0", HostBusIndex: 5, HostBusFD: true, Inside: "can0", HostEnd: "kcan3",
 			Rules: []attach.RuleState{{Direction: "tx", Filter: "all"}}},
-		{Label: "gone", Bus: "can9", Inside: "can0", HostEnd: "kcan4"},
+		{Label: "gone", HostBus: "can9", Inside: "can0", HostEnd: "kcan4"},
 		// A Kanto container shows by its name, whatever its label.
-		{Label: "container 3f2a", Container: "3f2a", Name: "named", Bus: "can0", BusIndex: 3, Inside: "can0", HostEnd: "kcan5"},
+		{Label: "container 3f2a", Container: "3f2a", Name: "named", HostBus: "can0", HostBusIndex: 3, Inside: "can0", HostEnd: "kcan5"},
 	}
 	var b bytes.Buffer
 	printTable(&b, list)
@@ -51,11 +51,11 @@ func TestLsTableShowsTheBus(t *testing.T) {
 }
 
 func TestStatusTable(t *testing.T) {
-	buses := []attach.BusStatus{
-		{Bus: "can0", Index: 3, Kind: "can", Up: true, State: "error-passive", Bitrate: 250000, MTU: 16, Attachments: 3,
+	buses := []attach.HostBusStatus{
+		{Name: "can0", Index: 3, Kind: "can", Up: true, State: "error-passive", Bitrate: 250000, MTU: 16, Attachments: 3,
 			Containers: []string{"container app", "container db", "pid 42"}},
-		{Bus: "vcan0", Index: 5, Kind: "vcan", Up: true, FD: true, MTU: 72, Attachments: 1, Containers: []string{"container app"}},
-		{Bus: "can9", Attachments: 2, Containers: []string{"container a", "container b"}},
+		{Name: "vcan0", Index: 5, Kind: "vcan", Up: true, FD: true, MTU: 72, Attachments: 1, Containers: []string{"container app"}},
+		{Name: "can9", Attachments: 2, Containers: []string{"container a", "container b"}},
 	}
 	var b bytes.Buffer
 	printBuses(&b, buses)
@@ -74,7 +74,7 @@ func TestStatusTable(t *testing.T) {
 
 // The JSON names of the bus fields; the fields that were there before stay.
 func TestLsJSONNames(t *testing.T) {
-	b, err := json.Marshal(attach.Attachment{Bus: "can0", BusIndex: 3, BusState: "error-active", BusBitrate: 500000, BusDataBitrate: 2000000, BusFD: true})
+	b, err := json.Marshal(attach.Attachment{HostBus: "can0", HostBusIndex: 3, HostBusState: "error-active", HostBusBitrate: 500000, HostBusDataBitrate: 2000000, HostBusFD: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestLsJSONNames(t *testing.T) {
 		}
 	}
 	// Virtual buses: no state, no bitrate.
-	b, _ = json.Marshal(attach.Attachment{Bus: "vcan0", BusIndex: 5, BusFD: true})
+	b, _ = json.Marshal(attach.Attachment{HostBus: "vcan0", HostBusIndex: 5, HostBusFD: true})
 	for _, k := range []string{`"bus_state"`, `"bus_bitrate"`, `"bus_data_bitrate"`} {
 		if strings.Contains(string(b), k) {
 			t.Errorf("virtual bus: %s in %s", k, b)

@@ -37,7 +37,7 @@ applicable or not set), fd, mtu, attachments, containers.`,
 			}
 			defer h.Close()
 			h.Names = target.DefaultContainerd.Kanto.Names
-			buses, err := h.Buses()
+			buses, err := h.HostBuses()
 			if err != nil {
 				return err
 			}
@@ -48,16 +48,16 @@ applicable or not set), fd, mtu, attachments, containers.`,
 	return cmd
 }
 
-func printBuses(out io.Writer, buses []attach.BusStatus) {
+func printBuses(out io.Writer, buses []attach.HostBusStatus) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "BUS\tINDEX\tKIND\tUP\tSTATE\tBITRATE\tFD\tATTACHMENTS\tCONTAINERS")
 	for _, b := range buses {
 		containers := strings.Join(b.Containers, ", ")
 		if b.Index == 0 {
-			fmt.Fprintf(w, "%s (missing)\t-\t-\t-\t-\t-\t-\t%d\t%s\n", b.Bus, b.Attachments, containers)
+			fmt.Fprintf(w, "%s (missing)\t-\t-\t-\t-\t-\t-\t%d\t%s\n", b.Name, b.Attachments, containers)
 			continue
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.Bus, b.Index, b.Kind, yesNo(b.Up, true),
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.Name, b.Index, b.Kind, yesNo(b.Up, true),
 			dash(b.State), bitrate(b.Bitrate, b.DataBitrate), yesNo(b.FD, true), b.Attachments, containers)
 	}
 	w.Flush()

@@ -15,16 +15,16 @@ import (
 // reason once, their scopes together.
 func TestRequestsMerge(t *testing.T) {
 	d := &Daemon{kick: make(chan struct{}, 1)}
-	d.request("bus can0", attach.Scope{Buses: []string{"can0"}})
+	d.request("bus can0", attach.Scope{HostBuses: []string{"can0"}})
 	d.request("host end made", attach.Scope{HostEnds: []string{"kcan0123456789a"}})
-	d.request("bus can0", attach.Scope{Buses: []string{"can0"}})
+	d.request("bus can0", attach.Scope{HostBuses: []string{"can0"}})
 	if len(d.kick) != 1 {
 		t.Fatalf("%d wake-ups pending, want 1", len(d.kick))
 	}
 	if got := strings.Join(d.pending, ", "); got != "bus can0, host end made" {
 		t.Fatalf("pending reasons %q", got)
 	}
-	if d.scope.Full || !slices.Equal(d.scope.Buses, []string{"can0"}) || !slices.Equal(d.scope.HostEnds, []string{"kcan0123456789a"}) {
+	if d.scope.Full || !slices.Equal(d.scope.HostBuses, []string{"can0"}) || !slices.Equal(d.scope.HostEnds, []string{"kcan0123456789a"}) {
 		t.Fatalf("merged scope %+v", d.scope)
 	}
 }

@@ -23,10 +23,6 @@ func watchLinks() (*nl.Watcher, error) { return nl.Watch(unix.RTMGRP_LINK) }
 //     record to forget.
 func (d *Daemon) followLinks(ctx context.Context, w *nl.Watcher) error {
 	go func() { <-ctx.Done(); w.Close() }()
-	// The buses seen, by name: a bus going up or down, or changing its
-	// bitrate, keeps its rules; one with a new ifindex (it came back) or a
-	// new MTU (classic or FD) may need them back or changed.
-	type busID struct{ index, mtu int }
 	seen := map[string]busID{}
 	for {
 		msgs, err := w.Receive()
@@ -42,22 +38,41 @@ func (d *Daemon) followLinks(ctx context.Context, w *nl.Watcher) error {
 		}
 		for _, m := range msgs {
 			l, err := canlink.ParseLink(m)
-			if err != nil || !l.IsCAN() {
+			if err != nil {
 				continue
 			}
-			ours := strings.HasPrefix(l.Name, attach.HostEndPrefix)
-			switch {
-			case ours && m.Header.Type == unix.RTM_DELLINK:
-				d.request("host end gone", attach.Scope{HostEnds: []string{l.Name}})
-			case ours:
-				d.request("host end made", attach.Scope{HostEnds: []string{l.Name}})
-			case l.Kind == "vxcan":
-			case m.Header.Type == unix.RTM_DELLINK:
-				delete(seen, l.Name)
-			case seen[l.Name] != busID{l.Index, l.MTU}:
-				seen[l.Name] = busID{l.Index, l.MTU}
-				d.request("bus "+l.Name, attach.Scope{Buses: []string{l.Name}})
+			if why, scope, ok := linkEvent(seen, m.Header.Type, l); ok {
+				d.request(why, scope)
 			}
 		}
 	}
+}
+
+// busID is what a bus keeps while it is the same bus to the daemon: a bus
+// going up or down, or changing its bitrate, keeps its rules; one with a
+// new ifindex (it came back) or a new MTU (classic or FD) may need them
+// back or changed.
+type busID struct{ index, mtu int }
+
+// linkEvent is the reconcile a link notification (RTM_NEWLINK or
+// RTM_DELLINK about l) asks for, if any. seen holds the buses seen so
+// far, by name; linkEvent keeps it up to date.
+func linkEvent(seen map[string]busID, typ nl.HeaderType, l canlink.Link) (why string, scope attach.Scope, ok bool) {
+	if !l.IsCAN() {
+		return "", attach.Scope{}, false
+	}
+	ours := strings.HasPrefix(l.Name, attach.HostEndPrefix)
+	switch {
+	case ours && typ == unix.RTM_DELLINK:
+		return "host end gone", attach.Scope{HostEnds: []string{l.Name}}, true
+	case ours:
+		return "host end made", attach.Scope{HostEnds: []string{l.Name}}, true
+	case l.Kind == "vxcan":
+	case typ == unix.RTM_DELLINK:
+		delete(seen, l.Name)
+	case seen[l.Name] != busID{l.Index, l.MTU}:
+		seen[l.Name] = busID{l.Index, l.MTU}
+		return "bus " + l.Name, attach.Scope{HostBuses: []string{l.Name}}, true
+	}
+	return "", attach.Scope{}, false
 }

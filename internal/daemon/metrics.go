@@ -164,7 +164,7 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descAttachments, prometheus.GaugeValue, float64(len(list)))
 	for _, a := range list {
-		labels := []string{a.Container, a.Name, a.Target, a.Bus, a.Inside}
+		labels := []string{a.Container, a.Name, a.Target, a.HostBus, a.Inside}
 		type key struct{ dir, result string }
 		sums := map[key]float64{}
 		for _, dir := range []string{"rx", "tx"} {
@@ -186,28 +186,28 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, b := range buses {
-		ch <- prometheus.MustNewConstMetric(descBusUp, prometheus.GaugeValue, boolValue(b.Index != 0 && b.Up), b.Bus)
-		ch <- prometheus.MustNewConstMetric(descBusAttachments, prometheus.GaugeValue, float64(b.Attachments), b.Bus)
+		ch <- prometheus.MustNewConstMetric(descBusUp, prometheus.GaugeValue, boolValue(b.Index != 0 && b.Up), b.Name)
+		ch <- prometheus.MustNewConstMetric(descBusAttachments, prometheus.GaugeValue, float64(b.Attachments), b.Name)
 		if b.Index == 0 {
 			continue // gone: nothing more to say
 		}
-		ch <- prometheus.MustNewConstMetric(descBusFD, prometheus.GaugeValue, boolValue(b.FD), b.Bus)
+		ch <- prometheus.MustNewConstMetric(descBusFD, prometheus.GaugeValue, boolValue(b.FD), b.Name)
 		if b.State != "" {
 			for _, st := range busStates {
-				ch <- prometheus.MustNewConstMetric(descBusState, prometheus.GaugeValue, boolValue(b.State == st), b.Bus, st)
+				ch <- prometheus.MustNewConstMetric(descBusState, prometheus.GaugeValue, boolValue(b.State == st), b.Name, st)
 			}
 		}
 		if b.Bitrate != 0 {
-			ch <- prometheus.MustNewConstMetric(descBusBitrate, prometheus.GaugeValue, float64(b.Bitrate), b.Bus, "nominal")
+			ch <- prometheus.MustNewConstMetric(descBusBitrate, prometheus.GaugeValue, float64(b.Bitrate), b.Name, "nominal")
 		}
 		if b.DataBitrate != 0 {
-			ch <- prometheus.MustNewConstMetric(descBusBitrate, prometheus.GaugeValue, float64(b.DataBitrate), b.Bus, "data")
+			ch <- prometheus.MustNewConstMetric(descBusBitrate, prometheus.GaugeValue, float64(b.DataBitrate), b.Name, "data")
 		}
 	}
 }
 
 // read takes the attachments and their buses from the kernel.
-func (k kernelCollector) read() ([]attach.Attachment, []attach.BusStatus, error) {
+func (k kernelCollector) read() ([]attach.Attachment, []attach.HostBusStatus, error) {
 	h, err := attach.OpenHostConfig(nl.Config{Poll: true})
 	if err != nil {
 		return nil, nil, err
@@ -220,7 +220,7 @@ func (k kernelCollector) read() ([]attach.Attachment, []attach.BusStatus, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	buses, err := h.Buses()
+	buses, err := h.HostBuses()
 	return list, buses, err
 }
 

@@ -60,29 +60,36 @@ func (d *Daemon) auditRules(ctx context.Context, every time.Duration) error {
 		deadline := time.Now().Add(auditDeadline)
 		lc.SetDeadline(deadline)
 		gc.SetDeadline(deadline)
-		all, err := links.Links()
+		counts, err := d.audit(links, gw, last)
 		if ctx.Err() != nil {
-			return nil // closed under the dump
+			return nil // closed under a dump
 		}
 		if err != nil {
 			d.log.Warn("rule audit", "err", err)
 			continue
 		}
-		rules, err := gw.List()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			d.log.Warn("rule audit", "err", err)
-			continue
-		}
-		var buses []string
-		last, buses = rulesLost(all, rules, last)
-		d.metrics.ruleAudit(len(buses) > 0)
-		if len(buses) > 0 {
-			d.request("gateway rules gone", attach.Scope{Buses: buses})
-		}
+		last = counts
 	}
+}
+
+// audit counts once: it dumps the links and the rules, and asks for a
+// reconcile of the buses whose host ends lost rules since last (see
+// rulesLost). It returns the new counts.
+func (d *Daemon) audit(links *canlink.Conn, gw *cangw.Conn, last map[int]int) (map[int]int, error) {
+	all, err := links.Links()
+	if err != nil {
+		return nil, err
+	}
+	rules, err := gw.List()
+	if err != nil {
+		return nil, err
+	}
+	counts, buses := rulesLost(all, rules, last)
+	d.metrics.ruleAudit(len(buses) > 0)
+	if len(buses) > 0 {
+		d.request("gateway rules gone", attach.Scope{HostBuses: buses})
+	}
+	return counts, nil
 }
 
 // rulesLost counts the rules naming each host end of ours and returns the
@@ -96,7 +103,7 @@ func rulesLost(links []canlink.Link, rules []cangw.Rule, last map[int]int) (map[
 		busUp[l.Name] = true
 		if attach.IsOurs(l) {
 			meta, _ := attach.ParseAlias(l.Alias)
-			bus[l.Index] = meta.Bus
+			bus[l.Index] = meta.HostBus
 		}
 	}
 	counts := make(map[int]int, len(bus))

@@ -14,7 +14,7 @@ import (
 // its bus; foreign links and rules count for nothing.
 func TestRulesLost(t *testing.T) {
 	end := func(index int, name, bus string) canlink.Link {
-		alias, err := attach.Meta{Target: "netns:1", Bus: bus, Inside: "can0"}.Alias()
+		alias, err := attach.Meta{Target: "netns:1", HostBus: bus, Inside: "can0"}.Alias()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -147,7 +147,7 @@ func lsOne(t *testing.T, bus string) attach.Attachment {
 	list := lsAll(t)
 	var found []attach.Attachment
 	for _, a := range list {
-		if a.Bus == bus {
+		if a.HostBus == bus {
 			found = append(found, a)
 		}
 	}

@@ -18,18 +18,18 @@ import (
 )
 
 // statusAll returns `status -o json`, by bus.
-func statusAll(t *testing.T) map[string]attach.BusStatus {
+func statusAll(t *testing.T) map[string]attach.HostBusStatus {
 	t.Helper()
-	var list []attach.BusStatus
+	var list []attach.HostBusStatus
 	if err := json.Unmarshal([]byte(mustKC(t, "status", "-o", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]attach.BusStatus{}
+	out := map[string]attach.HostBusStatus{}
 	for _, b := range list {
-		if _, dup := out[b.Bus]; dup {
-			t.Fatalf("status lists %s twice: %+v", b.Bus, list)
+		if _, dup := out[b.Name]; dup {
+			t.Fatalf("status lists %s twice: %+v", b.Name, list)
 		}
-		out[b.Bus] = b
+		out[b.Name] = b
 	}
 	return out
 }
@@ -102,12 +102,12 @@ func TestLsAndStatusShowTheBusState(t *testing.T) {
 		b.Containers = nil
 		st[name] = b
 	}
-	want := attach.BusStatus{Bus: bus, Index: busIndex, Kind: "can", Up: true, State: "error-active", Bitrate: kerneltest.KvaserBitrate,
+	want := attach.HostBusStatus{Name: bus, Index: busIndex, Kind: "can", Up: true, State: "error-active", Bitrate: kerneltest.KvaserBitrate,
 		MTU: canlink.MTUClassic, Attachments: 2}
 	if !reflect.DeepEqual(st[bus], want) {
 		t.Errorf("status %s: %+v, want %+v", bus, st[bus], want)
 	}
-	wantV := attach.BusStatus{Bus: "stbus", Index: vcanIndex, Kind: "vcan", Up: true, FD: true, MTU: canlink.MTUFD, Attachments: 1}
+	wantV := attach.HostBusStatus{Name: "stbus", Index: vcanIndex, Kind: "vcan", Up: true, FD: true, MTU: canlink.MTUFD, Attachments: 1}
 	if !reflect.DeepEqual(st["stbus"], wantV) {
 		t.Errorf("status stbus: %+v, want %+v", st["stbus"], wantV)
 	}
@@ -318,11 +318,11 @@ func TestDaemonRestoresRoutesWhenTheControllerIsRebound(t *testing.T) {
 	}
 	n := 0
 	for _, a := range lsAll(t) {
-		if a.Bus != bus {
+		if a.HostBus != bus {
 			continue
 		}
 		n++
-		if a.BusIndex != fresh.Index || a.BusState != "error-active" || a.BusBitrate != kerneltest.KvaserBitrate || len(a.Rules) != 2 {
+		if a.HostBusIndex != fresh.Index || a.HostBusState != "error-active" || a.HostBusBitrate != kerneltest.KvaserBitrate || len(a.Rules) != 2 {
 			t.Errorf("ls: %+v", a)
 		}
 	}

@@ -241,7 +241,7 @@ func TestPolicyRateLimit(t *testing.T) {
 	// ls shows the limit and its counters.
 	var found bool
 	for _, att := range lsAll(t) {
-		if att.Bus == "ratebus" && att.TxRate != nil {
+		if att.HostBus == "ratebus" && att.TxRate != nil {
 			found = true
 			if att.TxRate.FramesPerSecond != 100 || att.TxRate.Burst != 10 || att.TxRate.Dropped == 0 {
 				t.Errorf("ls tx_rate %+v", *att.TxRate)

@@ -52,7 +52,7 @@ func TestPolicyRateLimitSameCPU(t *testing.T) {
 	t.Cleanup(func() { kc(t, "detach", "--netns", nsB.Path()) })
 	hostEndB := ""
 	for _, att := range lsAll(t) {
-		if att.Bus == busName && att.TxRate == nil {
+		if att.HostBus == busName && att.TxRate == nil {
 			hostEndB = att.HostEnd
 		}
 	}

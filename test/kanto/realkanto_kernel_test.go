@@ -132,7 +132,7 @@ func TestRealKantoExamples(t *testing.T) {
 	env := k.Get(t, "can-ubuntu-env")
 	var buses []string
 	for _, a := range attachmentsOf(t, env.ID) {
-		buses = append(buses, a.Bus+":"+a.Inside+":"+a.Direction())
+		buses = append(buses, a.HostBus+":"+a.Inside+":"+a.Direction())
 	}
 	if got := strings.Join(buses, " "); got != "can0:can0:both can1:vcan0:rx" {
 		t.Errorf("can-ubuntu-env's attachments: %s", got)
