@@ -188,7 +188,7 @@ func TestPolicyRateLimitSameCPU(t *testing.T) {
 	rxDroppedB := rxDropped(t, hostEndB) - rxDroppedBefore
 	var passed, dropped uint64
 	for _, att := range lsAll(t) {
-		if att.Bus == busName && att.TxRate != nil {
+		if att.HostBus == busName && att.TxRate != nil {
 			passed, dropped = att.TxRate.Passed, att.TxRate.Dropped
 		}
 	}
