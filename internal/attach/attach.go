@@ -393,7 +393,7 @@ func (h *Host) plan(req request.Bus, t *target.Target) (Plan, error) {
 	case errors.Is(err, canlink.ErrNotFound) && req.Optional:
 		return PlanPending(req, t.ID), nil
 	case errors.Is(err, canlink.ErrNotFound):
-		return Plan{}, fmt.Errorf("host hostBus %s does not exist", req.Host)
+		return Plan{}, fmt.Errorf("host bus %s does not exist", req.Host)
 	case err != nil:
 		return Plan{}, err
 	}

@@ -464,7 +464,7 @@ func TestAttachRefusals(t *testing.T) {
 		{c, []string{"can0:vcan0"}, "detach it first"},
 		{c, []string{"can1"}, "not made by kanto-can"},
 		{other, []string{"can0"}, "inside name can0 is already taken"},
-		{c, []string{"can9"}, "does not exist"},
+		{c, []string{"can9"}, "host bus can9 does not exist"},
 		{c, []string{"can0", "can0"}, "requested twice"},
 	} {
 		_, err := e.h.Attach(tc.t, specs(t, tc.spec...))

@@ -42,13 +42,13 @@ const txFlags = cangw.FlagEcho | cangw.FlagIIFTXOK
 // the host bus as the kernel reports it.
 func MakePlan(req request.Bus, targetID string, hostBus canlink.Link) (Plan, error) {
 	if !hostBus.IsCAN() {
-		return Plan{}, fmt.Errorf("host hostBus %s is not a CAN interface (kind %q)", req.Host, kindOf(hostBus))
+		return Plan{}, fmt.Errorf("host bus %s is not a CAN interface (kind %q)", req.Host, kindOf(hostBus))
 	}
 	fd := hostBus.FD()
 	switch req.FD {
 	case request.FDOn:
 		if !hostBus.FD() {
-			return Plan{}, fmt.Errorf("host hostBus %s carries classic CAN only (MTU %d): fd=on needs an FD hostBus", req.Host, hostBus.MTU)
+			return Plan{}, fmt.Errorf("host bus %s carries classic CAN only (MTU %d): fd=on needs an FD bus", req.Host, hostBus.MTU)
 		}
 	case request.FDOff:
 		fd = false
@@ -75,15 +75,15 @@ func MakePlan(req request.Bus, targetID string, hostBus canlink.Link) (Plan, err
 	}
 	if req.Dir.Receives() {
 		if err := add(hostBus.Index, HostEndIndex, 0, req.RX); err != nil {
-			return Plan{}, fmt.Errorf("hostBus %s: rx: %w", req.Host, err)
+			return Plan{}, fmt.Errorf("bus %s: rx: %w", req.Host, err)
 		}
 	}
 	if req.Dir.Transmits() {
 		if err := add(HostEndIndex, hostBus.Index, txFlags, req.TX); err != nil {
-			return Plan{}, fmt.Errorf("hostBus %s: tx: %w", req.Host, err)
+			return Plan{}, fmt.Errorf("bus %s: tx: %w", req.Host, err)
 		}
 		if req.Virtual {
-			// Containers on a virtual hostBus get each other's frames by
+			// Containers on a virtual bus get each other's frames by
 			// direct rules (see PeerRules); a hop limit of 1 keeps the
 			// echo on the vcan from reaching them a second time, whatever
 			// the module's max_hops.

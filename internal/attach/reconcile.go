@@ -231,7 +231,7 @@ func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[s
 			continue
 		}
 		if _, err := h.Links.LinkByName(req.Host); errors.Is(err, canlink.ErrNotFound) && !req.Optional && !req.Virtual {
-			continue // the hostBus is away: its rules come back with it
+			continue // the host bus is away: its rules come back with it
 		}
 		if rules == nil {
 			if rules, err = h.GW.List(); err != nil {
@@ -246,7 +246,7 @@ func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[s
 			rep.Restored = append(rep.Restored, rec.HostEnd)
 		}
 		if req.Virtual {
-			// A virtual hostBus's peer rules are shared between its
+			// A virtual bus's peer rules are shared between its
 			// attachments: list again. Other changes only concern the
 			// rules naming this attachment's host end, which no later
 			// attachment looks at.
