@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -318,7 +316,7 @@ func TestFloodIsLimited(t *testing.T) {
 		maxUnlimited = 1000 // one every 10th flood frame, up to this many
 	)
 	fLim, fUnl := frame(idLimited), frame(idUnlimited)
-	backlogDrops := softnetDrops(t)
+	backlogDrops := kerneltest.BacklogDrops(t)
 	var sentLim, sentUnl, nobufs int
 	start := time.Now()
 	for i := 0; i < maxFlood && time.Since(start) < floodFor; i++ {
@@ -391,7 +389,7 @@ func TestFloodIsLimited(t *testing.T) {
 			t.Fatalf("unexpected frame %v after the limited marker", f)
 		}
 	}
-	backlogDrops = softnetDrops(t) - backlogDrops
+	backlogDrops = kerneltest.BacklogDrops(t) - backlogDrops
 	gwDropped := gwDrops(t, e)
 	t.Logf("on the bus: %d limited (+%d marker of %d sent), %d unlimited; kernel drops: %d backlog, %d can-gw",
 		gotLim, markers, markersSent, gotUnl, backlogDrops, gwDropped)
@@ -452,27 +450,4 @@ func gwDrops(t *testing.T, e *env) uint64 {
 		}
 	}
 	return n
-}
-
-// softnetDrops sums the kernel's backlog drops over all CPUs (the second
-// column of /proc/net/softnet_stat, hexadecimal).
-func softnetDrops(t *testing.T) uint64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/net/softnet_stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum uint64
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			t.Fatalf("softnet_stat line %q", line)
-		}
-		v, err := strconv.ParseUint(f[1], 16, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum += v
-	}
-	return sum
 }

@@ -73,7 +73,7 @@ func TestPolicyRateLimitSameCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backlogBefore := softnetDrops(t)
+	backlogBefore := kerneltest.BacklogDrops(t)
 	rxDroppedBefore := rxDropped(t, hostEndB)
 
 	// The flooder: blocking writes as fast as the kernel takes them, until
@@ -184,7 +184,7 @@ func TestPolicyRateLimitSameCPU(t *testing.T) {
 	if aDone != nil {
 		t.Fatalf("the flooder still sending after a minute (%d frames on the bus)", gotA)
 	}
-	backlog := softnetDrops(t) - backlogBefore
+	backlog := kerneltest.BacklogDrops(t) - backlogBefore
 	rxDroppedB := rxDropped(t, hostEndB) - rxDroppedBefore
 	var passed, dropped uint64
 	for _, att := range lsAll(t) {
@@ -238,29 +238,6 @@ func TestPolicyRateLimitSameCPU(t *testing.T) {
 	if uint64(gotA+markersSeen) > passed {
 		t.Errorf("%d frames of the flooder's on the bus, but the police passed only %d", gotA+markersSeen, passed)
 	}
-}
-
-// softnetDrops sums the kernel's receive backlog drops over all CPUs (the
-// second column of /proc/net/softnet_stat, hexadecimal).
-func softnetDrops(t *testing.T) uint64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/net/softnet_stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum uint64
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			t.Fatalf("softnet_stat line %q", line)
-		}
-		v, err := strconv.ParseUint(f[1], 16, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum += v
-	}
-	return sum
 }
 
 // rxDropped is an interface's rx_dropped counter: for the host end of a
