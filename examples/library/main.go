@@ -1,10 +1,10 @@
-// Command canwire gives a process's network namespace a CAN interface
+// Command canwire gives a network namespace a CAN interface
 // wired to a host bus: a vxcan pair and two can-gw rules, made with the
 // kanto-can module's public packages from a module of its own. It is the
 // manual recipe (ip link add ... type vxcan, ip link set netns, cangw -A
 // twice) in one program, without kanto-can's policy, records or daemon.
 //
-//	canwire -pid 4242 -bus can0 [-inside can0] [-end vxcan4242]
+//	canwire -netns /proc/4242/ns/net -bus can0 [-inside can0] [-end vxcan0]
 //
 // It needs CAP_NET_ADMIN and the vxcan and can-gw modules; it undoes what
 // it made when a step fails.
@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"strconv"
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/canlink"
@@ -25,18 +24,15 @@ import (
 )
 
 func main() {
-	pid := flag.Int("pid", 0, "process whose network namespace gets the interface")
+	netns := flag.String("netns", "", "the network namespace to give the interface: /proc/PID/ns/net or /run/netns/NAME")
 	bus := flag.String("bus", "can0", "host CAN bus")
 	inside := flag.String("inside", "can0", "the interface's name inside")
-	end := flag.String("end", "", "the host end's name (default vxcanPID)")
+	end := flag.String("end", "vxcan0", "the host end's name")
 	flag.Parse()
-	if *pid <= 0 {
-		log.Fatal("canwire: -pid is required")
+	if *netns == "" {
+		log.Fatal("canwire: -netns is required")
 	}
-	if *end == "" {
-		*end = "vxcan" + strconv.Itoa(*pid)
-	}
-	if err := wire(*pid, *bus, *inside, *end); err != nil {
+	if err := wire(*netns, *bus, *inside, *end); err != nil {
 		// The kernel's own words, when it refused: its extended ack.
 		var ke *nl.KernelError
 		if errors.As(err, &ke) && ke.Message != "" {
@@ -46,8 +42,8 @@ func main() {
 	}
 }
 
-func wire(pid int, bus, inside, end string) (err error) {
-	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+func wire(netns, bus, inside, end string) (err error) {
+	ns, err := os.Open(netns)
 	if err != nil {
 		return err
 	}
@@ -96,6 +92,6 @@ func wire(pid int, bus, inside, end string) (err error) {
 			return err
 		}
 	}
-	fmt.Printf("%s in process %d's namespace <-> %s (host end %s)\n", inside, pid, bus, end)
+	fmt.Printf("%s in %s <-> %s (host end %s)\n", inside, netns, bus, end)
 	return nil
 }
