@@ -1,17 +1,22 @@
 # kanto-can build and test entry points.
 #
 #   make build          static kanto-can and kanto-can-daemon binaries in out/bin/
-#   make setup          host packages + guest kernel for the test VM (root)
+#   make setup          host packages + guest kernel(s) for the test VM (root)
 #   make unit           vet + unit tests on the host, with the race detector
 #   make kernel-tests   tests tagged "kernel", run in a QEMU guest (test/vm/)
-#   make test           all of the above, in order
+#   make test           unit, then the kernel matrix: every kernel test on 6.1,
+#                       and on 6.12 all but the slow packages (MATRIX_SKIP_PKGS);
+#                       with KERNEL=NAME: unit, then every kernel test on NAME
 #   make demo           the end-to-end demo in the guest (package demo)
 #   make bench          benchmarks in the guest (test/bench), figures printed
 #   make soak           the daemon soak test, SOAK_CYCLES (1000) container starts
 #
-# Kernel tests: KERNEL_PKGS=./internal/foo limits the packages, KERNEL_TEST_DIR
+# Kernel tests: KERNEL_PKGS=./internal/foo limits the packages,
+# KERNEL_SKIP_PKGS='./test/kanto ./test/bench' leaves some out, KERNEL_TEST_DIR
 # moves the test binaries (for parallel runs),
 # KERNEL_TEST_FLAGS='-test.run=TestX' is passed to every test binary.
+# KERNEL=6.1|6.1-rt|6.12 picks the guest kernel (Debian's; default 6.1) for
+# kernel-tests, demo, bench and soak, and makes make test run one kernel.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -25,7 +30,20 @@ KERNEL_TEST_DIR ?= $(OUT)/kernel-tests
 KANTO_DIR := .cache/kanto
 # Packages with *_test.go files behind the "kernel" build tag (all by default).
 KERNEL_PKGS ?= ./...
+KERNEL_SKIP_PKGS ?=
 export KERNEL_TEST_FLAGS
+
+# The guest kernel (test/vm/run.sh --kernel). make test without KERNEL runs
+# the matrix: 6.1 with every kernel package, then MATRIX_KERNEL without
+# MATRIX_SKIP_PKGS (real containers and Kanto, benchmarks: the slow ones).
+ifeq ($(origin KERNEL),undefined)
+TEST_MATRIX := 1
+endif
+KERNEL ?= 6.1
+MATRIX_KERNEL ?= 6.12
+MATRIX_SKIP_PKGS ?= ./test/kanto ./test/bench
+# What make setup fetches: the kernels make test will use.
+SETUP_KERNELS ?= $(if $(TEST_MATRIX),6.1 $(MATRIX_KERNEL),$(KERNEL))
 
 # The guest's time limit for kernel-tests (seconds).
 KERNEL_TEST_TIMEOUT ?= 1800
@@ -33,7 +51,7 @@ KERNEL_TEST_TIMEOUT ?= 1800
 .PHONY: build setup unit kernel-tests test demo bench soak
 
 # One guest run of every kernel test binary in $(KERNEL_TEST_DIR).
-KERNEL_TESTS_IN_GUEST = test/vm/run.sh --timeout $(KERNEL_TEST_TIMEOUT) --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
+KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TEST_TIMEOUT) --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
 		--env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) $(if $(SOAK_CYCLES),--env KANTO_CAN_SOAK_CYCLES=$(SOAK_CYCLES)) \
 		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) --env KANTO_CAN_FAULT_BIN=$(abspath $(OUT)/fault/kanto-can) \
 		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
@@ -44,7 +62,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/kanto-can-daemon ./cmd/kanto-can-daemon
 
 setup:
-	test/vm/setup-host.sh
+	test/vm/setup-host.sh $(SETUP_KERNELS)
 
 # Host tests with the race detector (it needs cgo: gcc, from make setup).
 # The library example is a module of its own: it must build against the
@@ -64,8 +82,9 @@ kernel-tests: build
 	# kanto-can with fault points armed (package internal/fault), for tests
 	# that kill it half way.
 	CGO_ENABLED=0 $(GO) build -trimpath -tags faultinject -o $(OUT)/fault/kanto-can ./cmd/kanto-can
-	@n=0; \
+	@n=0; skip=" $(if $(strip $(KERNEL_SKIP_PKGS)),$$($(GO) list -tags kernel $(KERNEL_SKIP_PKGS) | tr '\n' ' ')) "; \
 	while read -r pkg dir files; do \
+		if [[ $$skip == *" $$pkg "* ]]; then echo "kernel tests left out: $$pkg"; continue; fi; \
 		for f in $$files; do \
 			if grep -qE '^//go:build .*\bkernel\b' "$$dir/$$f"; then \
 				name=$$(echo "$$pkg" | sed 's|^github.com/kanto-can/kanto-can/||; s|[/.]|_|g'); \
@@ -85,13 +104,18 @@ kernel-tests: build
 
 test: setup
 	$(MAKE) unit
+ifdef TEST_MATRIX
+	$(MAKE) kernel-tests KERNEL=6.1
+	$(MAKE) kernel-tests KERNEL=$(MATRIX_KERNEL) KERNEL_SKIP_PKGS='$(MATRIX_SKIP_PKGS)'
+else
 	$(MAKE) kernel-tests
+endif
 
 # The demo is a kernel-tagged Go test (package demo), so `make test` runs it too.
 demo: setup build
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/canapp ./test/canapp
 	CGO_ENABLED=0 $(GO) test -c -tags kernel -o $(OUT)/demo.test ./demo
-	cd demo && ../test/vm/run.sh --kvaser 2 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 --env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
+	cd demo && ../test/vm/run.sh --kernel $(KERNEL) --kvaser 2 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 --env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
 		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) -- $(abspath $(OUT)/demo.test) -test.run '^TestDemo$$'
 
 # One guest run: the benchmark binary plus a no-op Go binary (the floor).
@@ -107,7 +131,7 @@ bench: setup build
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/canapp ./test/canapp
 	CGO_ENABLED=0 $(GO) test -c -tags kernel -o $(OUT)/bench/bench.test ./test/bench
 	echo "$(abspath test/bench)" >$(OUT)/bench/bench.dir
-	test/vm/run.sh --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 --env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
+	test/vm/run.sh --kernel $(KERNEL) --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 --env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
 		--env KANTO_CAN_NOOP_BIN=$(abspath $(OUT)/bench/noop) --env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
 		$(if $(BENCH),--env BENCH='$(BENCH)') \
 		-- test/bench/run-in-guest.sh $(abspath $(OUT)/bench/bench.test) $(BENCH_TIME) $(BENCH_TIME_CONTAINERS)

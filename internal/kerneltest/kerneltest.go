@@ -22,13 +22,16 @@ const (
 
 // Require fails the test unless it runs inside the test VM (KANTO_CAN_GUEST=1).
 // Kernel tests create interfaces, namespaces and gateway rules as root: they
-// must never run on a development host by accident.
+// must never run on a development host by accident. It also requires the
+// modules every kernel test needs (can, can_raw, can_gw, vxcan; see
+// [RequireModules]): a kernel without one skips the test, naming it.
 func Require(tb testing.TB) {
 	tb.Helper()
 	if os.Getenv(EnvGuest) != "1" {
 		tb.Fatalf("kernel test outside the test VM: %s is not 1. Run kernel tests with `make kernel-tests` "+
 			"(they boot a QEMU guest via test/vm/run.sh), not directly on this machine", EnvGuest)
 	}
+	requireModules(tb, baseModules...)
 }
 
 // Binary returns the path of the kanto-can binary under test ($KANTO_CAN_BIN).

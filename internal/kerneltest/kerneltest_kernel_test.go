@@ -242,3 +242,23 @@ func waitLinkGone(t *testing.T, name string, timeout time.Duration) {
 		}
 	}
 }
+
+// RequireModules: a module the kernel has is loaded (and shows in
+// /sys/module); one it does not have skips the test, naming the module,
+// rather than failing it or letting it pass.
+func TestRequireModules(t *testing.T) {
+	kerneltest.RequireModules(t, "can-bcm") // a dash, as modprobe allows
+	if _, err := os.Stat("/sys/module/can_bcm"); err != nil {
+		t.Errorf("after RequireModules(can-bcm): %v", err)
+	}
+	var sub *testing.T
+	var reached bool
+	t.Run("missing", func(t *testing.T) {
+		sub = t
+		kerneltest.RequireModules(t, "can", "kanto_can_no_such_module")
+		reached = true
+	})
+	if !sub.Skipped() || reached {
+		t.Errorf("a module the kernel does not have: skipped %v, went on after it %v; want a skip", sub.Skipped(), reached)
+	}
+}

@@ -37,7 +37,7 @@ func routeHandle(tb testing.TB) *netlink.Handle {
 // inside [NS.Do] to create it in another one.
 func VCAN(tb testing.TB, name string, mtu int) int {
 	tb.Helper()
-	Require(tb)
+	RequireModules(tb, "vcan")
 	if mtu != MTUClassic && mtu != MTUFD {
 		tb.Fatalf("VCAN %s: mtu %d, want %d (classic) or %d (FD)", name, mtu, MTUClassic, MTUFD)
 	}
@@ -101,7 +101,7 @@ func Ifindex(tb testing.TB, name string) int {
 // call it before attaching anything to the bus.
 func Kvaser(tb testing.TB) (bus, ecu string) {
 	tb.Helper()
-	Require(tb)
+	RequireModules(tb, "kvaser_pci")
 	bus, ecu = "can0", "can1"
 	h := routeHandle(tb)
 	tb.Cleanup(func() { h.Close() })

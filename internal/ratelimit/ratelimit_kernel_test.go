@@ -36,7 +36,8 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	kerneltest.Require(t)
+	// tc's ingress qdisc, matchall filter and police action.
+	kerneltest.RequireModules(t, "sch_ingress", "cls_matchall", "act_police")
 	e := &env{ns: kerneltest.NewNS(t), limitedIf: "kcanrl0", unlimitedI: "kcanrl1"}
 	e.bus = kerneltest.VCAN(t, "kt-rlbus", kerneltest.MTUClassic)
 	f, err := os.Open(e.ns.Path())

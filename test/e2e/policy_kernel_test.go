@@ -158,7 +158,7 @@ func TestPolicyDeniesAndKeepsState(t *testing.T) {
 // the bus (within 10%, plus at most the burst), while a second container's
 // frames on the same bus all arrive.
 func TestPolicyRateLimit(t *testing.T) {
-	kerneltest.Require(t)
+	kerneltest.RequireModules(t, "sch_ingress", "cls_matchall", "act_police")
 	kerneltest.VCAN(t, "ratebus", 16)
 	limited := writePolicy(t, `{"buses": {"ratebus": {}}, "default": {"buses": {"ratebus": {"tx_rate": {"frames_per_second": 100, "burst": 10}}}}}`)
 	unlimited := writePolicy(t, `{"buses": {"ratebus": {}}, "default": {"buses": {"ratebus": {}}}}`)

@@ -7,7 +7,8 @@
 # with the package's source directory: the binary runs there, as under go test.
 # Extra flags for every binary come from $KERNEL_TEST_FLAGS (e.g. -test.run=Foo).
 # Ends with one line "kernel: N passed, M failed[, K skipped]" counting top-level
-# tests. Fails if a binary fails or if no test passed at all.
+# tests, after one naming the kernel and the time taken. Fails if a binary
+# fails or if no test passed at all.
 set -uo pipefail
 
 dir=${1:?usage: run-kernel-tests.sh DIR}
@@ -54,7 +55,7 @@ for bin in "${bins[@]}"; do
 done
 
 echo
-echo "kernel test binaries:"
+echo "kernel test binaries on ${KANTO_CAN_KERNEL:-this kernel} ($(uname -r)), ${SECONDS}s:"
 printf '  %s\n' "${results[@]}"
 [[ $pass -gt 0 ]] || echo "  no test passed (ran no test?): that is a failure"
 summary="kernel: $pass passed, $fail failed"

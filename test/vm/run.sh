@@ -2,7 +2,7 @@
 # Boot Debian's kernel under QEMU and run one command inside it, as root, in the
 # guest's initial network namespace, with the caller's working directory.
 #
-#   test/vm/run.sh [--kvaser N] [--timeout S] [--env K=V]... [--mem MB] [--smp N] -- CMD [ARGS...]
+#   test/vm/run.sh [--kernel NAME] [--kvaser N] [--timeout S] [--env K=V]... [--mem MB] [--smp N] -- CMD [ARGS...]
 #
 # Why a VM: the host kernel may lack CAN entirely (and KVM), so every test that
 # needs vcan/vxcan/can-gw or a CAN controller runs in a guest under software
@@ -15,11 +15,14 @@
 # 124 on timeout, 126 if the guest hung (a kernel soft lockup, a rare hang of
 # QEMU's software emulation: run again), and non-zero if the guest dies
 # without reporting one.
-# Requires test/vm/setup-host.sh to have run (kernel in .cache/vm/).
+# --kernel picks the guest kernel of the matrix: 6.1 (Debian 12's, the
+# default), 6.1-rt (PREEMPT_RT) or 6.12; $KANTO_CAN_KERNEL is the default's
+# default. Requires test/vm/setup-host.sh NAME to have run (the kernel in
+# .cache/vm/NAME/). The guest sees the name as $KANTO_CAN_KERNEL.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cache="$repo/.cache/vm"
+vmcache="$repo/.cache/vm"
 share="$repo/out/vm-share"
 
 die() { echo "run.sh: $*" >&2; exit 2; }
@@ -28,10 +31,11 @@ usage() {
 	exit 2
 }
 
-kvaser=2 timeout=600 mem=1024 smp=2
+kvaser=2 timeout=600 mem=1024 smp=2 kname=${KANTO_CAN_KERNEL:-6.1}
 envs=()
 while [[ $# -gt 0 ]]; do
 	case $1 in
+	--kernel) kname=${2:?}; shift 2 ;;
 	--kvaser) kvaser=${2:?}; shift 2 ;;
 	--timeout) timeout=${2:?}; shift 2 ;;
 	--env) [[ ${2:-} == [A-Za-z_]*=* ]] || die "--env wants KEY=VALUE, got '${2:-}'"; envs+=("$2"); shift 2 ;;
@@ -47,11 +51,15 @@ for n in "$kvaser" "$timeout" "$mem" "$smp"; do
 	[[ $n =~ ^[0-9]+$ ]] || die "numeric option expected, got '$n'"
 done
 
-[[ -s $cache/kernel-version ]] || die "no guest kernel in .cache/vm: run test/vm/setup-host.sh (make setup) first"
+[[ $kname =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || die "--kernel wants a name like 6.1, got '$kname'"
+# Per kernel: the unpacked package, its version, the initramfs built from it.
+cache="$vmcache/$kname"
+[[ -s $cache/kernel-version ]] ||
+	die "no guest kernel $kname in .cache/vm/$kname: run test/vm/setup-host.sh $kname (make setup KERNEL=$kname) first"
 kver=$(cat "$cache/kernel-version")
 kroot="$cache/root"
 kernel="$kroot/boot/vmlinuz-$kver"
-[[ -f $kernel ]] || die "missing $kernel: run test/vm/setup-host.sh again"
+[[ -f $kernel ]] || die "missing $kernel: run test/vm/setup-host.sh $kname again"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found: run test/vm/setup-host.sh"
 [[ -x /bin/busybox ]] || die "/bin/busybox not found (busybox-static): run test/vm/setup-host.sh"
 [[ $repo != *[[:space:]]* ]] || die "the repo path must not contain white space (it goes on the kernel command line)"
@@ -130,9 +138,9 @@ fi
 # Job script: stage 2, runs as PID 1 in the guest with the host's bash.
 # It lives in .cache/vm/jobs/ so the guest sees it through the 9p root.
 # ---------------------------------------------------------------------------
-mkdir -p "$cache/jobs" "$share"
-job=$(mktemp "$cache/jobs/job.XXXXXXXX")
-status=$(mktemp "$cache/jobs/status.XXXXXXXX")
+mkdir -p "$vmcache/jobs" "$share"
+job=$(mktemp "$vmcache/jobs/job.XXXXXXXX")
+status=$(mktemp "$vmcache/jobs/status.XXXXXXXX")
 lockup="$status.lockup" # made when the guest's kernel reports a soft lockup
 trap 'rm -f "$job" "$status" "$lockup"' EXIT
 # A per-run nonce: CMD's own output cannot produce the exit marker by accident.
@@ -182,6 +190,7 @@ stty -F /dev/console -onlcr 2>/dev/null
 EOF
 	cat <<EOF
 kver=$(q "$kver")
+export KANTO_CAN_KERNEL=$(q "$kname")
 kmods=$(q "$kroot/lib/modules/$kver")
 repo=$(q "$repo")
 share=$(q "$share")
@@ -204,10 +213,16 @@ mount --bind "$kmods" "/lib/modules/$kver" || fatal "bind-mount the guest kernel
 mount -t 9p -o trans=virtio,version=9p2000.L,cache=mmap,msize=512000 vmshare "$share" ||
 	fatal "mount the writable share at $share"
 # One modprobe for all: every process start is expensive under emulation.
-# can_gw keeps its default parameters (max_hops=1).
+# can_gw keeps its default parameters (max_hops=1). A module this kernel does
+# not have (no .ko, not built in) is said here and left to the tests, which
+# skip naming it (kerneltest.RequireModules); any other failure is fatal.
 mods=(can can_raw can_gw vcan vxcan can_dev sja1000 kvaser_pci sch_ingress cls_matchall act_police)
-if ! modprobe -a "${mods[@]}"; then
-	for m in "${mods[@]}"; do modprobe "$m" || fatal "modprobe $m failed"; done
+if ! modprobe -q -a "${mods[@]}" 2>/dev/null; then
+	for m in "${mods[@]}"; do
+		modprobe "$m" && continue
+		modinfo "$m" >/dev/null 2>&1 || { echo "vm: kernel $kver has no module $m: tests that need it skip"; continue; }
+		fatal "modprobe $m failed"
+	done
 fi
 # Optional: not every kernel has these. bridge and veth: Kanto's default
 # network (libnetwork's bridge kanto-cm0).

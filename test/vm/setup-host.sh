@@ -2,8 +2,10 @@
 # Prepare this machine for the QEMU-based kernel tests (run as root; idempotent).
 #  - installs the host tools the guest needs (the guest sees the host's root over 9p,
 #    so every binary a test uses inside the guest must exist on the host);
-#  - fetches Debian's current amd64 kernel into <repo>/.cache/vm/ (the host kernel
+#  - fetches Debian's guest kernels into <repo>/.cache/vm/<name>/ (the host kernel
 #    may have no CAN support at all, the guest kernel has every CAN module).
+#
+#   test/vm/setup-host.sh [KERNEL...]   KERNEL: 6.1 (default), 6.1-rt, 6.12, or all
 # Quiet on success; prints a reason and exits non-zero on failure.
 set -euo pipefail
 
@@ -11,6 +13,15 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache="$repo/.cache/vm"
 
 die() { echo "setup-host: $*" >&2; exit 1; }
+
+# The guest kernels to fetch: names of the matrix (default 6.1), or "all".
+all_kernels=(6.1 6.1-rt 6.12)
+kernels=("$@")
+[[ ${#kernels[@]} -gt 0 ]] || kernels=(6.1)
+[[ ${kernels[*]} != all ]] || kernels=("${all_kernels[@]}")
+for k in "${kernels[@]}"; do
+	[[ " ${all_kernels[*]} " == *" $k "* ]] || die "unknown guest kernel '$k': one of ${all_kernels[*]} (or all)"
+done
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (installs packages)"
 command -v apt-get >/dev/null || die "apt-get not found: a Debian/Ubuntu host is required"
@@ -49,6 +60,7 @@ declare -A want=(
 	[xz-utils]=/usr/bin/xz # newer Debian kernels ship .ko.xz modules
 	[gcc]=/usr/bin/gcc     # cgo, for the race detector of make unit
 	[libc6-dev]=/usr/include/stdio.h
+	[systemd]=/lib/systemd/systemd # the daemon's unit under systemd in the guest (test/systemd)
 )
 missing=()
 for pkg in "${!want[@]}"; do
@@ -64,16 +76,76 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 	quiet apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# The guest kernel. The package name changes with Debian's updates: resolve it now.
-mkdir -p "$cache"
-if [[ ! -s $cache/kernel-version ]] || [[ ! -d $cache/root/lib/modules/$(cat "$cache/kernel-version") ]]; then
-	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-	if [[ -z $pkg ]]; then
-		apt_update_once
-		pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+# The guest kernels. Each name of the matrix has its own cache directory,
+# .cache/vm/<name>/ (root/ with the unpacked package, kernel-version), and
+# is fetched once. The package name changes with Debian's updates: it is
+# resolved now, through a meta package, and checked against the name.
+#   6.1     linux-image-amd64 (Debian 12's kernel)
+#   6.1-rt  linux-image-rt-amd64 (the same with PREEMPT_RT)
+#   6.12    linux-image-6.12-amd64 (Debian 12's security archive carries
+#           Debian 13's kernel), else linux-image-amd64 from
+#           bookworm-backports (a source this script adds if it must)
+kernel_metas() {
+	case $1 in
+	6.1) echo linux-image-amd64 ;;
+	6.1-rt) echo linux-image-rt-amd64 ;;
+	6.12) echo linux-image-6.12-amd64 linux-image-amd64 ;;
+	*) return 1 ;;
+	esac
+}
+# The package's version (uname -r) must say it is that kernel.
+kernel_matches() { # NAME VERSION
+	case $1 in
+	6.1) [[ $2 == 6.1.* && $2 != *-rt-* ]] ;;
+	6.1-rt) [[ $2 == 6.1.*-rt-* ]] ;;
+	6.12) [[ $2 == 6.12.* && $2 != *-rt-* ]] ;;
+	esac
+}
+# The linux-image-<version> package a meta package depends on, from the
+# candidate version; empty if apt knows no such package. [-t RELEASE] META
+resolve_meta() {
+	{ apt-cache "${@:1:$#-1}" depends "${@: -1}" 2>/dev/null || true; } |
+		awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+# Debian 12 without a 6.12 kernel in its sources: add bookworm-backports,
+# once (the file is left for the next run), and say so.
+backports_list=/etc/apt/sources.list.d/kanto-can-bookworm-backports.list
+add_backports() {
+	[[ $(. /etc/os-release && echo "${VERSION_CODENAME:-}") == bookworm ]] || return 1
+	if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		echo "setup-host: adding bookworm-backports to apt's sources ($backports_list) for the 6.12 guest kernel" >&2
+		echo "deb http://deb.debian.org/debian bookworm-backports main" >"$backports_list"
 	fi
-	[[ -n $pkg ]] || die "cannot resolve the kernel package behind linux-image-amd64: Debian's amd64 kernel must be in the apt sources"
+	quiet apt-get update
+	updated=1
+}
 
+fetch_kernel() { # NAME
+	local name=$1 kcache=$cache/$1 pkg='' meta ver tmp
+	if [[ -s $kcache/kernel-version && -d $kcache/root/lib/modules/$(cat "$kcache/kernel-version") ]]; then
+		return 0
+	fi
+	for attempt in cached updated backports; do
+		case $attempt in
+		updated) [[ $updated -eq 0 ]] || continue; apt_update_once ;;
+		backports) [[ $name == 6.12 ]] && add_backports || break ;;
+		esac
+		for meta in $(kernel_metas "$name"); do
+			if [[ $attempt == backports ]]; then
+				pkg=$(resolve_meta -t bookworm-backports "$meta")
+			else
+				pkg=$(resolve_meta "$meta")
+			fi
+			# linux-image-6.1.0-57-amd64 -> 6.1.0-57-amd64 is uname -r.
+			if [[ -n $pkg ]] && kernel_matches "$name" "${pkg#linux-image-}"; then
+				break 2
+			fi
+			pkg=''
+		done
+	done
+	[[ -n $pkg ]] || die "no Debian package for guest kernel $name (tried $(kernel_metas "$name" | tr ' ' ,)): Debian's kernels must be in the apt sources"
+
+	mkdir -p "$kcache"
 	tmp=$(mktemp -d "$cache/fetch.XXXXXX")
 	trap 'rm -f "$log"; rm -rf "$tmp"' EXIT
 	# apt-get download drops privileges to _apt: the directory must be writable by it.
@@ -85,15 +157,31 @@ if [[ ! -s $cache/kernel-version ]] || [[ ! -d $cache/root/lib/modules/$(cat "$c
 	quiet dpkg -x "$tmp"/"$pkg"_*.deb "$tmp/root"
 	ver=$(ls "$tmp/root/lib/modules" | head -n1)
 	[[ -n $ver && -f $tmp/root/boot/vmlinuz-$ver ]] || die "unexpected layout in $pkg: no /boot/vmlinuz-<ver>"
+	kernel_matches "$name" "$ver" || die "$pkg holds kernel $ver, not $name"
 	# Module dependency maps are generated by the package's postinst normally.
 	quiet depmod -b "$tmp/root" "$ver"
-	rm -rf "$cache/root"
-	mv "$tmp/root" "$cache/root"
-	ln -sf "root/boot/vmlinuz-$ver" "$cache/vmlinuz"
-	echo "$ver" >"$cache/kernel-version.tmp"
-	mv "$cache/kernel-version.tmp" "$cache/kernel-version"
+	rm -rf "$kcache/root"
+	mv "$tmp/root" "$kcache/root"
+	ln -sfn "root/boot/vmlinuz-$ver" "$kcache/vmlinuz"
+	echo "$ver" >"$kcache/kernel-version.tmp"
+	mv "$kcache/kernel-version.tmp" "$kcache/kernel-version"
 	rm -rf "$tmp"
+	trap 'rm -f "$log"' EXIT
+}
+
+mkdir -p "$cache"
+# The cache's former layout (one kernel, Debian's 6.1, in .cache/vm/ itself)
+# becomes .cache/vm/6.1/ rather than being fetched again.
+if [[ -s $cache/kernel-version && -d $cache/root && ! -e $cache/6.1 ]] &&
+	kernel_matches 6.1 "$(cat "$cache/kernel-version")"; then
+	mkdir -p "$cache/6.1"
+	mv "$cache/root" "$cache/kernel-version" "$cache/6.1/"
+	ln -sfn "root/boot/vmlinuz-$(cat "$cache/6.1/kernel-version")" "$cache/6.1/vmlinuz"
+	rm -f "$cache/vmlinuz" "$cache/initramfs.cpio" "$cache/initramfs.stamp"
 fi
+for k in "${kernels[@]}"; do
+	fetch_kernel "$k"
+done
 
 # Eclipse Kanto container-management and kanto-cm, for the tests and the demo
 # that run the real Kanto in the guest. They come as xz-compressed static

@@ -136,6 +136,8 @@ func Start(tb testing.TB, opts ...Option) *Kanto {
 		opt(&o)
 	}
 	bin, cli := Binaries(tb)
+	// Kanto's default network: libnetwork's bridge kanto-cm0, veth pairs.
+	kerneltest.RequireModules(tb, "bridge", "veth")
 	for _, p := range []string{HomeDir, filepath.Dir(Socket)} {
 		if _, err := os.Stat(p); err == nil {
 			tb.Fatalf("%s exists: another Kanto runs, or one was left behind", p)
