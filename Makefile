@@ -54,6 +54,7 @@ KERNEL_TEST_TIMEOUT ?= 1800
 KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TEST_TIMEOUT) --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
 		--env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) $(if $(SOAK_CYCLES),--env KANTO_CAN_SOAK_CYCLES=$(SOAK_CYCLES)) \
 		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) --env KANTO_CAN_FAULT_BIN=$(abspath $(OUT)/fault/kanto-can) \
+		--env KANTO_CAN_CANWIRE=$(abspath $(OUT)/bin/canwire) \
 		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
 		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
 
@@ -79,6 +80,8 @@ kernel-tests: build
 	rm -rf $(KERNEL_TEST_DIR)
 	mkdir -p $(KERNEL_TEST_DIR)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/canapp ./test/canapp
+	# The library example, a module of its own (test/e2e runs it).
+	cd examples/library && CGO_ENABLED=0 $(GO) build -trimpath -o $(abspath $(OUT)/bin/canwire) .
 	# kanto-can with fault points armed (package internal/fault), for tests
 	# that kill it half way.
 	CGO_ENABLED=0 $(GO) build -trimpath -tags faultinject -o $(OUT)/fault/kanto-can ./cmd/kanto-can
