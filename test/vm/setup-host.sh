@@ -61,6 +61,8 @@ declare -A want=(
 	[gcc]=/usr/bin/gcc     # cgo, for the race detector of make unit
 	[libc6-dev]=/usr/include/stdio.h
 	[systemd]=/lib/systemd/systemd # the daemon's unit under systemd in the guest (test/systemd)
+	[mosquitto]=/usr/sbin/mosquitto           # the MQTT broker of the Ditto tests (test/ditto)
+	[mosquitto-clients]=/usr/bin/mosquitto_sub # a witness on the broker in the Ditto tests
 )
 missing=()
 for pkg in "${!want[@]}"; do
