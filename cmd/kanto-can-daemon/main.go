@@ -49,7 +49,12 @@ containerd reports that a task of a watched namespace exited or was deleted:
 
 Links and rules kanto-can did not make are never touched. Metrics (Prometheus
 text format) are served at /metrics on --metrics-address. The daemon is
-optional: kanto-can's hooks attach and detach correctly without it.`,
+optional: kanto-can's hooks attach and detach correctly without it.
+
+With --ditto it also shows the CAN state to the fleet backend as Eclipse
+Ditto features of the device's thing (CANManager, CANBus:<ifname>,
+CANMetrics), over Kanto's local MQTT broker (--mqtt-broker), as Kanto's own
+components do. Read-only: nothing is attached or detached from the cloud.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -59,6 +64,11 @@ optional: kanto-can's hooks attach and detach correctly without it.`,
 				return err
 			}
 			cfg.Log = log
+			if cfg.Ditto.Enabled {
+				if err := cfg.Ditto.Validate(); err != nil {
+					return err
+				}
+			}
 			cfg.Namespaces = nil
 			for _, ns := range strings.Split(namespaces, ",") {
 				if ns = strings.TrimSpace(ns); ns != "" {
@@ -77,6 +87,11 @@ optional: kanto-can's hooks attach and detach correctly without it.`,
 	f.DurationVar(&cfg.AuditInterval, "audit-interval", cfg.AuditInterval, "how often to count the gateway rules of our host ends, to restore rules another tool removed (0: never)")
 	f.StringVar(&cfg.Kanto.Dir, "kanto-meta", cfg.Kanto.Dir, "Kanto's container records (metrics show containers' Kanto names)")
 	f.StringVar(&cfg.Metrics, "metrics-address", cfg.Metrics, `where to serve metrics: HOST:PORT or unix:PATH ("" for none)`)
+	f.BoolVar(&cfg.Ditto.Enabled, "ditto", false, "publish the CAN state as Ditto features over Kanto's local MQTT broker (off by default)")
+	f.StringVar(&cfg.Ditto.Broker, "mqtt-broker", cfg.Ditto.Broker, "with --ditto: the local MQTT broker (Kanto's mosquitto)")
+	f.StringVar(&cfg.Ditto.ClientID, "mqtt-client-id", cfg.Ditto.ClientID, "with --ditto: the MQTT client id")
+	f.StringVar(&cfg.Ditto.ThingID, "thing-id", cfg.Ditto.ThingID, `with --ditto: the thing's id, NAMESPACE:NAME ("": ask suite-connector on edge/thing/request)`)
+	f.DurationVar(&cfg.Ditto.Poll, "ditto-poll", cfg.Ditto.Poll, "with --ditto: how often to look for changes no event reports (a controller's error state)")
 	f.StringVar(&logFormat, "log-format", logFormat, "log format: text or json (both one record per line, on stderr)")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: debug, info, warn or error")
 	return cmd

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/ditto"
 	"github.com/kanto-can/kanto-can/internal/kanto"
 	"github.com/kanto-can/kanto-can/internal/record"
+	"github.com/kanto-can/kanto-can/internal/version"
 	"github.com/kanto-can/kanto-can/nl"
 )
 
@@ -36,7 +38,44 @@ type Config struct {
 	// AuditInterval is how often the gateway rules of our host ends are
 	// counted, to notice rules removed by another tool; 0 never.
 	AuditInterval time.Duration
-	Log           *slog.Logger
+	// Ditto publishes the CAN state as Ditto features over Kanto's local
+	// MQTT broker (package ditto); off unless Enabled.
+	Ditto DittoConfig
+	Log   *slog.Logger
+}
+
+// DittoConfig configures the Ditto features (package ditto).
+type DittoConfig struct {
+	Enabled bool
+	// Broker is the local MQTT broker's URL (ditto.DefaultBroker).
+	Broker string
+	// ClientID is the MQTT client id (ditto.DefaultClientID).
+	ClientID string
+	// ThingID is the thing's id; "" asks edge/thing/request.
+	ThingID string
+	// Poll is how often the state is read to notice changes no event
+	// reports (a controller's error state).
+	Poll time.Duration
+}
+
+// Validate checks the configuration of the Ditto features; its errors
+// name the daemon's flags.
+func (c DittoConfig) Validate() error {
+	if err := ditto.ParseBroker(c.Broker); err != nil {
+		return fmt.Errorf("--mqtt-broker %w", err)
+	}
+	if err := ditto.ParseClientID(c.ClientID); err != nil {
+		return fmt.Errorf("--mqtt-client-id: %w", err)
+	}
+	if c.ThingID != "" {
+		if err := ditto.ParseThingID(c.ThingID); err != nil {
+			return fmt.Errorf("--thing-id: %w", err)
+		}
+	}
+	if c.Poll < 100*time.Millisecond {
+		return fmt.Errorf("--ditto-poll %v: at least 100ms", c.Poll)
+	}
+	return nil
 }
 
 // DefaultConfig is the configuration of a daemon on a Kanto device.
@@ -48,6 +87,7 @@ func DefaultConfig() Config {
 		Metrics:       "127.0.0.1:9731",
 		Kanto:         kanto.DefaultStore,
 		AuditInterval: DefaultAuditInterval,
+		Ditto:         DittoConfig{Broker: ditto.DefaultBroker, ClientID: ditto.DefaultClientID, Poll: ditto.DefaultPoll},
 		Log:           slog.Default(),
 	}
 }
@@ -58,6 +98,8 @@ type Daemon struct {
 	log     *slog.Logger
 	host    *attach.Host
 	metrics *metrics
+	// ditto publishes the state as Ditto features; nil when off.
+	ditto *ditto.Agent
 	// The next reconcile: why, and what it must look at. kick wakes the
 	// reconcile loop.
 	mu      sync.Mutex
@@ -85,7 +127,21 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
+	if cfg.Ditto.Enabled {
+		if err := cfg.Ditto.Validate(); err != nil {
+			return err
+		}
+		d.ditto = ditto.New(ditto.Config{
+			ThingID: cfg.Ditto.ThingID, Poll: cfg.Ditto.Poll, Version: version.Version(), Log: cfg.Log,
+			Read: func() (ditto.State, error) {
+				list, buses, err := readState(cfg.Records, cfg.Kanto.Names)
+				return ditto.State{Attachments: list, Buses: buses}, err
+			},
+		})
+		// Its end (ctx done) is not an error of the daemon's.
+		go ditto.Run(ctx, d.ditto, ditto.MQTTConfig{Broker: cfg.Ditto.Broker, ClientID: cfg.Ditto.ClientID, Log: cfg.Log})
+	}
 
 	// Subscribe to link events before the first reconcile, so that no
 	// change falls between the two.
@@ -110,7 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { errc <- d.auditRules(ctx, cfg.AuditInterval) }()
 	}
 	d.log.Info("ready", "records", cfg.Records, "containerd", cfg.Containerd,
-		"namespaces", strings.Join(cfg.Namespaces, ","), "metrics", cfg.Metrics)
+		"namespaces", strings.Join(cfg.Namespaces, ","), "metrics", cfg.Metrics, "ditto", cfg.Ditto.Enabled)
 	for {
 		select {
 		case <-ctx.Done():
@@ -153,6 +209,10 @@ func (d *Daemon) reconcile(why string, scope attach.Scope) {
 	d.metrics.reconciled(rep, err)
 	if err != nil {
 		d.log.Warn("reconcile", "why", why, "err", err)
+	}
+	if d.ditto != nil {
+		d.ditto.ReportError(err)
+		d.ditto.Kick()
 	}
 	if rep.Changed() {
 		// Host ends comma-separated, and only the kinds of change made: one

@@ -67,3 +67,29 @@ func TestListenAddresses(t *testing.T) {
 		t.Fatal("an address without a port was accepted")
 	}
 }
+
+func TestDittoConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Ditto.Validate(); err != nil {
+		t.Errorf("the defaults: %v", err)
+	}
+	if DefaultConfig().Ditto.Enabled {
+		t.Error("Ditto is on by default")
+	}
+	for _, c := range []struct {
+		change func(*DittoConfig)
+		want   string
+	}{
+		{func(c *DittoConfig) { c.Broker = "localhost:1883" }, "--mqtt-broker"},
+		{func(c *DittoConfig) { c.Broker = "tcp://localhost" }, "--mqtt-broker"},
+		{func(c *DittoConfig) { c.ClientID = "connector" }, "--mqtt-client-id"},
+		{func(c *DittoConfig) { c.ThingID = "nonamespace" }, "--thing-id"},
+		{func(c *DittoConfig) { c.Poll = 0 }, "--ditto-poll"},
+	} {
+		cfg := DefaultConfig().Ditto
+		c.change(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%+v: %v, want one line naming %s", cfg, err, c.want)
+		}
+	}
+}

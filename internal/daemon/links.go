@@ -43,6 +43,10 @@ func (d *Daemon) followLinks(ctx context.Context, w *nl.Watcher) error {
 			}
 			if why, scope, ok := linkEvent(seen, m.Header.Type, l); ok {
 				d.request(why, scope)
+			} else if d.ditto != nil && l.IsCAN() {
+				// A bus going up or down, bus-off, a new bitrate: no
+				// reconcile, but the features may change.
+				d.ditto.Kick()
 			}
 		}
 	}

@@ -208,14 +208,20 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 
 // read takes the attachments and their buses from the kernel.
 func (k kernelCollector) read() ([]attach.Attachment, []attach.HostBusStatus, error) {
+	return readState(k.records, k.names)
+}
+
+// readState takes the attachments and their buses from the kernel,
+// through sockets of its own, with the containers' Kanto names.
+func readState(records string, kantoNames func() map[string]string) ([]attach.Attachment, []attach.HostBusStatus, error) {
 	h, err := attach.OpenHostConfig(nl.Config{Poll: true})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer h.Close()
 	// Kanto's records read once for both listings.
-	names := k.names()
-	h.Records, h.Names = k.records, func() map[string]string { return names }
+	names := kantoNames()
+	h.Records, h.Names = records, func() map[string]string { return names }
 	list, err := h.List()
 	if err != nil {
 		return nil, nil, err

@@ -251,29 +251,34 @@ func (a *Agent) look() {
 	a.flush()
 }
 
-// read reads the state and builds the features from it.
+// read reads the state and builds the features from it. When reading
+// fails, CANManager says so (with the modules, which tell why often: no
+// can_gw) and the rest stays as last read.
 func (a *Agent) read() {
 	st, err := a.cfg.Read()
 	if err != nil {
-		a.noteError(fmt.Errorf("reading the kernel's state: %w", err))
-		a.log.Warn("ditto: reading the state", "err", err)
-		if a.desired != nil {
-			a.rebuild(a.state) // the last error changed
+		if a.noteError(fmt.Errorf("reading the kernel's state: %w", err)) {
+			a.log.Warn("ditto: reading the state", "err", err)
 		}
-		return
+		st = a.state
 	}
 	st.Modules = ReadModules(a.cfg.SysModule)
-	a.state = st
+	if err == nil {
+		a.state = st
+	}
 	a.rebuild(st)
 }
 
-// noteError is ReportError without the kick (inside the loop).
-func (a *Agent) noteError(err error) {
+// noteError is ReportError without the kick (inside the loop); it
+// reports whether err is new (not the last error again).
+func (a *Agent) noteError(err error) bool {
 	a.mu.Lock()
-	if a.lastErr == nil || a.lastErr.Message != err.Error() {
-		a.lastErr = &Error{Message: err.Error(), Time: time.Now().Unix()}
+	defer a.mu.Unlock()
+	if a.lastErr != nil && a.lastErr.Message == err.Error() {
+		return false
 	}
-	a.mu.Unlock()
+	a.lastErr = &Error{Message: err.Error(), Time: time.Now().Unix()}
+	return true
 }
 
 func (a *Agent) rebuild(st State) {
@@ -427,7 +432,7 @@ func (a *Agent) sendMetrics() {
 	}
 	st, err := a.cfg.Read()
 	if err != nil {
-		a.log.Warn("ditto: reading counters", "err", err)
+		a.log.Debug("ditto: reading counters", "err", err)
 		return
 	}
 	v, err := json.Marshal(metricsData(st, a.metrics.Filter, time.Now()))

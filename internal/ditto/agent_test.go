@@ -71,14 +71,15 @@ func (f *fakeClient) subscribed() []string {
 
 // kernel is the state the agent reads, changed by tests.
 type kernel struct {
-	mu sync.Mutex
-	st State
+	mu  sync.Mutex
+	st  State
+	err error
 }
 
 func (k *kernel) read() (State, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.st, nil
+	return k.st, k.err
 }
 
 func (k *kernel) set(st State) {
@@ -124,7 +125,10 @@ func start(t *testing.T, cfg Config) *harness {
 	for _, m := range []string{"can", "can_raw", "can_gw", "vxcan"} {
 		os.Mkdir(filepath.Join(mods, m), 0o755)
 	}
-	cfg.Read, cfg.SysModule, cfg.Version = k.read, mods, "v-test"
+	if cfg.Read == nil {
+		cfg.Read = k.read
+	}
+	cfg.SysModule, cfg.Version = mods, "v-test"
 	if cfg.Debounce == 0 {
 		cfg.Debounce = 300 * time.Millisecond
 	}
@@ -651,5 +655,40 @@ func TestSchemasRefuse(t *testing.T) {
 		if sch.Validate(v) == nil {
 			t.Errorf("%s accepts %s", name, bad)
 		}
+	}
+}
+
+// A kernel that cannot be read (no can_gw): CANManager says why, with
+// the modules; once it can, the buses follow and the last error stays.
+func TestReadError(t *testing.T) {
+	k := &kernel{err: fmt.Errorf("the can-gw kernel module is not loaded")}
+	h := start(t, Config{ThingID: "org.example:gw1", Read: k.read, Debounce: 100 * time.Millisecond})
+	h.k = k
+	h.a.Connected()
+	got := h.features(2)
+	var mgr struct {
+		Properties struct{ Status ManagerStatus } `json:"properties"`
+	}
+	json.Unmarshal(got["/features/CANManager"].env.Value, &mgr)
+	m := mgr.Properties.Status
+	if m.LastError == nil || !strings.Contains(m.LastError.Message, "can-gw kernel module is not loaded") || m.LastError.Time == 0 ||
+		!m.Modules["can"] || m.Modules["vcan"] {
+		t.Errorf("CANManager: %s", got["/features/CANManager"].env.Value)
+	}
+	validate(t, "CANManager", got["/features/CANManager"].env.Value)
+	if _, ok := got["/features/CANMetrics"]; !ok {
+		t.Errorf("published %v", keys(got))
+	}
+	k.set(sample())
+	k.mu.Lock()
+	k.err = nil
+	k.mu.Unlock()
+	h.a.Kick()
+	got = h.features(3)
+	if _, ok := got["/features/CANBus:can0"]; !ok {
+		t.Errorf("published %v", keys(got))
+	}
+	if !strings.Contains(string(got["/features/CANManager"].env.Value), "can-gw kernel module") {
+		t.Errorf("the last error went: %s", got["/features/CANManager"].env.Value)
 	}
 }
