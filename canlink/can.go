@@ -64,6 +64,44 @@ type CANInfo struct {
 	DataBitrate uint32
 	// CtrlMode holds the CAN_CTRLMODE_* flags in use (IFLA_CAN_CTRLMODE).
 	CtrlMode uint32
+	// ErrorCounters are the controller's transmit and receive error
+	// counters (IFLA_CAN_BERR_COUNTER); nil when the driver cannot read
+	// them.
+	ErrorCounters *CANErrorCounters
+	// Stats count the controller's error events (IFLA_INFO_XSTATS); nil
+	// when the kernel sent none.
+	Stats *CANDeviceStats
+}
+
+// CANErrorCounters are a CAN controller's error counters (struct
+// can_berr_counter): 96 and more is error-warning, 128 error-passive, a
+// transmit count of 256 bus-off.
+type CANErrorCounters struct {
+	Tx, Rx uint16
+}
+
+// CANDeviceStats count a CAN controller's error events since it was made
+// (struct can_device_stats).
+type CANDeviceStats struct {
+	BusErrors       uint32 // bus errors the controller signalled
+	ErrorWarning    uint32 // changes to error-warning
+	ErrorPassive    uint32 // changes to error-passive
+	BusOff          uint32 // changes to bus-off
+	ArbitrationLost uint32
+	Restarts        uint32 // restarts after bus-off
+}
+
+// sizeofCANDeviceStats is struct can_device_stats: six u32.
+const sizeofCANDeviceStats = 6 * 4
+
+func parseCANDeviceStats(p []byte) (*CANDeviceStats, error) {
+	if len(p) < sizeofCANDeviceStats {
+		return nil, fmt.Errorf("IFLA_INFO_XSTATS: %d bytes, want at least %d", len(p), sizeofCANDeviceStats)
+	}
+	u := func(i int) uint32 { return binary.NativeEndian.Uint32(p[4*i:]) }
+	return &CANDeviceStats{
+		BusErrors: u(0), ErrorWarning: u(1), ErrorPassive: u(2), BusOff: u(3), ArbitrationLost: u(4), Restarts: u(5),
+	}, nil
 }
 
 // FD reports whether the controller runs CAN FD (CAN_CTRLMODE_FD).
@@ -74,6 +112,7 @@ func (c CANInfo) FD() bool { return c.CtrlMode&CANCtrlModeFD != 0 }
 const (
 	sizeofCANBittiming = 32 // struct can_bittiming: eight u32, bitrate first
 	sizeofCANCtrlMode  = 8  // struct can_ctrlmode: u32 mask, u32 flags
+	sizeofCANBerr      = 4  // struct can_berr_counter: u16 txerr, u16 rxerr
 )
 
 // canAttrs are the IFLA_CAN_* attributes parseCANInfo reads: their names,
@@ -87,6 +126,7 @@ var canAttrs = map[uint16]struct {
 	unix.IFLA_CAN_BITTIMING:      {"IFLA_CAN_BITTIMING", sizeofCANBittiming, false},
 	unix.IFLA_CAN_DATA_BITTIMING: {"IFLA_CAN_DATA_BITTIMING", sizeofCANBittiming, false},
 	unix.IFLA_CAN_CTRLMODE:       {"IFLA_CAN_CTRLMODE", sizeofCANCtrlMode, false},
+	unix.IFLA_CAN_BERR_COUNTER:   {"IFLA_CAN_BERR_COUNTER", sizeofCANBerr, false},
 }
 
 // parseCANInfo decodes the IFLA_INFO_DATA of a link of kind "can"
@@ -121,6 +161,8 @@ func parseCANInfo(b []byte) (*CANInfo, error) {
 		case unix.IFLA_CAN_CTRLMODE:
 			// The kernel fills flags only (mask 0).
 			info.CtrlMode = binary.NativeEndian.Uint32(p[4:])
+		case unix.IFLA_CAN_BERR_COUNTER:
+			info.ErrorCounters = &CANErrorCounters{Tx: binary.NativeEndian.Uint16(p), Rx: binary.NativeEndian.Uint16(p[2:])}
 		}
 	}
 	if err := ad.Err(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
@@ -97,5 +98,72 @@ func TestCANControllerInfo(t *testing.T) {
 	kerneltest.VCAN(t, "vcinfo0", 72)
 	if l, err := c.LinkByName("vcinfo0"); err != nil || l.CAN != nil {
 		t.Fatalf("vcan: %+v, %v", l, err)
+	}
+}
+
+// The interface counters and a controller's error counters, against the
+// frames sent and against iproute2: frames from the ECU's controller
+// count as received on the bus's and sent on the ECU's.
+func TestLinkStats(t *testing.T) {
+	bus, ecu := kerneltest.Kvaser(t)
+	c := dial(t)
+	stats := func(name string) (canlink.LinkStats, *canlink.CANInfo) {
+		t.Helper()
+		l, err := c.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Stats == nil || l.CAN == nil {
+			t.Fatalf("%s: stats %v, CAN info %v", name, l.Stats, l.CAN)
+		}
+		return *l.Stats, l.CAN
+	}
+	busBefore, _ := stats(bus)
+	ecuBefore, _ := stats(ecu)
+	recv := kerneltest.Open(t, nil, bus)
+	send := kerneltest.Open(t, nil, ecu)
+	frames := []kerneltest.Frame{{ID: 0x100, Data: []byte{1, 2, 3}}, {ID: 0x101, Data: []byte{4}}, {ID: 0x102}}
+	for _, f := range frames {
+		send.Send(t, f)
+	}
+	recv.Expect(t, frames, 5*time.Second)
+	busAfter, info := stats(bus)
+	ecuAfter, _ := stats(ecu)
+	if d := busAfter.RxPackets - busBefore.RxPackets; d != 3 {
+		t.Errorf("%s: %d frames received, want 3", bus, d)
+	}
+	if d := busAfter.RxBytes - busBefore.RxBytes; d != 4 {
+		t.Errorf("%s: %d bytes received, want 4", bus, d)
+	}
+	if d := ecuAfter.TxPackets - ecuBefore.TxPackets; d != 3 {
+		t.Errorf("%s: %d frames sent, want 3", ecu, d)
+	}
+
+	// iproute2's view of the same counters and of the error counters.
+	out, errOut, code := kerneltest.Run(t, "ip", "-details", "-statistics", "-json", "link", "show", bus)
+	if code != 0 {
+		t.Fatalf("ip link show %s: %s", bus, errOut)
+	}
+	var ip []struct {
+		Stats64 struct {
+			Rx struct{ Packets uint64 } `json:"rx"`
+		} `json:"stats64"`
+		LinkInfo struct {
+			Data struct {
+				Berr *struct{ Tx, Rx uint16 } `json:"berr_counter"`
+			} `json:"info_data"`
+		} `json:"linkinfo"`
+	}
+	if err := json.Unmarshal([]byte(out), &ip); err != nil || len(ip) != 1 {
+		t.Fatalf("ip -json: %v: %s", err, out)
+	}
+	if ip[0].Stats64.Rx.Packets != busAfter.RxPackets {
+		t.Errorf("%s: %d frames received, ip says %d", bus, busAfter.RxPackets, ip[0].Stats64.Rx.Packets)
+	}
+	if e, want := info.ErrorCounters, ip[0].LinkInfo.Data.Berr; e == nil || want == nil || e.Tx != want.Tx || e.Rx != want.Rx {
+		t.Errorf("%s: error counters %+v, ip says %+v", bus, e, want)
+	}
+	if info.Stats == nil {
+		t.Errorf("%s: no CAN device stats", bus)
 	}
 }

@@ -18,6 +18,13 @@ func encodeLink(t *testing.T, l Link) nl.Message {
 	ae.String(unix.IFLA_IFALIAS, l.Alias)
 	ae.Uint32(unix.IFLA_LINK, uint32(l.PeerIndex))
 	ae.Int32(unix.IFLA_LINK_NETNSID, int32(l.PeerNetNSID))
+	if s := l.Stats; s != nil {
+		b := make([]byte, 24*8) // the kernel's whole rtnl_link_stats64
+		for i, v := range []uint64{s.RxPackets, s.TxPackets, s.RxBytes, s.TxBytes, s.RxErrors, s.TxErrors, s.RxDropped, s.TxDropped} {
+			binary.NativeEndian.PutUint64(b[8*i:], v)
+		}
+		ae.Bytes(unix.IFLA_STATS64, b)
+	}
 	ae.Nested(unix.IFLA_LINKINFO, func(n *nl.AttributeEncoder) error {
 		n.String(unix.IFLA_INFO_KIND, l.Kind)
 		if l.CAN != nil {
@@ -34,8 +41,21 @@ func encodeLink(t *testing.T, l Link) nl.Message {
 				cm := make([]byte, sizeofCANCtrlMode)
 				binary.NativeEndian.PutUint32(cm[4:], l.CAN.CtrlMode)
 				d.Bytes(unix.IFLA_CAN_CTRLMODE, cm)
+				if e := l.CAN.ErrorCounters; e != nil {
+					b := make([]byte, sizeofCANBerr)
+					binary.NativeEndian.PutUint16(b, e.Tx)
+					binary.NativeEndian.PutUint16(b[2:], e.Rx)
+					d.Bytes(unix.IFLA_CAN_BERR_COUNTER, b)
+				}
 				return nil
 			})
+			if s := l.CAN.Stats; s != nil {
+				b := make([]byte, sizeofCANDeviceStats)
+				for i, v := range []uint32{s.BusErrors, s.ErrorWarning, s.ErrorPassive, s.BusOff, s.ArbitrationLost, s.Restarts} {
+					binary.NativeEndian.PutUint32(b[4*i:], v)
+				}
+				n.Bytes(unix.IFLA_INFO_XSTATS, b)
+			}
 		}
 		return nil
 	})

@@ -34,6 +34,33 @@ type Link struct {
 	// CAN is the controller's state and bit timing for a CAN controller
 	// (Kind "can"); nil for every other kind of link.
 	CAN *CANInfo
+	// Stats are the interface's counters (IFLA_STATS64); nil when the
+	// kernel sent none.
+	Stats *LinkStats
+}
+
+// LinkStats are an interface's counters since it was made, the first eight
+// of struct rtnl_link_stats64. On a CAN interface a packet is a frame.
+type LinkStats struct {
+	RxPackets, TxPackets uint64
+	RxBytes, TxBytes     uint64 // data bytes (the frames' payloads)
+	RxErrors, TxErrors   uint64
+	RxDropped, TxDropped uint64
+}
+
+// sizeofLinkStats is the part of struct rtnl_link_stats64 LinkStats
+// holds: eight u64. Kernels send the whole struct (24 u64 or more).
+const sizeofLinkStats = 8 * 8
+
+func parseLinkStats(p []byte) (*LinkStats, error) {
+	if len(p) < sizeofLinkStats {
+		return nil, fmt.Errorf("IFLA_STATS64: %d bytes, want at least %d", len(p), sizeofLinkStats)
+	}
+	u := func(i int) uint64 { return binary.NativeEndian.Uint64(p[8*i:]) }
+	return &LinkStats{
+		RxPackets: u(0), TxPackets: u(1), RxBytes: u(2), TxBytes: u(3),
+		RxErrors: u(4), TxErrors: u(5), RxDropped: u(6), TxDropped: u(7),
+	}, nil
 }
 
 // IsCAN reports whether the link is a SocketCAN interface of any kind.
@@ -74,7 +101,7 @@ func parseLink(m nl.Message) (Link, error) {
 	}
 	// IFLA_INFO_DATA depends on the kind, which the kernel sends first;
 	// it is decoded after the walk all the same.
-	var infoData []byte
+	var infoData, xstats []byte
 	hasInfoData := false
 	for ad.Next() {
 		switch ad.Type() {
@@ -88,6 +115,12 @@ func parseLink(m nl.Message) (Link, error) {
 			l.PeerIndex = int(ad.Uint32())
 		case unix.IFLA_LINK_NETNSID:
 			l.PeerNetNSID = int(ad.Int32())
+		case unix.IFLA_STATS64:
+			stats, err := parseLinkStats(ad.Bytes())
+			if err != nil {
+				return Link{}, fmt.Errorf("canlink: link %d (%s): %w", l.Index, l.Name, err)
+			}
+			l.Stats = stats
 		case unix.IFLA_LINKINFO:
 			ad.Nested(func(nad *nl.AttributeDecoder) error {
 				for nad.Next() {
@@ -96,6 +129,8 @@ func parseLink(m nl.Message) (Link, error) {
 						l.Kind = nad.String()
 					case unix.IFLA_INFO_DATA:
 						infoData, hasInfoData = nad.Bytes(), true
+					case unix.IFLA_INFO_XSTATS:
+						xstats = nad.Bytes()
 					}
 				}
 				return nil
@@ -108,6 +143,11 @@ func parseLink(m nl.Message) (Link, error) {
 	if l.Kind == "can" && hasInfoData {
 		if l.CAN, err = parseCANInfo(infoData); err != nil {
 			return Link{}, fmt.Errorf("canlink: link %d (%s): CAN info: %w", l.Index, l.Name, err)
+		}
+		if xstats != nil {
+			if l.CAN.Stats, err = parseCANDeviceStats(xstats); err != nil {
+				return Link{}, fmt.Errorf("canlink: link %d (%s): CAN stats: %w", l.Index, l.Name, err)
+			}
 		}
 	}
 	return l, nil

@@ -2,6 +2,7 @@ package canlink
 
 import (
 	"encoding/binary"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -127,7 +128,9 @@ func TestParseLinkCAN(t *testing.T) {
 			if l.CAN == nil {
 				t.Fatal("no CAN info")
 			}
-			if *l.CAN != tc.want {
+			// canInfoData sends txerr 1, rxerr 2.
+			tc.want.ErrorCounters = &CANErrorCounters{Tx: 1, Rx: 2}
+			if !reflect.DeepEqual(*l.CAN, tc.want) {
 				t.Fatalf("CAN info %+v, want %+v", *l.CAN, tc.want)
 			}
 			if l.CAN.FD() != tc.wantFD {
@@ -222,5 +225,55 @@ func TestCANStateString(t *testing.T) {
 		if got := s.String(); got != want {
 			t.Errorf("CANState(%d) = %q, want %q", uint32(s), got, want)
 		}
+	}
+}
+
+// The interface's counters (IFLA_STATS64, the whole struct as the kernel
+// sends it) and a CAN controller's error events (IFLA_INFO_XSTATS).
+func TestParseLinkStats(t *testing.T) {
+	stats := make([]byte, 24*8)
+	for i := range 24 {
+		binary.NativeEndian.PutUint64(stats[8*i:], uint64(100+i))
+	}
+	xstats := make([]byte, sizeofCANDeviceStats)
+	for i := range 6 {
+		binary.NativeEndian.PutUint32(xstats[4*i:], uint32(10+i))
+	}
+	ae := nl.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, "can0")
+	ae.Bytes(unix.IFLA_STATS64, stats)
+	ae.Nested(unix.IFLA_LINKINFO, func(n *nl.AttributeEncoder) error {
+		n.String(unix.IFLA_INFO_KIND, "can")
+		n.Nested(unix.IFLA_INFO_DATA, func(d *nl.AttributeEncoder) error {
+			canInfoData(d, unix.CAN_STATE_ERROR_ACTIVE, 500000, 0, 0)
+			return nil
+		})
+		n.Bytes(unix.IFLA_INFO_XSTATS, xstats)
+		return nil
+	})
+	attrs, err := ae.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := parseLink(nl.Message{Data: append(ifinfomsg(3, unix.IFF_UP, 0), attrs...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStats := LinkStats{RxPackets: 100, TxPackets: 101, RxBytes: 102, TxBytes: 103, RxErrors: 104, TxErrors: 105, RxDropped: 106, TxDropped: 107}
+	if l.Stats == nil || *l.Stats != wantStats {
+		t.Fatalf("Stats = %+v, want %+v", l.Stats, wantStats)
+	}
+	wantCAN := CANDeviceStats{BusErrors: 10, ErrorWarning: 11, ErrorPassive: 12, BusOff: 13, ArbitrationLost: 14, Restarts: 15}
+	if l.CAN == nil || l.CAN.Stats == nil || *l.CAN.Stats != wantCAN {
+		t.Fatalf("CAN stats = %+v, want %+v", l.CAN, wantCAN)
+	}
+
+	// A struct shorter than what is read is an error naming the attribute.
+	ae = nl.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, "can0")
+	ae.Bytes(unix.IFLA_STATS64, stats[:40])
+	attrs, _ = ae.Encode()
+	if _, err := parseLink(nl.Message{Data: append(ifinfomsg(3, 0, 0), attrs...)}); err == nil || !strings.Contains(err.Error(), "IFLA_STATS64: 40 bytes") {
+		t.Fatalf("short IFLA_STATS64: %v", err)
 	}
 }

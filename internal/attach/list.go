@@ -110,6 +110,41 @@ type HostBusStatus struct {
 	// Containers are the attached containers by name (Attachment.Who),
 	// sorted.
 	Containers []string `json:"containers"`
+	// Counters are the bus interface's frame counters; nil when the bus
+	// is gone.
+	Counters *BusCounters `json:"counters,omitempty"`
+	// Errors are a CAN controller's error counters and events; nil for
+	// virtual buses.
+	Errors *BusErrors `json:"errors,omitempty"`
+}
+
+// BusCounters are a host bus interface's counters since it was made
+// (canlink.LinkStats): frames received from and sent to the bus, their
+// data bytes, errors and frames dropped.
+type BusCounters struct {
+	RxFrames  uint64 `json:"rx_frames"`
+	TxFrames  uint64 `json:"tx_frames"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	RxErrors  uint64 `json:"rx_errors"`
+	TxErrors  uint64 `json:"tx_errors"`
+	RxDropped uint64 `json:"rx_dropped"`
+	TxDropped uint64 `json:"tx_dropped"`
+}
+
+// BusErrors are a CAN controller's error counters now (TxErrorCounter,
+// RxErrorCounter: 96 and more is error-warning, 128 error-passive) and
+// its error events since it was made. A counter the driver cannot read is
+// absent (nil).
+type BusErrors struct {
+	TxErrorCounter  *uint16 `json:"tx_error_counter,omitempty"`
+	RxErrorCounter  *uint16 `json:"rx_error_counter,omitempty"`
+	BusErrors       uint32  `json:"bus_errors"`
+	ErrorWarning    uint32  `json:"error_warning"`
+	ErrorPassive    uint32  `json:"error_passive"`
+	BusOff          uint32  `json:"bus_off"`
+	ArbitrationLost uint32  `json:"arbitration_lost"`
+	Restarts        uint32  `json:"restarts"`
 }
 
 // busStatus describes the bus called name; ok false: it does not exist.
@@ -124,8 +159,28 @@ func hostBusStatus(name string, l canlink.Link, ok bool) HostBusStatus {
 		s.State = l.CAN.State.String()
 		s.Bitrate, s.DataBitrate = l.CAN.Bitrate, l.CAN.DataBitrate
 		s.FD = s.FD || l.CAN.FD()
+		s.Errors = busErrors(l.CAN)
+	}
+	if st := l.Stats; st != nil {
+		s.Counters = &BusCounters{
+			RxFrames: st.RxPackets, TxFrames: st.TxPackets, RxBytes: st.RxBytes, TxBytes: st.TxBytes,
+			RxErrors: st.RxErrors, TxErrors: st.TxErrors, RxDropped: st.RxDropped, TxDropped: st.TxDropped,
+		}
 	}
 	return s
+}
+
+func busErrors(c *canlink.CANInfo) *BusErrors {
+	e := &BusErrors{}
+	if c.ErrorCounters != nil {
+		tx, rx := c.ErrorCounters.Tx, c.ErrorCounters.Rx
+		e.TxErrorCounter, e.RxErrorCounter = &tx, &rx
+	}
+	if st := c.Stats; st != nil {
+		e.BusErrors, e.ErrorWarning, e.ErrorPassive, e.BusOff, e.ArbitrationLost, e.Restarts =
+			st.BusErrors, st.ErrorWarning, st.ErrorPassive, st.BusOff, st.ArbitrationLost, st.Restarts
+	}
+	return e
 }
 
 // linksAndEnds dumps the host's links once: every link by name, and the

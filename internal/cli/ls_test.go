@@ -15,6 +15,9 @@ func fields(out string) map[string][]string {
 	rows := map[string][]string{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue // a blank line between tables
+		}
 		rows[f[0]] = f
 	}
 	return rows

@@ -28,7 +28,7 @@ CAN bus through the kernel's CAN gateway (can-gw), using netlink only.`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&configPath, "config", policy.DefaultPath, "the admin's policy file (see docs/policy.md)")
-	root.AddCommand(newAttach(), newDetach(), newLs(), newStatus(), newHook(), newPolicy(), newDaemon())
+	root.AddCommand(newAttach(), newDetach(), newLs(), newStatus(), newTop(), newHook(), newPolicy(), newDaemon())
 	return root
 }
 

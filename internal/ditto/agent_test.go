@@ -93,7 +93,9 @@ func (k *kernel) set(st State) {
 func sample() State {
 	return State{
 		Buses: []attach.HostBusStatus{
-			{Name: "can0", Index: 3, Kind: "can", Up: true, State: "error-active", Bitrate: 500000, MTU: 16, Attachments: 2},
+			{Name: "can0", Index: 3, Kind: "can", Up: true, State: "error-active", Bitrate: 500000, MTU: 16, Attachments: 2,
+				Counters: &attach.BusCounters{RxFrames: 1234, TxFrames: 56, RxBytes: 9872},
+				Errors:   &attach.BusErrors{TxErrorCounter: ptr[uint16](8), RxErrorCounter: ptr[uint16](0), BusErrors: 3}},
 			{Name: "gone0", Index: 0, Attachments: 1},
 			{Name: "vcan0", Index: 5, Kind: "vcan", Up: true, FD: true, MTU: 72, Attachments: 1},
 		},
@@ -109,6 +111,8 @@ func sample() State {
 		},
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 type harness struct {
 	t      *testing.T
@@ -241,7 +245,10 @@ func TestPublishesFeaturesOnTheThingAnswer(t *testing.T) {
 		s.Attachments["netns:2"].Label != "pid 42" || s.Attachments["netns:2"].Direction != "rx" {
 		t.Errorf("CANBus:can0: %s", got["/features/CANBus:can0"].env.Value)
 	}
-	if strings.Contains(string(got["/features/CANBus:can0"].env.Value), "handled") {
+	if s.ErrorCounters == nil || s.ErrorCounters.Tx != 8 || s.ErrorCounters.Rx != 0 {
+		t.Errorf("CANBus:can0 error counters: %s", got["/features/CANBus:can0"].env.Value)
+	}
+	if v := string(got["/features/CANBus:can0"].env.Value); strings.Contains(v, "handled") || strings.Contains(v, "1234") || strings.Contains(v, "9872") {
 		t.Errorf("counters in a twin feature: %s", got["/features/CANBus:can0"].env.Value)
 	}
 	var mgr struct {
@@ -259,7 +266,13 @@ func TestPublishesFeaturesOnTheThingAnswer(t *testing.T) {
 		"/features/CANManager": "CANManager", "/features/CANMetrics": "CANMetrics"} {
 		validate(t, schema, got[path].env.Value)
 	}
-	// Nothing changed: a kick publishes nothing.
+	// Nothing changed but counters: a kick publishes nothing.
+	st := sample()
+	st.Buses[0].Counters.RxFrames += 100
+	st.Buses[0].Errors.BusErrors++
+	st.Attachments[0].Rules[0].Handled += 100
+	st.Attachments[0].TxRate.Dropped++
+	h.k.set(st)
 	h.a.Kick()
 	h.none(500 * time.Millisecond)
 }
@@ -526,6 +539,10 @@ func TestMetrics(t *testing.T) {
 					t.Errorf("ctr-1 on can0: %+v", s.Measurements)
 				}
 			}
+		}
+		if s.Originator == "bus:can0" && !strings.Contains(fmt.Sprint(s.Measurements), "{frames.rx 1234} {frames.tx 56}") ||
+			s.Originator == "bus:can0" && !strings.Contains(fmt.Sprint(s.Measurements), "{controller.tx.error.counter 8}") {
+			t.Errorf("bus can0: %+v", s.Measurements)
 		}
 		if strings.HasPrefix(s.Originator, "bus:gone0") {
 			t.Errorf("a gone bus in the data: %+v", s)
