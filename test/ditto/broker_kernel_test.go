@@ -1,0 +1,314 @@
+//go:build kernel
+
+package ditto
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/kanto-can/kanto-can/internal/ditto"
+)
+
+// broker is a mosquitto started by the test: 127.0.0.1 and a port of its
+// own, anonymous, no persistence, every event logged (the log is a
+// witness: who connected, what they published).
+type broker struct {
+	port int
+	conf string
+	cmd  *exec.Cmd
+	log  *lines
+}
+
+// freePort returns a TCP port free on 127.0.0.1 now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startBroker starts mosquitto on port (0: a free one) until the test ends.
+func startBroker(t *testing.T, port int) *broker {
+	t.Helper()
+	if port == 0 {
+		port = freePort(t)
+	}
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\nlog_dest stdout\nlog_type all\nlog_timestamp false\n", port)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := &broker{port: port, conf: conf, log: newLines()}
+	b.start(t)
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *broker) url() string { return fmt.Sprintf("tcp://127.0.0.1:%d", b.port) }
+
+// start runs mosquitto and waits until it listens (its log says so).
+func (b *broker) start(t *testing.T) {
+	t.Helper()
+	b.cmd = exec.Command("/usr/sbin/mosquitto", "-c", b.conf)
+	out, err := b.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.cmd.Stderr = b.cmd.Stdout
+	if err := b.cmd.Start(); err != nil {
+		t.Fatalf("mosquitto: %v", err)
+	}
+	from := b.log.len()
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			b.log.add(sc.Text())
+		}
+		b.log.add("<exited>")
+	}()
+	l := b.log.await(t, from, wait, func(s string) bool {
+		return strings.Contains(s, "Opening ipv4 listen socket") || s == "<exited>"
+	})
+	if l == "<exited>" {
+		t.Fatalf("mosquitto exited at start: %s", b.log.text())
+	}
+	// The socket is open once it says it opens it and the next line
+	// follows; a dial is the proof.
+	b.log.await(t, from, wait, func(s string) bool { return strings.Contains(s, "running") })
+}
+
+// stop kills mosquitto (SIGKILL: a crash) and waits for its end.
+func (b *broker) stop() {
+	if b.cmd != nil && b.cmd.Process != nil {
+		b.cmd.Process.Kill()
+		b.cmd.Wait()
+		b.cmd = nil
+	}
+}
+
+// lines is a growing list of strings that tests await.
+type lines struct {
+	mu      sync.Mutex
+	all     []string
+	changed chan struct{}
+}
+
+func newLines() *lines { return &lines{changed: make(chan struct{})} }
+
+func (l *lines) add(s string) {
+	l.mu.Lock()
+	l.all = append(l.all, s)
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.mu.Unlock()
+}
+
+func (l *lines) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.all)
+}
+
+func (l *lines) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.all, "\n")
+}
+
+// await returns the first line from index from on that ok accepts.
+func (l *lines) await(t *testing.T, from int, timeout time.Duration, ok func(string) bool) string {
+	t.Helper()
+	s, _ := l.awaitIndex(t, from, timeout, ok)
+	return s
+}
+
+func (l *lines) awaitIndex(t *testing.T, from int, timeout time.Duration, ok func(string) bool) (string, int) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for i := from; ; {
+		l.mu.Lock()
+		for ; i < len(l.all); i++ {
+			if ok(l.all[i]) {
+				s := l.all[i]
+				l.mu.Unlock()
+				return s, i
+			}
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("not seen within %v", timeout)
+		}
+	}
+}
+
+// msg is a message the stand-in received.
+type msg struct {
+	Topic string
+	Raw   string
+	Env   ditto.Envelope
+}
+
+// connector is a stand-in for Kanto's suite-connector: it answers
+// edge/thing/request (and sends the answer unprompted on each connect, as
+// suite-connector does on each cloud reconnect), publishes the retained
+// remote status, and collects the events (e, e/#) and command replies.
+type connector struct {
+	c       mqtt.Client
+	msgs    *lines // JSON of msg
+	answer  string
+	mu      sync.Mutex
+	remote  bool
+	thingRq int
+}
+
+const thingAnswer = `{"deviceId":"org.example:gw1","tenantId":"t-demo","policyId":"org.example:gw1"}`
+
+func startConnector(t *testing.T, b *broker) *connector {
+	t.Helper()
+	k := &connector{msgs: newLines(), answer: thingAnswer, remote: true}
+	collect := func(_ mqtt.Client, m mqtt.Message) {
+		e := msg{Topic: m.Topic(), Raw: string(m.Payload())}
+		json.Unmarshal(m.Payload(), &e.Env)
+		b, _ := json.Marshal(e)
+		k.msgs.add(string(b))
+	}
+	connected := make(chan struct{}, 1)
+	opts := mqtt.NewClientOptions().AddBroker(b.url()).SetClientID("test-connector").SetCleanSession(true).
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
+		SetMaxReconnectInterval(time.Second).SetOrderMatters(false).
+		SetOnConnectHandler(func(c mqtt.Client) {
+			c.SubscribeMultiple(map[string]byte{"e": 1, "e/#": 1, "command///res/#": 1, "command//org.example:gw1/res/#": 1}, collect).Wait()
+			c.Subscribe(ditto.TopicThingRequest, 1, func(c mqtt.Client, _ mqtt.Message) {
+				k.mu.Lock()
+				k.thingRq++
+				k.mu.Unlock()
+				c.Publish(ditto.TopicThingResponse, 0, false, k.answer)
+			}).Wait()
+			k.mu.Lock()
+			remote := k.remote
+			k.mu.Unlock()
+			k.setRemote(c, remote)
+			c.Publish(ditto.TopicThingResponse, 0, false, k.answer)
+			select {
+			case connected <- struct{}{}:
+			default:
+			}
+		})
+	k.c = mqtt.NewClient(opts)
+	k.c.Connect()
+	select {
+	case <-connected:
+	case <-time.After(wait):
+		t.Fatalf("the stand-in connector did not connect to %s", b.url())
+	}
+	t.Cleanup(func() { k.c.Disconnect(100) })
+	return k
+}
+
+// setRemote publishes the retained cloud link status.
+func (k *connector) setRemote(c mqtt.Client, up bool) {
+	k.mu.Lock()
+	k.remote = up
+	k.mu.Unlock()
+	s := fmt.Sprintf(`{"connected":%v,"timestamp":%d}`, up, time.Now().Unix())
+	if !up {
+		s = fmt.Sprintf(`{"connected":false,"timestamp":%d,"cause":"CONNECTION_CLOSED"}`, time.Now().Unix())
+	}
+	c.Publish(ditto.TopicRemoteStatus, 1, true, s).Wait()
+}
+
+// send publishes a command for the root thing.
+func (k *connector) send(t *testing.T, reqID, feature, subject string, headers map[string]any, value any) {
+	t.Helper()
+	env := map[string]any{"topic": "org.example/gw1/things/live/messages/" + subject, "headers": headers,
+		"path": "/features/" + feature + "/inbox/messages/" + subject}
+	if value != nil {
+		env["value"] = value
+	}
+	b, _ := json.Marshal(env)
+	if tok := k.c.Publish("command///req/"+reqID+"/"+subject, 1, false, b); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("send %s: %v", subject, tok.Error())
+	}
+}
+
+// await returns the first message from index from on that ok accepts,
+// and the index after it.
+func (k *connector) await(t *testing.T, from int, what string, ok func(msg) bool) (msg, int) {
+	t.Helper()
+	var m msg
+	found := false
+	defer func() {
+		if !found {
+			t.Logf("messages seen:\n%s", k.msgs.text())
+		}
+	}()
+	_, i := k.msgs.awaitIndex(t, from, wait, func(s string) bool {
+		var x msg
+		json.Unmarshal([]byte(s), &x)
+		if ok(x) {
+			m = x
+			return true
+		}
+		return false
+	})
+	found = true
+	t.Logf("seen %s: %s %s", what, m.Topic, m.Raw)
+	return m, i + 1
+}
+
+// feature is a twin command about a feature, on the thing's event topic.
+func feature(id, command string, ok func(value map[string]any) bool) func(msg) bool {
+	return func(m msg) bool {
+		if m.Topic != "e/t-demo/org.example:gw1" || m.Env.Path != "/features/"+id ||
+			m.Env.Topic != "org.example/gw1/things/twin/commands/"+command {
+			return false
+		}
+		if ok == nil {
+			return true
+		}
+		var v map[string]any
+		json.Unmarshal(m.Env.Value, &v)
+		return ok(v)
+	}
+}
+
+// status is a feature value's properties.status.
+func status(v map[string]any) map[string]any {
+	p, _ := v["properties"].(map[string]any)
+	s, _ := p["status"].(map[string]any)
+	return s
+}
+
+// validate checks a value against docs/ditto/<name>.schema.json.
+func validate(t *testing.T, name string, value []byte) {
+	t.Helper()
+	sch, err := jsonschema.NewCompiler().Compile(filepath.Join("..", "..", "docs", "ditto", name+".schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(value)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sch.Validate(v); err != nil {
+		t.Errorf("%s: %s: %v", name, value, err)
+	}
+}
