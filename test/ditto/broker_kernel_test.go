@@ -49,7 +49,7 @@ func startBroker(t *testing.T, port int) *broker {
 		port = freePort(t)
 	}
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\nlog_dest stdout\nlog_type all\nlog_timestamp false\n", port)
+	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\nlog_dest stderr\nlog_type all\nlog_timestamp false\n", port)
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +65,11 @@ func (b *broker) url() string { return fmt.Sprintf("tcp://127.0.0.1:%d", b.port)
 func (b *broker) start(t *testing.T) {
 	t.Helper()
 	b.cmd = exec.Command("/usr/sbin/mosquitto", "-c", b.conf)
-	out, err := b.cmd.StdoutPipe()
+	// Its log on stderr: unbuffered (on stdout it would come in blocks).
+	out, err := b.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.cmd.Stderr = b.cmd.Stdout
 	if err := b.cmd.Start(); err != nil {
 		t.Fatalf("mosquitto: %v", err)
 	}
