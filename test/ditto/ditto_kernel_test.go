@@ -344,6 +344,17 @@ func TestDittoOffConnectsNowhere(t *testing.T) {
 		if !on && witness.msgs.len() != msgsFrom {
 			t.Errorf("without --ditto, published: %s", strings.Join(strings.Split(witness.msgs.text(), "\n")[msgsFrom:], "\n"))
 		}
+		// Whatever the topic (the broker sees every publish, not only
+		// those the witness subscribed to).
+		var others []string
+		for _, l := range strings.Split(b.log.text(), "\n")[from:] {
+			if strings.HasPrefix(l, "Received PUBLISH from ") && !strings.HasPrefix(l, "Received PUBLISH from test-connector ") {
+				others = append(others, l)
+			}
+		}
+		if (len(others) > 0) != on {
+			t.Errorf("--ditto %v: publishes of others: %v", on, others)
+		}
 		d.Kill9(t)
 	}
 }
