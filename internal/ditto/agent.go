@@ -206,6 +206,9 @@ func (a *Agent) onMessage(topic string, payload []byte) {
 	case topic == TopicRemoteStatus:
 		was := a.remoteUp()
 		a.remote, a.remoteKnown = parseRemoteStatus(payload)
+		if was != a.remoteUp() {
+			a.log.Info("ditto: cloud link", "connected", a.remoteUp())
+		}
 		if !was && a.remoteUp() && a.metrics.Frequency > 0 {
 			a.sendMetrics()
 		}

@@ -221,18 +221,25 @@ func TestDittoFeatures(t *testing.T) {
 		}
 		// Periodic: the next one about a second later.
 		_, next = conn.await(t, next, "more data", metricsData(nil))
+		// The cloud link down (suite-connector's retained status): no
+		// data; up again: data again.
+		conn.setRemote(conn.c, false)
+		d.AwaitLog(t, "cloud link", "connected=false")
+		// Data published just before the daemon took the status may still
+		// be on its way: let it arrive. Then no event says "no data": two
+		// periods are the bound.
+		time.Sleep(300 * time.Millisecond)
+		paused := conn.msgs.len()
+		time.Sleep(2200 * time.Millisecond)
+		noData(t, conn, paused, "while the cloud link is down")
+		conn.setRemote(conn.c, true)
+		_, next = conn.await(t, paused, "data once the cloud link is up", metricsData(nil))
 		// Frequency 0 stops it.
 		conn.send(t, "r-stop", "CANMetrics", "request", hdr, map[string]any{"frequency": 0})
 		_, next = conn.await(t, next, "204", reply("r-stop", 204))
 		// No event says "no more data": three periods are the bound.
 		time.Sleep(3 * time.Second)
-		for _, s := range strings.Split(conn.msgs.text(), "\n")[next:] {
-			var x msg
-			json.Unmarshal([]byte(s), &x)
-			if metricsData(nil)(x) {
-				t.Errorf("data after frequency 0: %s", s)
-			}
-		}
+		noData(t, conn, next, "after frequency 0")
 	})
 
 	t.Run("a bus that goes is deleted", func(t *testing.T) {
@@ -280,6 +287,18 @@ func TestDittoFeatures(t *testing.T) {
 	_ = next
 	if t.Failed() {
 		t.Logf("mosquitto:\n%s", b.log.text())
+	}
+}
+
+// noData fails if metrics data arrived from index from on.
+func noData(t *testing.T, conn *connector, from int, when string) {
+	t.Helper()
+	for _, s := range strings.Split(conn.msgs.text(), "\n")[from:] {
+		var x msg
+		json.Unmarshal([]byte(s), &x)
+		if metricsData(nil)(x) {
+			t.Errorf("data %s: %s", when, s)
+		}
 	}
 }
 
