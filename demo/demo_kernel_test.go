@@ -131,6 +131,16 @@ func TestDemo(t *testing.T) {
 	show(t, kc, "ls")
 	show(t, kc, "status")
 
+	say("kanto-can top --once: what the buses and attachments do, while the ECU sends 100 frames/s (cangen)")
+	cangen := exec.Command("cangen", ecuIf, "-g", "10", "-n", "400", "-I", "300", "-L", "8")
+	if err := cangen.Start(); err != nil {
+		t.Fatal(err)
+	}
+	show(t, kc, "top", "--once", "--interval", "2s")
+	if err := cangen.Wait(); err != nil {
+		t.Fatalf("cangen: %v", err)
+	}
+
 	say("kanto-cm remove: the poststop hooks remove each container's interface and rules")
 	inside.Close()
 	envInside.Close()

@@ -15,6 +15,7 @@ bench BenchmarkAttach "$benchtime"
 bench BenchmarkContainerStart "$container_benchtime"
 bench BenchmarkKantoStart "$container_benchtime"
 bench BenchmarkFilters 5x
+bench BenchmarkTopReading 20x
 # kanto-can-daemon: 10 bus returns per N (1, 10, 100 attachments); one storm
 # of 100 container starts and stops.
 bench BenchmarkBusReappear 10x
