@@ -334,11 +334,11 @@ func (a *Agent) flush() {
 			env = remove(a.thing, id, uuid())
 		}
 		if err := a.send(a.thing.eventTopic(), env); err != nil {
+			// The rest would likely wait for the same broker: all of
+			// them are tried again after the debounce period.
 			a.log.Warn("ditto: publish", "feature", id, "err", err)
-			if due := now.Add(a.cfg.Debounce); next.IsZero() || due.Before(next) {
-				next = due
-			}
-			continue
+			next = now.Add(a.cfg.Debounce)
+			break
 		}
 		a.lastPub[id] = now
 		delete(a.stale, id)
