@@ -37,6 +37,8 @@ type fakeClient struct {
 	subs []string
 	pubs chan pub
 	down bool // Publish fails
+	// failed counts the publishes that failed
+	failed int
 }
 
 func (f *fakeClient) Subscribe(topics ...string) error {
@@ -51,6 +53,9 @@ func (f *fakeClient) Publish(topic string, payload []byte) error {
 	down := f.down
 	f.mu.Unlock()
 	if down {
+		f.mu.Lock()
+		f.failed++
+		f.mu.Unlock()
 		return fmt.Errorf("not connected")
 	}
 	p := pub{topic: topic, raw: payload, at: time.Now()}
@@ -403,6 +408,11 @@ func TestDebounceAndDelete(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the kick taken while publishing fails
 	h.c.mu.Lock()
 	h.c.down = false
+	// One failure ends the round: the other features do not wait for a
+	// broker that is gone.
+	if h.c.failed != 1 {
+		t.Errorf("%d publishes failed in one round, want 1", h.c.failed)
+	}
 	h.c.mu.Unlock()
 	if got := h.features(3); len(got) != 3 {
 		t.Errorf("after a failed publish: %v", keys(got))
