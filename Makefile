@@ -58,9 +58,13 @@ KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TES
 		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
 		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
 
+# The version both binaries report (kanto-can --version, CANManager).
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X github.com/kanto-can/kanto-can/internal/version.built=$(VERSION)
+
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/kanto-can
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/kanto-can-daemon ./cmd/kanto-can-daemon
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kanto-can
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/bin/kanto-can-daemon ./cmd/kanto-can-daemon
 
 setup:
 	test/vm/setup-host.sh $(SETUP_KERNELS)

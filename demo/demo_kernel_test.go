@@ -141,6 +141,8 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("cangen: %v", err)
 	}
 
+	showFleetView(t)
+
 	say("kanto-cm remove: the poststop hooks remove each container's interface and rules")
 	inside.Close()
 	envInside.Close()

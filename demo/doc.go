@@ -8,7 +8,9 @@
 // hooks from kanto-can installed as runc. Frames flow both ways between
 // each container's can0 and the emulated ECU on can1 (QEMU's Kvaser PCI
 // controllers on one emulated CAN bus); kanto-can ls and status name the
-// containers as Kanto does, kanto-can top --once shows their traffic;
+// containers as Kanto does, kanto-can top --once shows their traffic, and
+// kanto-can-daemon --ditto publishes them as Ditto features on a local
+// mosquitto (a subscriber prints what a fleet backend would get);
 // kanto-cm remove leaves nothing behind.
 //
 // It is written as a (kernel-tagged) Go test so that it runs on the same

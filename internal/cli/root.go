@@ -11,10 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/policy"
+	"github.com/kanto-can/kanto-can/internal/version"
 )
-
-// Version is set at build time (-ldflags -X).
-var Version = "dev"
 
 // NewRoot builds the command tree.
 func NewRoot() *cobra.Command {
@@ -23,7 +21,7 @@ func NewRoot() *cobra.Command {
 		Short: "Give containers their own CAN interfaces, wired to host CAN buses",
 		Long: `kanto-can gives a container its own SocketCAN interface (vxcan), wired to a host
 CAN bus through the kernel's CAN gateway (can-gw), using netlink only.`,
-		Version:       Version,
+		Version:       version.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -1,12 +1,19 @@
-// Package version says which kanto-can this binary is: the module's
-// version when it was built from a tagged module, else the short VCS
-// revision it was built from, else "devel".
+// Package version says which kanto-can this binary is: what the build set
+// (make build: git describe), else the module's version when it was built
+// from a tagged module, else the short VCS revision it was built from,
+// else "devel".
 package version
 
 import "runtime/debug"
 
+// built is set at build time: -ldflags "-X .../internal/version.built=V".
+var built string
+
 // Version returns the binary's version (see the package doc).
 func Version() string {
+	if built != "" {
+		return built
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "devel"

@@ -30,3 +30,12 @@ func TestFromBuildInfo(t *testing.T) {
 		t.Error("Version is empty")
 	}
 }
+
+// What the build set wins over the build info.
+func TestVersionSetAtBuild(t *testing.T) {
+	defer func(was string) { built = was }(built)
+	built = "v1.2.3-4-gabcdef"
+	if got := Version(); got != "v1.2.3-4-gabcdef" {
+		t.Fatalf("Version() = %q, want what the build set", got)
+	}
+}

@@ -3,12 +3,8 @@
 package ditto
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,145 +15,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/kanto-can/kanto-can/internal/ditto"
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
 )
-
-// broker is a mosquitto started by the test: 127.0.0.1 and a port of its
-// own, anonymous, no persistence, every event logged (the log is a
-// witness: who connected, what they published).
-type broker struct {
-	port int
-	conf string
-	cmd  *exec.Cmd
-	log  *lines
-}
-
-// freePort returns a TCP port free on 127.0.0.1 now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startBroker starts mosquitto on port (0: a free one) until the test ends.
-func startBroker(t *testing.T, port int) *broker {
-	t.Helper()
-	if port == 0 {
-		port = freePort(t)
-	}
-	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\nlog_dest stderr\nlog_type all\nlog_timestamp false\n", port)
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b := &broker{port: port, conf: conf, log: newLines()}
-	b.start(t)
-	t.Cleanup(b.stop)
-	return b
-}
-
-func (b *broker) url() string { return fmt.Sprintf("tcp://127.0.0.1:%d", b.port) }
-
-// start runs mosquitto and waits until it listens (its log says so).
-func (b *broker) start(t *testing.T) {
-	t.Helper()
-	b.cmd = exec.Command("/usr/sbin/mosquitto", "-c", b.conf)
-	// Its log on stderr: unbuffered (on stdout it would come in blocks).
-	out, err := b.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("mosquitto: %v", err)
-	}
-	from := b.log.len()
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			b.log.add(sc.Text())
-		}
-		b.log.add("<exited>")
-	}()
-	l := b.log.await(t, from, wait, func(s string) bool {
-		return strings.Contains(s, "Opening ipv4 listen socket") || s == "<exited>"
-	})
-	if l == "<exited>" {
-		t.Fatalf("mosquitto exited at start: %s", b.log.text())
-	}
-	// The socket is open once it says it opens it and the next line
-	// follows; a dial is the proof.
-	b.log.await(t, from, wait, func(s string) bool { return strings.Contains(s, "running") })
-}
-
-// stop kills mosquitto (SIGKILL: a crash) and waits for its end.
-func (b *broker) stop() {
-	if b.cmd != nil && b.cmd.Process != nil {
-		b.cmd.Process.Kill()
-		b.cmd.Wait()
-		b.cmd = nil
-	}
-}
-
-// lines is a growing list of strings that tests await.
-type lines struct {
-	mu      sync.Mutex
-	all     []string
-	changed chan struct{}
-}
-
-func newLines() *lines { return &lines{changed: make(chan struct{})} }
-
-func (l *lines) add(s string) {
-	l.mu.Lock()
-	l.all = append(l.all, s)
-	close(l.changed)
-	l.changed = make(chan struct{})
-	l.mu.Unlock()
-}
-
-func (l *lines) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.all)
-}
-
-func (l *lines) text() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.all, "\n")
-}
-
-// await returns the first line from index from on that ok accepts.
-func (l *lines) await(t *testing.T, from int, timeout time.Duration, ok func(string) bool) string {
-	t.Helper()
-	s, _ := l.awaitIndex(t, from, timeout, ok)
-	return s
-}
-
-func (l *lines) awaitIndex(t *testing.T, from int, timeout time.Duration, ok func(string) bool) (string, int) {
-	t.Helper()
-	deadline := time.After(timeout)
-	for i := from; ; {
-		l.mu.Lock()
-		for ; i < len(l.all); i++ {
-			if ok(l.all[i]) {
-				s := l.all[i]
-				l.mu.Unlock()
-				return s, i
-			}
-		}
-		changed := l.changed
-		l.mu.Unlock()
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("not seen within %v", timeout)
-		}
-	}
-}
 
 // msg is a message the stand-in received.
 type msg struct {
@@ -172,7 +31,7 @@ type msg struct {
 // remote status, and collects the events (e, e/#) and command replies.
 type connector struct {
 	c       mqtt.Client
-	msgs    *lines // JSON of msg
+	msgs    *kerneltest.Lines // JSON of msg
 	answer  string
 	mu      sync.Mutex
 	remote  bool
@@ -181,17 +40,17 @@ type connector struct {
 
 const thingAnswer = `{"deviceId":"org.example:gw1","tenantId":"t-demo","policyId":"org.example:gw1"}`
 
-func startConnector(t *testing.T, b *broker) *connector {
+func startConnector(t *testing.T, b *kerneltest.Mosquitto) *connector {
 	t.Helper()
-	k := &connector{msgs: newLines(), answer: thingAnswer, remote: true}
+	k := &connector{msgs: kerneltest.NewLines(), answer: thingAnswer, remote: true}
 	collect := func(_ mqtt.Client, m mqtt.Message) {
 		e := msg{Topic: m.Topic(), Raw: string(m.Payload())}
 		json.Unmarshal(m.Payload(), &e.Env)
 		b, _ := json.Marshal(e)
-		k.msgs.add(string(b))
+		k.msgs.Add(string(b))
 	}
 	connected := make(chan struct{}, 1)
-	opts := mqtt.NewClientOptions().AddBroker(b.url()).SetClientID("test-connector").SetCleanSession(true).
+	opts := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("test-connector").SetCleanSession(true).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
 		SetMaxReconnectInterval(time.Second).SetOrderMatters(false).
 		SetOnConnectHandler(func(c mqtt.Client) {
@@ -217,7 +76,7 @@ func startConnector(t *testing.T, b *broker) *connector {
 	select {
 	case <-connected:
 	case <-time.After(wait):
-		t.Fatalf("the stand-in connector did not connect to %s", b.url())
+		t.Fatalf("the stand-in connector did not connect to %s", b.URL())
 	}
 	t.Cleanup(func() { k.c.Disconnect(100) })
 	return k
@@ -257,10 +116,10 @@ func (k *connector) await(t *testing.T, from int, what string, ok func(msg) bool
 	found := false
 	defer func() {
 		if !found {
-			t.Logf("messages seen:\n%s", k.msgs.text())
+			t.Logf("messages seen:\n%s", k.msgs.Text())
 		}
 	}()
-	_, i := k.msgs.awaitIndex(t, from, wait, func(s string) bool {
+	_, i := k.msgs.AwaitIndex(t, from, wait, func(s string) bool {
 		var x msg
 		json.Unmarshal([]byte(s), &x)
 		if ok(x) {

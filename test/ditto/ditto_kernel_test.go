@@ -101,13 +101,13 @@ func TestDittoFeatures(t *testing.T) {
 	kerneltest.VCAN(t, "dbus0", 16)
 	kerneltest.VCAN(t, "dbus1", 16)
 	k := realKanto(t)
-	b := startBroker(t, 0)
+	b := kerneltest.StartMosquitto(t, 0, wait)
 	conn := startConnector(t, b)
-	d := kerneltest.StartDaemon(t, wait, "--ditto", "--mqtt-broker="+b.url(), "--ditto-poll=1s")
+	d := kerneltest.StartDaemon(t, wait, "--ditto", "--mqtt-broker="+b.URL(), "--ditto-poll=1s")
 	kc := kerneltest.Binary(t)
 
 	// The daemon asks for the thing id, and publishes CANManager.
-	b.log.await(t, 0, wait, func(s string) bool { return kerneltest.ContainsAll(s, "from kanto-can", "edge/thing/request") })
+	b.Log.Await(t, 0, wait, func(s string) bool { return kerneltest.ContainsAll(s, "from kanto-can", "edge/thing/request") })
 	m, _ := conn.await(t, 0, "CANManager", feature("CANManager", "modify", nil))
 	validate(t, "CANManager", m.Env.Value)
 	if h, _ := m.Env.Headers["response-required"].(bool); h {
@@ -170,7 +170,7 @@ func TestDittoFeatures(t *testing.T) {
 
 	hdr := map[string]any{"correlation-id": "c-1", "response-required": true, "content-type": "application/json"}
 	t.Run("commands", func(t *testing.T) {
-		from := conn.msgs.len()
+		from := conn.msgs.Len()
 		conn.send(t, "r-attach", "CANManager", "attach", hdr, map[string]any{"bus": "dbus1"})
 		m, _ := conn.await(t, from, "404", reply("r-attach", 404))
 		if !strings.Contains(string(m.Env.Value), "messages:subject.notfound") || m.Env.Headers["correlation-id"] != "c-1" ||
@@ -183,7 +183,7 @@ func TestDittoFeatures(t *testing.T) {
 			t.Errorf("bad frequency: %s", m.Raw)
 		}
 		// refresh: 204, then every feature again.
-		from = conn.msgs.len()
+		from = conn.msgs.Len()
 		conn.send(t, "r-refresh", "CANManager", "refresh", hdr, nil)
 		conn.await(t, from, "204", reply("r-refresh", 204))
 		for _, f := range []string{"CANManager", "CANMetrics", "CANBus:dbus0"} {
@@ -196,7 +196,7 @@ func TestDittoFeatures(t *testing.T) {
 		defer host.Close()
 		inside := kerneltest.Open(t, kerneltest.ProcessNS(c.State.Pid), "dbus0")
 		defer inside.Close()
-		from := conn.msgs.len()
+		from := conn.msgs.Len()
 		conn.send(t, "r-metrics", "CANMetrics", "request", hdr, map[string]any{"frequency": "1s"})
 		conn.await(t, from, "204", reply("r-metrics", 204))
 		var sent []kerneltest.Frame
@@ -229,7 +229,7 @@ func TestDittoFeatures(t *testing.T) {
 		// be on its way: let it arrive. Then no event says "no data": two
 		// periods are the bound.
 		time.Sleep(300 * time.Millisecond)
-		paused := conn.msgs.len()
+		paused := conn.msgs.Len()
 		time.Sleep(2200 * time.Millisecond)
 		noData(t, conn, paused, "while the cloud link is down")
 		conn.setRemote(conn.c, true)
@@ -243,7 +243,7 @@ func TestDittoFeatures(t *testing.T) {
 	})
 
 	t.Run("a bus that goes is deleted", func(t *testing.T) {
-		from := conn.msgs.len()
+		from := conn.msgs.Len()
 		kerneltest.MustRun(t, kc, "attach", c.Name, "--bus", "dbus1")
 		m, _ := conn.await(t, from, "CANBus:dbus1", feature("CANBus:dbus1", "modify", nil))
 		validate(t, "CANBus", m.Env.Value)
@@ -258,18 +258,18 @@ func TestDittoFeatures(t *testing.T) {
 	})
 
 	t.Run("broker restart", func(t *testing.T) {
-		b.stop()
+		b.Stop()
 		d.AwaitLog(t, "mqtt connection lost")
-		logFrom, from := b.log.len(), conn.msgs.len()
-		b.start(t)
-		b.log.await(t, logFrom, wait, func(s string) bool { return kerneltest.ContainsAll(s, "from kanto-can", "edge/thing/request") })
+		logFrom, from := b.Log.Len(), conn.msgs.Len()
+		b.Start(t)
+		b.Log.Await(t, logFrom, wait, func(s string) bool { return kerneltest.ContainsAll(s, "from kanto-can", "edge/thing/request") })
 		for _, f := range []string{"CANManager", "CANMetrics", "CANBus:dbus0"} {
 			conn.await(t, from, f+" after the restart", feature(f, "modify", nil))
 		}
 	})
 
 	t.Run("the container stops", func(t *testing.T) {
-		from := conn.msgs.len()
+		from := conn.msgs.Len()
 		k.Stop(t, c.Name)
 		m, _ := conn.await(t, from, "CANBus:dbus0 without the container", feature("CANBus:dbus0", "modify", func(v map[string]any) bool {
 			a, _ := status(v)["attachments"].(map[string]any)
@@ -286,14 +286,14 @@ func TestDittoFeatures(t *testing.T) {
 	})
 	_ = next
 	if t.Failed() {
-		t.Logf("mosquitto:\n%s", b.log.text())
+		t.Logf("mosquitto:\n%s", b.Log.Text())
 	}
 }
 
 // noData fails if metrics data arrived from index from on.
 func noData(t *testing.T, conn *connector, from int, when string) {
 	t.Helper()
-	for _, s := range strings.Split(conn.msgs.text(), "\n")[from:] {
+	for _, s := range strings.Split(conn.msgs.Text(), "\n")[from:] {
 		var x msg
 		json.Unmarshal([]byte(s), &x)
 		if metricsData(nil)(x) {
@@ -319,7 +319,7 @@ func TestDittoOffConnectsNowhere(t *testing.T) {
 	kerneltest.MustRun(t, "ip", "link", "add", "doff0", "type", "vcan")
 	kerneltest.MustRun(t, "ip", "link", "set", "doff0", "up")
 	t.Cleanup(func() { kerneltest.Run(t, "ip", "link", "del", "doff0") })
-	b := startBroker(t, 1883)
+	b := kerneltest.StartMosquitto(t, 1883, wait)
 	witness := startConnector(t, b)
 	ns := kerneltest.NewNS(t)
 	kc := kerneltest.Binary(t)
@@ -327,7 +327,7 @@ func TestDittoOffConnectsNowhere(t *testing.T) {
 
 	clients := func(from int) []string {
 		var ids []string
-		for _, l := range strings.Split(b.log.text(), "\n")[from:] {
+		for _, l := range strings.Split(b.Log.Text(), "\n")[from:] {
 			if _, rest, ok := strings.Cut(l, "New client connected from "); ok {
 				if _, id, ok := strings.Cut(rest, " as "); ok {
 					id, _, _ = strings.Cut(id, " ")
@@ -338,8 +338,8 @@ func TestDittoOffConnectsNowhere(t *testing.T) {
 		return ids
 	}
 	for _, on := range []bool{false, true} {
-		from := b.log.len()
-		msgsFrom := witness.msgs.len()
+		from := b.Log.Len()
+		msgsFrom := witness.msgs.Len()
 		args := []string{}
 		if on {
 			args = append(args, "--ditto")
@@ -353,20 +353,20 @@ func TestDittoOffConnectsNowhere(t *testing.T) {
 		kerneltest.MustRun(t, "ip", "link", "set", "doff0", "up")
 		d.AwaitLog(t, "msg=reconciled", "restored=")
 		if on {
-			b.log.await(t, from, wait, func(s string) bool { return strings.Contains(s, "as kanto-can") })
+			b.Log.Await(t, from, wait, func(s string) bool { return strings.Contains(s, "as kanto-can") })
 			witness.await(t, msgsFrom, "CANBus:doff0", feature("CANBus:doff0", "modify", nil))
 		}
 		got := clients(from)
 		if seen := slices.Contains(got, "kanto-can"); seen != on {
 			t.Errorf("--ditto %v: clients that connected: %v", on, got)
 		}
-		if !on && witness.msgs.len() != msgsFrom {
-			t.Errorf("without --ditto, published: %s", strings.Join(strings.Split(witness.msgs.text(), "\n")[msgsFrom:], "\n"))
+		if !on && witness.msgs.Len() != msgsFrom {
+			t.Errorf("without --ditto, published: %s", strings.Join(strings.Split(witness.msgs.Text(), "\n")[msgsFrom:], "\n"))
 		}
 		// Whatever the topic (the broker sees every publish, not only
 		// those the witness subscribed to).
 		var others []string
-		for _, l := range strings.Split(b.log.text(), "\n")[from:] {
+		for _, l := range strings.Split(b.Log.Text(), "\n")[from:] {
 			if strings.HasPrefix(l, "Received PUBLISH from ") && !strings.HasPrefix(l, "Received PUBLISH from test-connector ") {
 				others = append(others, l)
 			}

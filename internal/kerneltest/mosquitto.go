@@ -1,0 +1,152 @@
+package kerneltest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Mosquitto is Debian's MQTT broker started by a test, as Kanto's local
+// broker: 127.0.0.1 and a port of its own, anonymous, no persistence,
+// every event logged to Log (a witness: who connected, subscribed and
+// published what).
+type Mosquitto struct {
+	Port int
+	Log  *Lines
+	conf string
+	wait time.Duration
+	cmd  *exec.Cmd
+}
+
+// StartMosquitto starts mosquitto on port (0: a free one) and returns once
+// it listens; it is killed when the test ends. wait bounds its start.
+func StartMosquitto(tb testing.TB, port int, wait time.Duration) *Mosquitto {
+	tb.Helper()
+	if port == 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	conf := filepath.Join(tb.TempDir(), "mosquitto.conf")
+	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\nlog_dest stderr\nlog_type all\nlog_timestamp false\n", port)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	m := &Mosquitto{Port: port, Log: NewLines(), conf: conf, wait: wait}
+	m.Start(tb)
+	tb.Cleanup(m.Stop)
+	return m
+}
+
+// URL is the broker's address for MQTT clients.
+func (m *Mosquitto) URL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.Port) }
+
+// Start runs mosquitto (again, after Stop) and waits until it listens.
+func (m *Mosquitto) Start(tb testing.TB) {
+	tb.Helper()
+	m.cmd = exec.Command("/usr/sbin/mosquitto", "-c", m.conf)
+	// Its log on stderr: unbuffered (on stdout it would come in blocks).
+	out, err := m.cmd.StderrPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := m.cmd.Start(); err != nil {
+		tb.Fatalf("mosquitto: %v", err)
+	}
+	from := m.Log.Len()
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			m.Log.Add(sc.Text())
+		}
+		m.Log.Add("<exited>")
+	}()
+	// It says it opens the socket, then that it runs: then it listens.
+	l := m.Log.Await(tb, from, m.wait, func(s string) bool { return strings.Contains(s, " running") || s == "<exited>" })
+	if l == "<exited>" {
+		tb.Fatalf("mosquitto exited at start: %s", m.Log.Text())
+	}
+}
+
+// Stop kills mosquitto (SIGKILL: a crash) and waits for its end.
+func (m *Mosquitto) Stop() {
+	if m.cmd != nil && m.cmd.Process != nil {
+		m.cmd.Process.Kill()
+		m.cmd.Wait()
+		m.cmd = nil
+	}
+}
+
+// Lines is a growing list of strings (log lines, messages) that tests
+// await.
+type Lines struct {
+	mu      sync.Mutex
+	all     []string
+	changed chan struct{}
+}
+
+// NewLines makes an empty list.
+func NewLines() *Lines { return &Lines{changed: make(chan struct{})} }
+
+// Add appends s and wakes those who await.
+func (l *Lines) Add(s string) {
+	l.mu.Lock()
+	l.all = append(l.all, s)
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.mu.Unlock()
+}
+
+// Len is how many lines there are: an index to await from.
+func (l *Lines) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.all)
+}
+
+// Text is every line so far.
+func (l *Lines) Text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.all, "\n")
+}
+
+// Await returns the first line from index from on that ok accepts.
+func (l *Lines) Await(tb testing.TB, from int, timeout time.Duration, ok func(string) bool) string {
+	tb.Helper()
+	s, _ := l.AwaitIndex(tb, from, timeout, ok)
+	return s
+}
+
+// AwaitIndex is Await, with the line's index.
+func (l *Lines) AwaitIndex(tb testing.TB, from int, timeout time.Duration, ok func(string) bool) (string, int) {
+	tb.Helper()
+	deadline := time.After(timeout)
+	for i := from; ; {
+		l.mu.Lock()
+		for ; i < len(l.all); i++ {
+			if ok(l.all[i]) {
+				s := l.all[i]
+				l.mu.Unlock()
+				return s, i
+			}
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline:
+			tb.Fatalf("not seen within %v", timeout)
+		}
+	}
+}
