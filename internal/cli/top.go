@@ -41,7 +41,7 @@ func newTop() *cobra.Command {
 		Short: "Show live what the attachments and their host buses are doing",
 		Long: `Show, refreshed every --interval, every host bus that has attachments of
 kanto-can and every attachment, read from the kernel (the daemon is not
-needed; root, or CAP_NET_ADMIN, or often no privilege at all reads them).
+needed; root or a process with CAP_NET_ADMIN reads them).
 
 Per bus: its state (error-active, error-warning, error-passive, bus-off,
 stopped when down), bitrate, whether it carries CAN FD, LOAD (percent of the
@@ -243,9 +243,7 @@ func (t *topReader) interactive(ctx context.Context, out *os.File, in *os.File, 
 			lines = lines[:height]
 		}
 		for i, l := range lines {
-			if width > 0 && len(l) > width {
-				lines[i] = l[:width]
-			}
+			lines[i] = truncate(l, width)
 		}
 		// Home, clear, the screen; raw mode needs \r\n.
 		fmt.Fprint(out, "\x1b[H\x1b[2J"+strings.Join(lines, "\r\n"))
@@ -282,4 +280,16 @@ func (t *topReader) interactive(ctx context.Context, out *os.File, in *os.File, 
 			}
 		}
 	}
+}
+
+// truncate cuts a line to width characters (runes: names may be UTF-8);
+// width 0 leaves it whole.
+func truncate(s string, width int) string {
+	if width <= 0 || len(s) <= width {
+		return s
+	}
+	if r := []rune(s); len(r) > width {
+		return string(r[:width])
+	}
+	return s
 }

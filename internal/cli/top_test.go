@@ -70,3 +70,15 @@ func TestTopFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestTruncate(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		width int
+		want  string
+	}{{"can0  error-active", 4, "can0"}, {"brücke-app", 3, "brü"}, {"brü", 3, "brü"}, {"x", 0, "x"}} {
+		if got := truncate(tc.in, tc.width); got != tc.want {
+			t.Errorf("truncate(%q, %d) = %q, want %q", tc.in, tc.width, got, tc.want)
+		}
+	}
+}
