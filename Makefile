@@ -106,7 +106,7 @@ kernel-tests: build
 	done < <($(GO) list -tags kernel -f '{{.ImportPath}} {{.Dir}} {{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}' $(KERNEL_PKGS)); \
 	[[ $$n -gt 0 ]] || { echo "no package has kernel-tagged tests"; exit 1; }
 	$(KERNEL_TESTS_IN_GUEST) || { rc=$$?; [[ $$rc -eq 126 ]] || exit $$rc; \
-		echo "kernel-tests: the guest hung (soft lockup under emulation, see above): running the suite once more"; \
+		echo "kernel-tests: the guest hung or trapped (an emulation fault, see above): running the suite once more"; \
 		$(KERNEL_TESTS_IN_GUEST); }
 
 test: setup
