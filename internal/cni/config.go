@@ -178,7 +178,8 @@ func position(data []byte, off int64) (line, col int) {
 	}
 	before := data[:off]
 	line = bytes.Count(before, []byte("\n")) + 1
-	col = int(off) - bytes.LastIndexByte(before, '\n')
+	// Offset counts the bad byte: it is the column, 1-based.
+	col = int(off) - bytes.LastIndexByte(before, '\n') - 1
 	return line, col
 }
 
