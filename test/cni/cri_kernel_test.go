@@ -34,6 +34,7 @@ type cri struct {
 	rt      runtimeapi.RuntimeServiceClient
 	confDir string
 	logDir  string
+	removed map[string]bool // pods the test removed itself
 }
 
 // conflist writes the pod network: bridge + host-local (192.0.2.0/24),
@@ -69,7 +70,7 @@ func startCRI(t testing.TB, withCAN bool) *cri {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &cri{c: c, rt: runtimeapi.NewRuntimeServiceClient(conn), confDir: conf, logDir: t.TempDir()}
+	return &cri{c: c, rt: runtimeapi.NewRuntimeServiceClient(conn), confDir: conf, logDir: t.TempDir(), removed: map[string]bool{}}
 }
 
 func criCtx(t testing.TB) context.Context {
@@ -99,12 +100,17 @@ func (r *cri) runPod(t testing.TB, cfg *runtimeapi.PodSandboxConfig) string {
 		t.Fatalf("RunPodSandbox: %v\n%s", err, tail(r.c.Log(), 30))
 	}
 	id := resp.PodSandboxId
-	t.Cleanup(func() { r.removePod(t, id) })
+	t.Cleanup(func() {
+		if !r.removed[id] {
+			r.removePod(t, id)
+		}
+	})
 	return id
 }
 
 func (r *cri) removePod(t testing.TB, id string) {
 	t.Helper()
+	r.removed[id] = true
 	if _, err := r.rt.StopPodSandbox(criCtx(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
 		t.Errorf("StopPodSandbox: %v", err)
 	}

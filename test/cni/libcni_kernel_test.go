@@ -188,7 +188,12 @@ func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 	}
 	// The pod's namespace goes (the kernel takes the pair and its rules);
 	// containerd's DEL then comes without a netns, twice.
+	links, _ := ours(t)
+	if len(links) != 1 {
+		t.Fatalf("host ends: %v", links)
+	}
 	ns.Delete(t)
+	awaitGone(t, links[0])
 	if links, _ := ours(t); len(links) != 0 {
 		t.Fatalf("host ends after the namespace went: %v", links)
 	}
