@@ -245,7 +245,7 @@ func TestBadInput(t *testing.T) {
 			[]string{"may not use bus can0"}},
 		{"policy refuses the direction", `{"cniVersion": "1.0.0", "name": "x", "type": "kanto-can-cni", "buses": ["can0,dir=both"], "policy": "` + policy + `"}`, ns.Path(), "K8S_POD_NAME=granted", 100,
 			[]string{"dir=both", "dir=rx"}},
-		{"netns gone on ADD", `{"cniVersion": "1.0.0", "name": "x", "type": "kanto-can-cni", "buses": ["can0"]}`, gonePath, "", 0,
+		{"netns gone on ADD", `{"cniVersion": "1.0.0", "name": "x", "type": "kanto-can-cni", "buses": ["can0"]}`, gonePath, "", 8,
 			[]string{gonePath}},
 	}
 	for _, c := range cases {
