@@ -4,6 +4,7 @@ package cni
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -54,9 +56,39 @@ func binDir(t *testing.T) string {
 	return dir
 }
 
-// runtime is libcni over the test's bin dir, with a cache of its own.
-func runtime(t *testing.T) *libcni.CNIConfig {
-	return libcni.NewCNIConfigWithCacheDir([]string{binDir(t)}, t.TempDir(), nil)
+// runtime is libcni over the test's bin dir (returned too), with a cache
+// of its own.
+func runtime(t *testing.T) (*libcni.CNIConfig, string) {
+	dir := binDir(t)
+	return libcni.NewCNIConfigWithCacheDir([]string{dir}, t.TempDir(), nil), dir
+}
+
+// addPlugin runs one plugin of a list as the runtime would within the
+// list: ADD with the list's name and version and prevResult. (libcni's
+// AddNetworkList would run the whole list again, and host-local refuses
+// a second allocation for a container.)
+func addPlugin(t *testing.T, dir string, list *libcni.NetworkConfigList, i int, prev types.Result, rt *libcni.RuntimeConf) (types.Result, error) {
+	t.Helper()
+	var conf map[string]any
+	if err := json.Unmarshal(list.Plugins[i].Bytes, &conf); err != nil {
+		t.Fatal(err)
+	}
+	conf["name"], conf["cniVersion"] = list.Name, list.CNIVersion
+	pb, err := json.Marshal(prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pm map[string]any
+	if err := json.Unmarshal(pb, &pm); err != nil {
+		t.Fatal(err)
+	}
+	conf["prevResult"] = pm
+	stdin, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return invoke.ExecPluginWithResult(ctx(t), filepath.Join(dir, list.Plugins[i].Network.Type), stdin,
+		&invoke.Args{Command: "ADD", ContainerID: rt.ContainerID, NetNS: rt.NetNS, IfName: rt.IfName, PluginArgs: rt.Args, Path: dir}, nil)
 }
 
 func ctx(t *testing.T) context.Context {

@@ -70,7 +70,7 @@ func frames(t *testing.T, ns *kerneltest.NS, ecu string) {
 
 func TestChainedAddCheckDel(t *testing.T) {
 	_, ecu := kerneltest.Kvaser(t)
-	rt := runtime(t)
+	rt, dir := runtime(t)
 	records := t.TempDir()
 	list := chained(t, records, "")
 	ns := kerneltest.NewNS(t)
@@ -116,10 +116,17 @@ func TestChainedAddCheckDel(t *testing.T) {
 		t.Fatalf("records: %+v, %v", recs, err)
 	}
 
-	// ADD twice: the same state.
+	// ADD twice (ours, with the same prevResult): the same state, the
+	// same result.
 	links1, rules1 := ours(t)
-	if _, err := rt.AddNetworkList(ctx(t), list, conf); err != nil {
+	again, err := addPlugin(t, dir, list, 1, res, conf)
+	if err != nil {
 		t.Fatalf("second ADD: %v", err)
+	}
+	ja, _ := json.Marshal(again)
+	jr, _ := json.Marshal(res)
+	if string(ja) != string(jr) {
+		t.Fatalf("second ADD's result:\n%s\nwant prevResult unchanged:\n%s", ja, jr)
 	}
 	links2, rules2 := ours(t)
 	if fmt.Sprint(links1) != fmt.Sprint(links2) || len(rules1) != len(rules2) || len(rules1) != 2 {
@@ -143,7 +150,7 @@ func TestChainedAddCheckDel(t *testing.T) {
 		t.Fatalf("CHECK: want code 102 naming the missing rule, got %d %q", e.Code, e.Msg)
 	}
 	// ADD puts it back.
-	if _, err := rt.AddNetworkList(ctx(t), list, conf); err != nil {
+	if _, err := addPlugin(t, dir, list, 1, res, conf); err != nil {
 		t.Fatalf("ADD after the loss: %v", err)
 	}
 	if err := rt.CheckNetworkList(ctx(t), list, conf); err != nil {
@@ -167,7 +174,7 @@ func TestChainedAddCheckDel(t *testing.T) {
 
 func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 	bus, _ := kerneltest.Kvaser(t)
-	rt := runtime(t)
+	rt, _ := runtime(t)
 	records := t.TempDir()
 	net := standalone(t, fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "can", "type": "kanto-can-cni", "buses": [%q], "records": %q}`, bus+":vcan7,dir=rx", records))
 	ns := kerneltest.NewNS(t)
@@ -185,6 +192,18 @@ func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 	}
 	if err := rt.CheckNetwork(ctx(t), net, conf); err != nil {
 		t.Fatalf("CHECK: %v", err)
+	}
+	// ADD twice: the same result and state.
+	links1, rules1 := ours(t)
+	res2, err := rt.AddNetwork(ctx(t), net, conf)
+	if err != nil {
+		t.Fatalf("second ADD: %v", err)
+	}
+	if a, b := fmt.Sprint(res2), fmt.Sprint(res); a != b {
+		t.Fatalf("second ADD's result %s, want %s", a, b)
+	}
+	if links2, rules2 := ours(t); fmt.Sprint(links1) != fmt.Sprint(links2) || len(rules1) != len(rules2) || len(rules1) != 1 {
+		t.Fatalf("second ADD changed the state: %v %d rules -> %v %d rules", links1, len(rules1), links2, len(rules2))
 	}
 	// The pod's namespace goes (the kernel takes the pair and its rules);
 	// containerd's DEL then comes without a netns, twice.
