@@ -86,7 +86,7 @@ func TestChainedAddCheckDel(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(r.IPs) != 1 || !strings.HasPrefix(r.IPs[0].Address.String(), "192.0.2.") {
-		t.Fatalf("result lost the bridge's address: %s", r)
+		t.Fatalf("result lost the bridge's address: %s", jsonOf(t, r))
 	}
 	hasEth0 := false
 	for _, i := range r.Interfaces {
@@ -96,7 +96,7 @@ func TestChainedAddCheckDel(t *testing.T) {
 		}
 	}
 	if !hasEth0 {
-		t.Fatalf("result has no eth0 in the pod: %s", r)
+		t.Fatalf("result has no eth0 in the pod: %s", jsonOf(t, r))
 	}
 	in := insideLinks(t, ns)
 	if in["can0"].Kind != "vxcan" || in["eth0"].Name == "" {
@@ -123,9 +123,7 @@ func TestChainedAddCheckDel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second ADD: %v", err)
 	}
-	ja, _ := json.Marshal(again)
-	jr, _ := json.Marshal(res)
-	if string(ja) != string(jr) {
+	if ja, jr := jsonOf(t, again), jsonOf(t, res); ja != jr {
 		t.Fatalf("second ADD's result:\n%s\nwant prevResult unchanged:\n%s", ja, jr)
 	}
 	links2, rules2 := ours(t)
@@ -188,7 +186,7 @@ func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(r.Interfaces) != 1 || r.Interfaces[0].Name != "vcan7" || r.Interfaces[0].Sandbox != ns.Path() || len(r.IPs) != 0 {
-		t.Fatalf("standalone result: want the interface vcan7 in the pod, no IPs; got %s", r)
+		t.Fatalf("standalone result: want the interface vcan7 in the pod, no IPs; got %s", jsonOf(t, r))
 	}
 	if err := rt.CheckNetwork(ctx(t), net, conf); err != nil {
 		t.Fatalf("CHECK: %v", err)
@@ -199,7 +197,7 @@ func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second ADD: %v", err)
 	}
-	if a, b := fmt.Sprint(res2), fmt.Sprint(res); a != b {
+	if a, b := jsonOf(t, res2), jsonOf(t, res); a != b {
 		t.Fatalf("second ADD's result %s, want %s", a, b)
 	}
 	if links2, rules2 := ours(t); fmt.Sprint(links1) != fmt.Sprint(links2) || len(rules1) != len(rules2) || len(rules1) != 1 {
@@ -226,6 +224,15 @@ func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 		}
 	}
 	requireNothingOfOurs(t, records)
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // TestBadInput: each bad input is a CNI error (code, msg) on stdout with a
