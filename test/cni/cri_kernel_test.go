@@ -144,9 +144,8 @@ func TestPodThroughCRI(t *testing.T) {
 	if ip := st.GetStatus().GetNetwork().GetIp(); !strings.HasPrefix(ip, "192.0.2.") {
 		t.Fatalf("pod IP %q: the bridge's result did not survive the chain", ip)
 	}
-	out := kerneltest.MustRun(t, kerneltest.Binary(t), "ls", "-o", "json")
-	if !strings.Contains(out, `"label":"pod default/app"`) || !strings.Contains(out, `"container":"`+id+`"`) {
-		t.Fatalf("ls does not show the pod's attachment:\n%s", out)
+	if !listed(t, "pod default/app", id) {
+		t.Fatal("ls does not show the pod's attachment")
 	}
 
 	cc := &runtimeapi.ContainerConfig{

@@ -178,6 +178,27 @@ func insideLinks(t *testing.T, ns *kerneltest.NS) map[string]canlink.Link {
 	return out
 }
 
+// listed reports whether `kanto-can ls -o json` shows an attachment with
+// this label and container id.
+func listed(t *testing.T, label, container string) bool {
+	t.Helper()
+	out := kerneltest.MustRun(t, kerneltest.Binary(t), "ls", "-o", "json")
+	var as []struct {
+		Label     string `json:"label"`
+		Container string `json:"container"`
+	}
+	if err := json.Unmarshal([]byte(out), &as); err != nil {
+		t.Fatalf("ls -o json: %v\n%s", err, out)
+	}
+	for _, a := range as {
+		if a.Label == label && a.Container == container {
+			return true
+		}
+	}
+	t.Logf("ls -o json:\n%s", out)
+	return false
+}
+
 // awaitGone waits for a host end's RTM_DELLINK (the kernel tears a
 // namespace down asynchronously).
 func awaitGone(t *testing.T, hostEnd string) {

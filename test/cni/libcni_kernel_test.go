@@ -107,9 +107,8 @@ func TestChainedAddCheckDel(t *testing.T) {
 		t.Fatalf("CHECK after ADD: %v", err)
 	}
 	// ls names the pod.
-	out := kerneltest.MustRun(t, kerneltest.Binary(t), "ls", "-o", "json")
-	if !strings.Contains(out, `"label":"pod default/app"`) || !strings.Contains(out, `"container":"sandbox-chained"`) {
-		t.Fatalf("ls -o json does not name the pod:\n%s", out)
+	if !listed(t, "pod default/app", "sandbox-chained") {
+		t.Fatal("ls -o json does not name the pod")
 	}
 	recs, err := record.List(records)
 	if err != nil || len(recs) != 1 || !recs[0].EndsWithTask || recs[0].Container != "sandbox-chained" {
