@@ -1,6 +1,6 @@
 # kanto-can build and test entry points.
 #
-#   make build          static kanto-can and kanto-can-daemon binaries in out/bin/
+#   make build          static kanto-can, kanto-can-daemon and kanto-can-cni binaries in out/bin/
 #   make setup          host packages + guest kernel(s) for the test VM (root)
 #   make unit           vet + unit tests on the host, with the race detector
 #   make kernel-tests   tests tagged "kernel", run in a QEMU guest (test/vm/)
@@ -41,7 +41,7 @@ TEST_MATRIX := 1
 endif
 KERNEL ?= 6.1
 MATRIX_KERNEL ?= 6.12
-MATRIX_SKIP_PKGS ?= ./test/kanto ./test/bench
+MATRIX_SKIP_PKGS ?= ./test/kanto ./test/bench ./test/cni
 # What make setup fetches: the kernels make test will use.
 SETUP_KERNELS ?= $(if $(TEST_MATRIX),6.1 $(MATRIX_KERNEL),$(KERNEL))
 
@@ -54,7 +54,7 @@ KERNEL_TEST_TIMEOUT ?= 1800
 KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TEST_TIMEOUT) --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
 		--env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) $(if $(SOAK_CYCLES),--env KANTO_CAN_SOAK_CYCLES=$(SOAK_CYCLES)) \
 		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) --env KANTO_CAN_FAULT_BIN=$(abspath $(OUT)/fault/kanto-can) \
-		--env KANTO_CAN_CANWIRE=$(abspath $(OUT)/bin/canwire) \
+		--env KANTO_CAN_CANWIRE=$(abspath $(OUT)/bin/canwire) --env KANTO_CAN_CNI=$(abspath $(OUT)/bin/kanto-can-cni) \
 		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
 		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
 
@@ -65,6 +65,8 @@ LDFLAGS := -X github.com/kanto-can/kanto-can/internal/version.built=$(VERSION)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kanto-can
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/bin/kanto-can-daemon ./cmd/kanto-can-daemon
+	# The CNI plugin, installed as kanto-can-cni in the CNI bin dir.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/bin/kanto-can-cni ./cmd/kanto-can-cni
 
 setup:
 	test/vm/setup-host.sh $(SETUP_KERNELS)
@@ -140,6 +142,7 @@ bench: setup build
 	echo "$(abspath test/bench)" >$(OUT)/bench/bench.dir
 	test/vm/run.sh --kernel $(KERNEL) --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 --env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
 		--env KANTO_CAN_NOOP_BIN=$(abspath $(OUT)/bench/noop) --env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
+		--env KANTO_CAN_CNI=$(abspath $(OUT)/bin/kanto-can-cni) \
 		$(if $(BENCH),--env BENCH='$(BENCH)') \
 		-- test/bench/run-in-guest.sh $(abspath $(OUT)/bench/bench.test) $(BENCH_TIME) $(BENCH_TIME_CONTAINERS)
 

@@ -41,7 +41,8 @@ containerd reports that a task of a watched namespace exited or was deleted:
     re-created vcan) gets its containers' gateway rules and rate limits back;
     an optional bus is routed when it appears;
   - a container whose init process is gone loses its attachments, even if its
-    network namespace lives on;
+    network namespace lives on; a pod's (kanto-can-cni) when its sandbox's
+    task exits or is deleted (namespace k8s.io);
   - a host end of ours left half made by a process that was killed is removed;
   - gateway rules of ours that another tool removed (cangw -F) are put back:
     the kernel reports no rule changes, so every --audit-interval the daemon

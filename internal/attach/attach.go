@@ -293,7 +293,8 @@ func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
 		return nil
 	}
 	rec := record.Record{HostEnd: r.Plan.HostEnd, Target: t.ID, Label: t.Label, Container: t.Container,
-		Bus: r.Plan.Request.String(), TxRate: r.Plan.Request.TxRate, Virtual: r.Plan.Request.Virtual}
+		Bus: r.Plan.Request.String(), TxRate: r.Plan.Request.TxRate, Virtual: r.Plan.Request.Virtual,
+		EndsWithTask: t.EndsWithTask && t.Container != ""}
 	if t.Container != "" && t.PID > 0 {
 		// The container's init process, named for good: the daemon ends
 		// the attachment when it is gone.

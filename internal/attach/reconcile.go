@@ -215,7 +215,7 @@ func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[s
 			}
 			rep.Forgotten = append(rep.Forgotten, rec.HostEnd)
 			continue
-		case containerGone(rec):
+		case containerGone(rec) || taskEnded(scope, rec):
 			if err := h.removeAttachment(rec, end); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", rec.HostEnd, err))
 				continue
@@ -268,7 +268,7 @@ func (h *Host) removeAttachment(rec record.Record, end canlink.Link) error {
 // restore attaches a record's grant again, which adds what the kernel
 // forgot of it; true when anything changed.
 func (h *Host) restore(rec record.Record, req request.Bus, rules []cangw.Rule) (bool, error) {
-	t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container, PID: rec.PID, Started: rec.Started}
+	t := &target.Target{ID: rec.Target, Label: rec.Label, Container: rec.Container, PID: rec.PID, Started: rec.Started, EndsWithTask: rec.EndsWithTask}
 	res, err := h.attach(t, []request.Bus{req}, rules)
 	if err != nil {
 		return false, err
@@ -290,6 +290,12 @@ func recordHostBus(rec record.Record) string {
 func IsOurs(end canlink.Link) bool {
 	_, ok := ParseAlias(end.Alias)
 	return ok && end.Kind == "vxcan" && strings.HasPrefix(end.Name, HostEndPrefix)
+}
+
+// taskEnded reports whether the scope is a containerd task event of the
+// record's container and the record ends with its task (a pod sandbox).
+func taskEnded(scope Scope, rec record.Record) bool {
+	return rec.EndsWithTask && rec.Container != "" && slices.Contains(scope.Containers, rec.Container)
 }
 
 // containerGone reports whether the record's container has ended: its init

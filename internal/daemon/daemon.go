@@ -27,7 +27,7 @@ type Config struct {
 	// watch containerd.
 	Containerd string
 	// Namespaces are the containerd namespaces whose containers are
-	// watched (Kanto's is kanto-cm).
+	// watched (Kanto's is kanto-cm; the CRI's, where pods live, k8s.io).
 	Namespaces []string
 	// Metrics is where Prometheus metrics are served: HOST:PORT, or
 	// unix:PATH for a unix socket; "" serves none.
@@ -83,7 +83,7 @@ func DefaultConfig() Config {
 	return Config{
 		Records:       record.DefaultDir,
 		Containerd:    "/run/containerd/containerd.sock",
-		Namespaces:    []string{"kanto-cm"},
+		Namespaces:    []string{"kanto-cm", "k8s.io"},
 		Metrics:       "127.0.0.1:9731",
 		Kanto:         kanto.DefaultStore,
 		AuditInterval: DefaultAuditInterval,

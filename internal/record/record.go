@@ -33,11 +33,14 @@ type Record struct {
 	Container string `json:"container,omitempty"`
 	// PID is the container's init process when the attachment was made:
 	// once it is gone, so is the container, even if its namespace lives on.
-	PID     int           `json:"pid,omitempty"`
-	Started uint64        `json:"started,omitempty"` // PID's start time (target.ProcessStart)
-	Bus     string        `json:"bus"`               // the resolved bus, in --bus notation
-	TxRate  *request.Rate `json:"tx_rate,omitempty"`
-	Virtual bool          `json:"virtual,omitempty"`
+	PID     int    `json:"pid,omitempty"`
+	Started uint64 `json:"started,omitempty"` // PID's start time (target.ProcessStart)
+	// EndsWithTask: the container (a pod sandbox) is gone when containerd
+	// reports its task's exit or delete (no PID was known at attach time).
+	EndsWithTask bool          `json:"ends_with_task,omitempty"`
+	Bus          string        `json:"bus"` // the resolved bus, in --bus notation
+	TxRate       *request.Rate `json:"tx_rate,omitempty"`
+	Virtual      bool          `json:"virtual,omitempty"`
 }
 
 // Request returns the recorded grant as a bus request.

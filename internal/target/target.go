@@ -30,6 +30,11 @@ type Target struct {
 	PID int
 	// Started is the PID's start time (see ProcessStart) when known.
 	Started uint64
+	// EndsWithTask: the attachment ends when containerd reports that the
+	// Container's task exited, for a target whose process is not known
+	// when it is attached (a pod sandbox, whose network is set up before
+	// its task starts).
+	EndsWithTask bool
 }
 
 // Close releases the namespace handle.

@@ -63,6 +63,7 @@ declare -A want=(
 	[systemd]=/lib/systemd/systemd # the daemon's unit under systemd in the guest (test/systemd)
 	[mosquitto]=/usr/sbin/mosquitto           # the MQTT broker of the Ditto tests (test/ditto)
 	[mosquitto-clients]=/usr/bin/mosquitto_sub # a witness on the broker in the Ditto tests
+	[containernetworking-plugins]=/usr/lib/cni/bridge # bridge, host-local, loopback for pods through CRI (test/cni)
 )
 missing=()
 for pkg in "${!want[@]}"; do

@@ -85,6 +85,22 @@ type options struct {
 	path        []string
 	snapshotter string
 	device      bool
+	cri         *CRI
+}
+
+// CRI configures containerd's CRI plugin, as kubelet's containerd has it.
+type CRI struct {
+	// SandboxImage is the pod sandbox's image, imported into namespace
+	// k8s.io before the first RunPodSandbox; its command must keep running.
+	SandboxImage string
+	// BinDir and ConfDir are CNI's plugin and config directories.
+	BinDir, ConfDir string
+}
+
+// WithCRI turns containerd's CRI plugin on (off by default: Kanto does
+// not use it), serving on the daemon's socket.
+func WithCRI(cri CRI) Option {
+	return func(o *options) { o.cri = &cri }
 }
 
 // Option configures [StartContainerd].
@@ -163,13 +179,18 @@ func StartContainerd(tb testing.TB, opts ...Option) *Containerd {
 		}
 	}
 
-	// CRI off: it wants CNI and a sandbox image, Kanto does not use it.
-	// Snapshotters that cannot work here are disabled to keep the log clean.
+	// CRI off unless asked for: it wants CNI and a sandbox image, Kanto
+	// does not use it. Snapshotters that cannot work here are disabled to
+	// keep the log clean.
+	criOff := `
+  "io.containerd.grpc.v1.cri",`
+	if o.cri != nil {
+		criOff = ""
+	}
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
+disabled_plugins = [`+criOff+`
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -182,6 +203,17 @@ disabled_plugins = [
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 `, c.root, c.state, c.addr, filepath.Join(dir, "opt"))
+	if o.cri != nil {
+		config += fmt.Sprintf(`
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %q
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = %q
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %q
+    conf_dir = %q
+`, o.cri.SandboxImage, o.snapshotter, o.cri.BinDir, o.cri.ConfDir)
+	}
 	cfg := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		tb.Fatalf("containerd config: %v", err)

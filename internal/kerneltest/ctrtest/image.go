@@ -74,6 +74,18 @@ type imageInfo struct {
 // "docker.io/kanto-can/app:1": ctr import prefixes a bare name.
 func BuildImage(tb testing.TB, c *Containerd, ns, ref string, files map[string]string) {
 	tb.Helper()
+	buildImage(tb, c, ns, ref, files, nil)
+}
+
+// BuildImageCmd is BuildImage with cmd as the image's default command (a
+// pod sandbox image's, which must keep running).
+func BuildImageCmd(tb testing.TB, c *Containerd, ns, ref string, files map[string]string, cmd []string) {
+	tb.Helper()
+	buildImage(tb, c, ns, ref, files, cmd)
+}
+
+func buildImage(tb testing.TB, c *Containerd, ns, ref string, files map[string]string, cmd []string) {
+	tb.Helper()
 	if !strings.ContainsAny(ref, "/:") {
 		tb.Fatalf("image ref %q: want a full reference like docker.io/kanto-can/app:1", ref)
 	}
@@ -81,6 +93,9 @@ func BuildImage(tb testing.TB, c *Containerd, ns, ref string, files map[string]s
 	cfg := imageConfig{Env: []string{imagePath}}
 	if _, ok := files["/bin/busybox"]; ok {
 		cfg.Cmd = []string{"/bin/sh"}
+	}
+	if cmd != nil {
+		cfg.Cmd = cmd
 	}
 
 	blobs := map[string][]byte{}

@@ -1,0 +1,145 @@
+//go:build kernel
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
+)
+
+// BenchmarkPodSandbox measures a pod sandbox's creation through
+// containerd's CRI, as kubelet asks for it (RunPodSandbox until it
+// returns: the sandbox's network set up, its task started), reporting
+// medians:
+//   - plain: a conflist of bridge + host-local;
+//   - kanto-can-cni: the same with kanto-can-cni chained, giving the pod
+//     the host's can0 (an emulated Kvaser controller).
+//
+// Each variant has its containerd (CRI on, its own conf dir); the two
+// alternate in every iteration. StopPodSandbox and RemovePodSandbox are
+// not timed.
+func BenchmarkPodSandbox(b *testing.B) {
+	kerneltest.Kvaser(b)
+	plugin := os.Getenv("KANTO_CAN_CNI")
+	if plugin == "" {
+		b.Fatal("KANTO_CAN_CNI: make bench passes the plugin's path")
+	}
+	bin := b.TempDir()
+	if err := os.Symlink(plugin, filepath.Join(bin, "kanto-can-cni")); err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range []string{"bridge", "host-local", "loopback"} {
+		if err := os.Symlink(filepath.Join("/usr/lib/cni", p), filepath.Join(bin, p)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const sandboxImage = "docker.io/kanto-can/pause:1"
+	files := map[string]string{"/bin/busybox": "/bin/busybox"}
+	variants := []struct {
+		name string
+		rt   runtimeapi.RuntimeServiceClient
+	}{{name: "plain"}, {name: "kanto-can-cni"}}
+	for v := range variants {
+		can := ""
+		if v == 1 {
+			can = `, {"type": "kanto-can-cni", "buses": ["can0"]}`
+		}
+		conf := b.TempDir()
+		list := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "pods", "plugins": [
+  {"type": "bridge", "bridge": "cnibench%d", "ipam": {"type": "host-local", "subnet": "192.0.2.%d/25", "dataDir": %q}}%s]}`,
+			v, 128*v, b.TempDir(), can)
+		if err := os.WriteFile(filepath.Join(conf, "10-pods.conflist"), []byte(list), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		c := ctrtest.StartContainerd(b, ctrtest.WithCRI(ctrtest.CRI{SandboxImage: sandboxImage, BinDir: bin, ConfDir: conf}))
+		ctrtest.BuildImageCmd(b, c, "k8s.io", sandboxImage, files, []string{"/bin/sleep", "1000000"})
+		conn, err := grpc.NewClient("unix://"+c.Address(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		variants[v].rt = runtimeapi.NewRuntimeServiceClient(conn)
+	}
+	logs := b.TempDir()
+	times := make([][]time.Duration, len(variants))
+	b.ResetTimer()
+	b.StopTimer()
+	for i := 0; i < b.N; i++ {
+		// Alternate the order: the kernel tears the last pod's namespace
+		// down in the background, which taxes whichever runs next.
+		order := []int{0, 1}
+		if i%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, v := range order {
+			variant := variants[v]
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			name := fmt.Sprintf("%s-%d", variant.name, i)
+			cfg := &runtimeapi.PodSandboxConfig{
+				Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "default", Uid: name},
+				Hostname:     "pod",
+				LogDirectory: filepath.Join(logs, name),
+				Linux:        &runtimeapi.LinuxPodSandboxConfig{},
+			}
+			start := time.Now()
+			resp, err := variant.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+			if err != nil {
+				cancel()
+				b.Fatalf("%s: RunPodSandbox: %v", variant.name, err)
+			}
+			times[v] = append(times[v], time.Since(start))
+			if _, err := variant.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: resp.PodSandboxId}); err != nil {
+				b.Fatalf("%s: StopPodSandbox: %v", variant.name, err)
+			}
+			if _, err := variant.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.PodSandboxId}); err != nil {
+				b.Fatalf("%s: RemovePodSandbox: %v", variant.name, err)
+			}
+			cancel()
+		}
+	}
+	names := make([]string, len(variants))
+	for v, variant := range variants {
+		names[v] = variant.name
+	}
+	reportStarts(b, names, times)
+	b.ReportMetric(ms(median(pluginAdds(b, plugin, b.N))), "ms/plugin-ADD")
+}
+
+// pluginAdds times the plugin's ADD alone, as a runtime runs it (one
+// process, the config on stdin), into a fresh namespace each time; DEL is
+// not timed.
+func pluginAdds(b *testing.B, plugin string, n int) []time.Duration {
+	var out []time.Duration
+	conf := `{"cniVersion": "1.0.0", "name": "can", "type": "kanto-can-cni", "buses": ["can0"]}`
+	for i := 0; i < n; i++ {
+		ns := kerneltest.NewNS(b)
+		run := func(cmd string) time.Duration {
+			c := exec.Command(plugin)
+			c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=bench-" + fmt.Sprint(i), "CNI_NETNS=" + ns.Path(),
+				"CNI_IFNAME=net1", "CNI_PATH=/usr/lib/cni", "CNI_ARGS=K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench"}
+			c.Stdin = strings.NewReader(conf)
+			start := time.Now()
+			if out, err := c.CombinedOutput(); err != nil {
+				b.Fatalf("%s: %v: %s", cmd, err, out)
+			}
+			return time.Since(start)
+		}
+		out = append(out, run("ADD"))
+		run("DEL")
+		ns.Delete(b)
+	}
+	return out
+}

@@ -1,0 +1,261 @@
+//go:build kernel
+
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/canlink"
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/record"
+)
+
+// EnvCNI names the plugin binary under test (make kernel-tests builds
+// out/bin/kanto-can-cni).
+const EnvCNI = "KANTO_CAN_CNI"
+
+// stdPlugins is where Debian's containernetworking-plugins are.
+const stdPlugins = "/usr/lib/cni"
+
+// binDir returns a CNI bin dir holding the plugin under test as
+// kanto-can-cni and Debian's standard plugins.
+func binDir(t *testing.T) string {
+	t.Helper()
+	kerneltest.Require(t)
+	p := os.Getenv(EnvCNI)
+	if p == "" {
+		t.Fatalf("%s is not set: make kernel-tests passes the plugin's path", EnvCNI)
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(p, filepath.Join(dir, "kanto-can-cni")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"bridge", "host-local", "loopback"} {
+		src := filepath.Join(stdPlugins, name)
+		if _, err := os.Stat(src); err != nil {
+			t.Fatalf("%s: %v (test/vm/setup-host.sh installs containernetworking-plugins)", src, err)
+		}
+		if err := os.Symlink(src, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// runtime is libcni over the test's bin dir (returned too), with a cache
+// of its own.
+func runtime(t *testing.T) (*libcni.CNIConfig, string) {
+	dir := binDir(t)
+	return libcni.NewCNIConfigWithCacheDir([]string{dir}, t.TempDir(), nil), dir
+}
+
+// addPlugin runs one plugin of a list as the runtime would within the
+// list: ADD with the list's name and version and prevResult. (libcni's
+// AddNetworkList would run the whole list again, and host-local refuses
+// a second allocation for a container.)
+func addPlugin(t *testing.T, dir string, list *libcni.NetworkConfigList, i int, prev types.Result, rt *libcni.RuntimeConf) (types.Result, error) {
+	t.Helper()
+	var conf map[string]any
+	if err := json.Unmarshal(list.Plugins[i].Bytes, &conf); err != nil {
+		t.Fatal(err)
+	}
+	conf["name"], conf["cniVersion"] = list.Name, list.CNIVersion
+	pb, err := json.Marshal(prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pm map[string]any
+	if err := json.Unmarshal(pb, &pm); err != nil {
+		t.Fatal(err)
+	}
+	conf["prevResult"] = pm
+	stdin, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return invoke.ExecPluginWithResult(ctx(t), filepath.Join(dir, list.Plugins[i].Network.Type), stdin,
+		&invoke.Args{Command: "ADD", ContainerID: rt.ContainerID, NetNS: rt.NetNS, IfName: rt.IfName, PluginArgs: rt.Args, Path: dir}, nil)
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// cniError returns err as the plugin's CNI error, failing the test if it
+// is not one.
+func cniError(t *testing.T, err error) *types.Error {
+	t.Helper()
+	var e *types.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want a CNI error, got %T %v", err, err)
+	}
+	return e
+}
+
+// ours lists our host ends and the rules naming them.
+func ours(t *testing.T) (links []string, rules []cangw.Rule) {
+	t.Helper()
+	lc, err := canlink.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	ls, err := lc.Links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := map[int]bool{}
+	for _, l := range ls {
+		if strings.HasPrefix(l.Name, "kcan") {
+			links = append(links, l.Name)
+			idx[l.Index] = true
+		}
+	}
+	gw, err := cangw.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	all, err := gw.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range all {
+		if idx[r.Src] || idx[r.Dst] {
+			rules = append(rules, r)
+		}
+	}
+	return links, rules
+}
+
+func requireNothingOfOurs(t *testing.T, records string) {
+	t.Helper()
+	if links, rules := ours(t); len(links)+len(rules) > 0 {
+		t.Fatalf("left behind: links %v, rules %+v", links, rules)
+	}
+	if recs, err := record.List(records); err != nil || len(recs) > 0 {
+		t.Fatalf("records left behind in %s: %+v, %v", records, recs, err)
+	}
+}
+
+// insideLinks returns the CAN links in a namespace by name.
+func insideLinks(t *testing.T, ns *kerneltest.NS) map[string]canlink.Link {
+	t.Helper()
+	f, err := os.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := canlink.DialNetNS(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ls, err := c.Links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]canlink.Link{}
+	for _, l := range ls {
+		out[l.Name] = l
+	}
+	return out
+}
+
+// listed reports whether `kanto-can ls -o json` shows an attachment with
+// this label and container id.
+func listed(t *testing.T, label, container string) bool {
+	t.Helper()
+	out := kerneltest.MustRun(t, kerneltest.Binary(t), "ls", "-o", "json")
+	var as []struct {
+		Label     string `json:"label"`
+		Container string `json:"container"`
+	}
+	if err := json.Unmarshal([]byte(out), &as); err != nil {
+		t.Fatalf("ls -o json: %v\n%s", err, out)
+	}
+	for _, a := range as {
+		if a.Label == label && a.Container == container {
+			return true
+		}
+	}
+	t.Logf("ls -o json:\n%s", out)
+	return false
+}
+
+// awaitGone waits for a host end's RTM_DELLINK (the kernel tears a
+// namespace down asynchronously).
+func awaitGone(t *testing.T, hostEnd string) {
+	t.Helper()
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(hostEnd); err != nil {
+		return // gone already
+	}
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case u := <-updates:
+			if u.Header.Type == unix.RTM_DELLINK && u.Attrs().Name == hostEnd {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("host end %s still there 30s later", hostEnd)
+		}
+	}
+}
+
+// waitFile waits until path contains substr, on inotify events of its
+// directory (the file may not exist yet), bounded by timeout.
+func waitFile(t *testing.T, path, substr string, timeout time.Duration) string {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, filepath.Dir(path), unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 4096)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), substr) {
+			return string(b)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			t.Fatalf("no %q in %s within %v; it has:\n%s", substr, path, timeout, b)
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(pfd, int(left/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
+			t.Fatal(err)
+		}
+		for {
+			if _, err := unix.Read(fd, buf); err != nil {
+				break
+			}
+		}
+	}
+}
