@@ -4,16 +4,20 @@ package kanto
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
@@ -37,41 +41,53 @@ func topOnce(t *testing.T, interval string) sample.View {
 func within(got, want, tolerance float64) bool { return math.Abs(got-want) <= tolerance*want }
 
 // A container on the emulated Kvaser bus echoes every frame the ECU sends
-// (cangen, a known number at a steady rate): top's rates over a window in
-// the middle of the run are the run's rate within 10%, each way, on the
-// attachment and on the bus, and the bus load is what those frames take of
-// its bitrate.
+// (cangen, 10 ms apart): top's rates over a 4 s window are, within 10%, the
+// rates a witness counted in that same window (a raw socket on the bus,
+// each frame stamped by the kernel as it arrived: the ECU's frames, and
+// the container's echoes going out), each way, on the attachment and on
+// the bus, and the bus load is what those frames take of its bitrate.
 func TestTopRatesFromCangen(t *testing.T) {
 	bus, ecuIf := kerneltest.Kvaser(t)
 	c := env(t)
 	ct := c.Run(t, ns, "top-rates", ctrtest.Spec{Image: imageRef, Args: serve, Env: []string{"KANTO_CAN=" + bus}, Hooks: hooks(t)})
 	ct.WaitOutput(t, "ready", wait)
 
-	const frames, gapMs, dataLen = 1000, 10, 8
-	onBus := kerneltest.Open(t, nil, bus)
+	const frames, gapMs, dataLen, ecuID = 1000, 10, 8, 0x123
+	w := startWitness(t, bus)
 	cangen := exec.Command("cangen", ecuIf, "-g", itoa(gapMs), "-n", itoa(frames), "-I", "123", "-L", itoa(dataLen), "-D", "i")
 	var cangenErr bytes.Buffer
 	cangen.Stderr = &cangenErr
 	if err := cangen.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// The run starts with its first frame on the bus; top's window, 4 s,
-	// lies inside the run (10 s or more).
-	if _, err := onBus.Recv(wait); err != nil {
-		t.Fatalf("cangen's first frame: %v", err)
+	t.Cleanup(func() { cangen.Process.Kill(); cangen.Wait() })
+	// top's window starts once the ECU's frames flow.
+	select {
+	case <-w.first:
+	case <-time.After(wait):
+		t.Fatal("no frame from the ECU on the bus")
 	}
-	start := time.Now()
-	onBus.Close()
 	v := topOnce(t, "4s")
-	if err := cangen.Wait(); err != nil {
-		t.Fatalf("cangen: %v: %s", err, cangenErr.String())
+	stamps := w.stop()
+	end := v.Time
+	begin := end.Add(-time.Duration(v.Interval * float64(time.Second)))
+	var ecu, echoes float64
+	for _, f := range stamps {
+		if f.at.Before(begin) || f.at.After(end) {
+			continue
+		}
+		if f.id == ecuID {
+			ecu++
+		} else if f.id == ecuID+1 {
+			echoes++
+		}
 	}
-	elapsed := time.Since(start).Seconds()
-	rate := (frames - 1) / elapsed
-	t.Logf("cangen: %d frames in %.2f s: %.1f frames/s; top: %+v", frames, elapsed, rate, v)
-	if elapsed < 6 {
-		t.Fatalf("cangen ran %.1f s: too short for the window", elapsed)
+	rxRate, txRate := ecu/v.Interval, echoes/v.Interval
+	t.Logf("witness over top's window of %.2f s: %.1f frames/s from the ECU, %.1f echoes/s; top: %+v", v.Interval, rxRate, txRate, v)
+	if rxRate < 20 || txRate < 20 {
+		t.Fatalf("too little traffic in the window: %.1f and %.1f frames/s", rxRate, txRate)
 	}
+	rate := rxRate
 
 	var a *sample.Attachment
 	for i := range v.Attachments {
@@ -82,10 +98,10 @@ func TestTopRatesFromCangen(t *testing.T) {
 	if a == nil {
 		t.Fatalf("no attachment on %s in %+v", bus, v.Attachments)
 	}
-	if !within(a.RxPerSecond, rate, 0.1) || !within(a.TxPerSecond, rate, 0.1) {
-		t.Errorf("attachment: %.1f rx/s, %.1f tx/s; want %.1f ±10%% each", a.RxPerSecond, a.TxPerSecond, rate)
+	if !within(a.RxPerSecond, rxRate, 0.1) || !within(a.TxPerSecond, txRate, 0.1) {
+		t.Errorf("attachment: %.1f rx/s, %.1f tx/s; want %.1f and %.1f ±10%%", a.RxPerSecond, a.TxPerSecond, rxRate, txRate)
 	}
-	if a.Direction != "both" || a.RxFrames == 0 || a.RxFrames > frames {
+	if a.Direction != "both" || a.RxFrames == 0 || a.RxFrames > frames || rate <= 0 {
 		t.Errorf("attachment %+v", a)
 	}
 	var b *sample.Bus
@@ -98,10 +114,10 @@ func TestTopRatesFromCangen(t *testing.T) {
 		t.Fatalf("bus %+v", b)
 	}
 	// The bus's controller receives the ECU's frames and sends the echoes.
-	if !within(b.RxPerSecond, rate, 0.1) || !within(b.TxPerSecond, rate, 0.1) {
-		t.Errorf("bus: %.1f rx/s, %.1f tx/s; want %.1f ±10%% each", b.RxPerSecond, b.TxPerSecond, rate)
+	if !within(b.RxPerSecond, rxRate, 0.1) || !within(b.TxPerSecond, txRate, 0.1) {
+		t.Errorf("bus: %.1f rx/s, %.1f tx/s; want %.1f and %.1f ±10%%", b.RxPerSecond, b.TxPerSecond, rxRate, txRate)
 	}
-	wantLoad := 2 * rate * (47 + 8*dataLen) / kerneltest.KvaserBitrate * 100
+	wantLoad := (rxRate + txRate) * (47 + 8*dataLen) / kerneltest.KvaserBitrate * 100
 	if !within(*b.Load, wantLoad, 0.1) {
 		t.Errorf("load %.2f%%, want %.2f%% ±10%%", *b.Load, wantLoad)
 	}
@@ -110,6 +126,88 @@ func TestTopRatesFromCangen(t *testing.T) {
 	}
 	ct.Stop(t)
 	requireNothingOfOurs(t)
+}
+
+// stamp is a frame a witness received: its id and the kernel's time of
+// arrival.
+type stamp struct {
+	id uint32
+	at time.Time
+}
+
+// witness is a raw CAN socket that records every frame with the kernel's
+// receive time (SO_TIMESTAMPNS): on a bus, the frames it receives from
+// the wire and those others on this host send on it.
+type witness struct {
+	fd     int
+	first  chan struct{} // closed at the first frame
+	done   chan struct{}
+	stopFn func()
+	stamps []stamp
+}
+
+func startWitness(t *testing.T, ifname string) *witness {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_CAN, unix.SOCK_RAW, unix.CAN_RAW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []struct{ opt, v int }{{unix.SO_TIMESTAMPNS, 1}, {unix.SO_RCVBUFFORCE, 8 << 20}} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.opt, o.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A receive timeout lets stop end the reader.
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrCAN{Ifindex: ifi.Index}); err != nil {
+		t.Fatal(err)
+	}
+	w := &witness{fd: fd, first: make(chan struct{}), done: make(chan struct{})}
+	stopping := make(chan struct{})
+	go func() {
+		defer close(w.done)
+		buf, oob := make([]byte, 72), make([]byte, 128)
+		for {
+			select {
+			case <-stopping:
+				return
+			default:
+			}
+			n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+			if err != nil || n < 16 {
+				continue // the timeout: look at stopping again
+			}
+			msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+			if err != nil {
+				continue
+			}
+			for _, m := range msgs {
+				if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+					ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+					if len(w.stamps) == 0 {
+						close(w.first)
+					}
+					w.stamps = append(w.stamps, stamp{id: binary.NativeEndian.Uint32(buf) & unix.CAN_EFF_MASK, at: time.Unix(ts.Unix())})
+				}
+			}
+		}
+	}()
+	w.stopFn = func() { close(stopping) }
+	return w
+}
+
+// stop ends the witness and returns what it recorded.
+func (w *witness) stop() []stamp {
+	w.stopFn()
+	<-w.done
+	return w.stamps
 }
 
 // screen is a terminal's output as it arrives, read from a pty.
