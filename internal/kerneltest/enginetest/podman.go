@@ -36,6 +36,23 @@ func StartPodman(t *testing.T, deployDir string) *Podman {
 		t.Fatalf("podman: %v (test/vm/setup-host.sh installs it)", err)
 	}
 	p := &Podman{dir: t.TempDir()}
+	InstallHooks(t, deployDir)
+	img := writeImage(t, p.dir, "image.tar", ctrtestOCI(t))
+	p.Must(t, "load", "-i", img)
+	t.Cleanup(func() {
+		// Every container of the test, then the storage's mounts.
+		p.Run(t, "rm", "-af", "-t", "0")
+		// containers/storage keeps its overlay directory mounted.
+		unix.Unmount(filepath.Join(p.dir, "storage", "overlay"), unix.MNT_DETACH)
+	})
+	return p
+}
+
+// InstallHooks installs kanto-can's hooks.d entries from deployDir (the
+// repository's deploy/podman) in HooksDir, with the hook's path replaced
+// by the binary under test, for the rest of the test.
+func InstallHooks(t *testing.T, deployDir string) {
+	t.Helper()
 	if err := os.MkdirAll(HooksDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -60,15 +77,6 @@ func StartPodman(t *testing.T, deployDir string) *Podman {
 		}
 		t.Cleanup(func() { os.Remove(dst) })
 	}
-	img := writeImage(t, p.dir, "image.tar", ctrtestOCI(t))
-	p.Must(t, "load", "-i", img)
-	t.Cleanup(func() {
-		// Every container of the test, then the storage's mounts.
-		p.Run(t, "rm", "-af", "-t", "0")
-		// containers/storage keeps its overlay directory mounted.
-		unix.Unmount(filepath.Join(p.dir, "storage", "overlay"), unix.MNT_DETACH)
-	})
-	return p
 }
 
 // Args are podman's global flags for this instance: no systemd and no
