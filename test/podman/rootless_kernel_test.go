@@ -26,7 +26,7 @@ func TestRootlessPodmanRefused(t *testing.T) {
 	const uid = 65534
 	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
 		old, _ := os.ReadFile(f)
-		if err := os.WriteFile(f, append(old, []byte("65534:200000:65536\n")...), 0o644); err != nil {
+		if err := os.WriteFile(f, append(old, []byte("nobody:200000:65536\n")...), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.WriteFile(f, old, 0o644) })
