@@ -135,13 +135,31 @@ func (a Ask) Blank() bool { return strings.TrimSpace(a.Value) == "" }
 // config.json (blank when neither is set).
 func ContainerAsk(st State) (Ask, error) {
 	if v := st.Annotations[Annotation]; strings.TrimSpace(v) != "" {
-		return Ask{Value: v, From: "annotation " + Annotation}, nil
+		from := "annotation " + Annotation
+		if err := splitAnnotation(v, st.Annotations); err != nil {
+			return Ask{From: from}, fmt.Errorf("%s: %w", from, err)
+		}
+		return Ask{Value: v, From: from}, nil
 	}
 	env, err := EnvRequest(st.Bundle)
 	if err != nil {
 		return Ask{From: EnvVar}, err
 	}
 	return Ask{Value: env, From: EnvVar}, nil
+}
+
+// splitAnnotation fails when the container also has an annotation named
+// like a bus option (dir, fd, rx, tx): podman 4.3 splits --annotation's
+// value at commas, so `--annotation io.kanto-can.buses=can0,rx=7E8` gives
+// the annotations io.kanto-can.buses=can0 and rx=7E8, and the request
+// would silently lose its options (here: receive every id).
+func splitAnnotation(value string, all map[string]string) error {
+	for _, k := range []string{"dir", "fd", "rx", "tx"} {
+		if v, ok := all[k]; ok {
+			return fmt.Errorf("is %q and the container also has the annotation %s=%s: the engine split the value at its commas (podman's --annotation does); quote it whole: --annotation '\"%s=%s,%s=%s\"'", value, k, v, Annotation, value, k, v)
+		}
+	}
+	return nil
 }
 
 // Request combines the hook's --bus arguments and the container's

@@ -176,6 +176,12 @@ func TestAnnotationRequest(t *testing.T) {
 	if _, err := RequestFrom(nil, ask); err == nil || !strings.HasPrefix(err.Error(), "annotation io.kanto-can.buses: bus 1:") {
 		t.Fatalf("malformed annotation: %v", err)
 	}
+	// podman split "can0,rx=7E8" at the comma: refused, not widened.
+	st.Annotations = map[string]string{Annotation: "can0", "rx": "7E8"}
+	if _, err := ContainerAsk(st); err == nil || !strings.Contains(err.Error(), `annotation io.kanto-can.buses: is "can0" and the container also has the annotation rx=7E8`) ||
+		!strings.Contains(err.Error(), `--annotation '"io.kanto-can.buses=can0,rx=7E8"'`) {
+		t.Fatalf("split annotation: %v", err)
+	}
 	// No bundle, annotation given: the bundle is not needed.
 	st = State{ID: "app", Bundle: filepath.Join(dir, "gone"), Annotations: map[string]string{Annotation: "can0"}}
 	if ask, err := ContainerAsk(st); err != nil || ask.Value != "can0" {

@@ -99,7 +99,7 @@ func TestDocker(t *testing.T) {
 	}
 
 	t.Run("NotGranted", func(t *testing.T) {
-		Policy(t, `{"buses": {"`+bus+`": {}}, "default": {"buses": {"`+bus+`": {}}}}`)
+		Policy(t, `{"buses": {"`+bus+`": {}, "`+ecuIf+`": {}}, "default": {"buses": {"`+bus+`": {}}}}`)
 		out, code := d.Run(t, append([]string{"run", "--rm", "--network", "none", "--runtime", RuntimeName, "-e", hook.EnvVar + "=" + ecuIf, ImageRef}, check...)...)
 		if code == 0 || !strings.Contains(out, "may not use bus "+ecuIf) {
 			t.Fatalf("exit %d, want non-zero and %q in:\n%s", code, "may not use bus "+ecuIf, out)

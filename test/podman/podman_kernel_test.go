@@ -76,7 +76,11 @@ func TestPodman(t *testing.T) {
 	// nothing is left.
 	for _, tc := range []struct{ name, flag, value, want string }{
 		{"UnknownBus", "--annotation", hook.Annotation + "=can7", "host bus can7 does not exist"},
-		{"MalformedAnnotation", "--annotation", hook.Annotation + "=" + bus + ",dir=up", "annotation io.kanto-can.buses: bus 1"},
+		// Quoted whole: podman's --annotation splits a value at commas.
+		{"MalformedAnnotation", "--annotation", `"` + hook.Annotation + "=" + bus + `,dir=up"`, "annotation io.kanto-can.buses: bus 1"},
+		// Not quoted: podman makes rx=7E8 an annotation of its own; the
+		// request would receive every id. Refused, with the way to quote.
+		{"SplitAnnotation", "--annotation", hook.Annotation + "=" + bus + ",rx=7E8", `--annotation '"io.kanto-can.buses=can0,rx=7E8"'`},
 		{"MalformedEnv", "-e", hook.EnvVar + "=" + bus + ",rx=800", "KANTO_CAN: bus 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,7 +94,7 @@ func TestPodman(t *testing.T) {
 	}
 
 	t.Run("NotGranted", func(t *testing.T) {
-		Policy(t, `{"buses": {"`+bus+`": {}}, "default": {"buses": {"`+bus+`": {}}}}`)
+		Policy(t, `{"buses": {"`+bus+`": {}, "`+ecuIf+`": {}}, "default": {"buses": {"`+bus+`": {}}}}`)
 		out, code := p.Run(t, "run", "--rm", "--network", "none", "--annotation", hook.Annotation+"="+ecuIf, ImageRef, "/bin/canapp", "check", "can0")
 		if code == 0 || !strings.Contains(out, "may not use bus "+ecuIf) {
 			t.Fatalf("exit %d, want non-zero and %q in:\n%s", code, "may not use bus "+ecuIf, out)
