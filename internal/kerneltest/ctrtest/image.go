@@ -160,7 +160,7 @@ func ociArchive(tb testing.TB, ref string, files map[string]string) ([]byte, str
 		files2[name] = blobs[d]
 		order = append(order, name)
 	}
-	return tarOf(tb, order, files2), diffID, cfg
+	return tarOf(tb, order, files2, false), diffID, cfg
 }
 
 // DockerArchive returns a one-layer image of files (see [BuildImage])
@@ -187,17 +187,21 @@ func DockerArchive(tb testing.TB, ref string, files map[string]string) []byte {
 	}})
 	return tarOf(tb, []string{cfgName, layerName, "manifest.json"}, map[string][]byte{
 		cfgName: configJSON, layerName: layer, "manifest.json": manifest,
-	})
+	}, true)
 }
 
-// tarOf writes files, in order, as a tar archive (parent directories
-// first where a name has one).
-func tarOf(tb testing.TB, order []string, files map[string][]byte) []byte {
+// tarOf writes files, in order, as a tar archive, with entries for their
+// parent directories first when withDirs (the OCI layout has none, as
+// ctr images import and podman load have always read it).
+func tarOf(tb testing.TB, order []string, files map[string][]byte, withDirs bool) []byte {
 	tb.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	dirs := map[string]bool{}
 	for _, name := range order {
+		if !withDirs {
+			break
+		}
 		for d := path.Dir(name); d != "."; d = path.Dir(d) {
 			if dirs[d] {
 				break
