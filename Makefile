@@ -41,7 +41,7 @@ TEST_MATRIX := 1
 endif
 KERNEL ?= 6.1
 MATRIX_KERNEL ?= 6.12
-MATRIX_SKIP_PKGS ?= ./test/kanto ./test/bench ./test/cni
+MATRIX_SKIP_PKGS ?= ./test/kanto ./test/bench ./test/cni ./test/podman ./test/docker
 # What make setup fetches: the kernels make test will use.
 SETUP_KERNELS ?= $(if $(TEST_MATRIX),6.1 $(MATRIX_KERNEL),$(KERNEL))
 

@@ -14,6 +14,12 @@
 // This covers every Kanto front end, including those that drop a manifest's
 // hooks (Ditto, the Update Agent, the auto-deployer's init-dir format): the
 // environment survives them all.
+//
+// The same wrapper is a runtime of its own for engines that name their
+// runtime by path (Docker's "runtimes" in daemon.json, dockerd
+// --add-runtime, podman --runtime): called by any other name with runc's
+// command line (see [CalledAsRuntime]), it serves every namespace, since
+// choosing the runtime is the container's opt-in.
 package runcwrap
 
 import (
@@ -44,9 +50,42 @@ const (
 // DefaultNamespaces is Kanto container-management's namespace.
 const DefaultNamespaces = "kanto-cm"
 
+// CalledAsRuntime says whether args (without the program name) are a
+// runc command line rather than kanto-can's own: they begin with one of
+// runc's global flags, as every engine's call does (Docker's shim:
+// --root /var/run/docker/runtime-runc/moby --log ... create ...; podman:
+// --root ... or --systemd-cgroup ...). kanto-can's own commands never
+// begin with these.
+func CalledAsRuntime(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	name, _, _, isFlag := flag(args[0])
+	if !isFlag {
+		return false
+	}
+	switch name {
+	case "root", "log", "log-format", "systemd-cgroup", "debug", "criu", "rootless":
+		return true
+	}
+	return false
+}
+
 // Main runs the wrapper and, unless something fails before, does not return:
-// it replaces itself with the real runc.
+// it replaces itself with the real runc. Called as "runc" it serves the
+// namespaces of KANTO_CAN_NAMESPACES (default kanto-cm); called as a
+// runtime of its own (allNamespaces) every namespace, unless
+// KANTO_CAN_NAMESPACES is set.
 func Main(args []string, stderr io.Writer) int {
+	return main(args, stderr, false)
+}
+
+// MainRuntime is [Main] for kanto-can named as an engine's runtime.
+func MainRuntime(args []string, stderr io.Writer) int {
+	return main(args, stderr, true)
+}
+
+func main(args []string, stderr io.Writer, allNamespaces bool) int {
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(stderr, "kanto-can (as runc): own executable: %v\n", err)
@@ -57,7 +96,7 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kanto-can (as runc): %v\n", err)
 		return 127
 	}
-	if inv, ok := Parse(args[1:]); ok && inv.Create && serves(inv.Namespace()) {
+	if inv, ok := Parse(args[1:]); ok && inv.Create && serves(inv.Namespace(), allNamespaces) {
 		if err := Inject(inv.Bundle, self); err != nil {
 			fmt.Fprintf(stderr, "kanto-can (as runc): %v\n", err)
 			return 1
@@ -68,9 +107,12 @@ func Main(args []string, stderr io.Writer) int {
 	return 127
 }
 
-func serves(ns string) bool {
+func serves(ns string, all bool) bool {
 	list := os.Getenv(EnvNamespaces)
 	if list == "" {
+		if all {
+			return true
+		}
 		list = DefaultNamespaces
 	}
 	for _, n := range strings.Split(list, ",") {

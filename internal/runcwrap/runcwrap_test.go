@@ -118,3 +118,40 @@ func TestFindRuncNeverSelf(t *testing.T) {
 		t.Fatal("an explicit runc that is kanto-can itself was accepted")
 	}
 }
+
+func TestCalledAsRuntime(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		want bool
+	}{
+		// Docker 20.10's shim, as seen in the guest.
+		{"--root /var/run/docker/runtime-runc/moby --log /run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/abc/log.json --log-format json create --bundle /b --pid-file /p abc", true},
+		{"--root=/run/runc --systemd-cgroup create --bundle /b x", true},
+		{"--systemd-cgroup --root /run/runc start x", true},
+		{"-log /l delete x", true},
+		{"--debug state x", true},
+		{"hook prestart", false},
+		{"attach app --bus can0", false},
+		{"--config /etc/kanto-can/config.json ls", false},
+		{"--help", false},
+		{"", false},
+	} {
+		if got := CalledAsRuntime(strings.Fields(tc.args)); got != tc.want {
+			t.Errorf("CalledAsRuntime(%q) = %v", tc.args, got)
+		}
+	}
+}
+
+func TestServes(t *testing.T) {
+	t.Setenv(EnvNamespaces, "")
+	if !serves("kanto-cm", false) || serves("moby", false) || serves("", false) {
+		t.Error("as runc: want kanto-cm only")
+	}
+	if !serves("moby", true) || !serves("", true) {
+		t.Error("as a runtime: want every namespace")
+	}
+	t.Setenv(EnvNamespaces, "moby")
+	if !serves("moby", true) || serves("kanto-cm", true) || serves("kanto-cm", false) {
+		t.Errorf("%s=moby: want moby only", EnvNamespaces)
+	}
+}

@@ -63,7 +63,10 @@ declare -A want=(
 	[systemd]=/lib/systemd/systemd # the daemon's unit under systemd in the guest (test/systemd)
 	[mosquitto]=/usr/sbin/mosquitto           # the MQTT broker of the Ditto tests (test/ditto)
 	[mosquitto-clients]=/usr/bin/mosquitto_sub # a witness on the broker in the Ditto tests
-	[containernetworking-plugins]=/usr/lib/cni/bridge # bridge, host-local, loopback for pods through CRI (test/cni)
+	[podman]=/usr/bin/podman                   # the engine of test/podman (its OCI hooks.d)
+	[containernetworking-plugins]=/usr/lib/cni/bridge # bridge, host-local, loopback: podman's network backend (CNI: no netavark here) and pods through CRI (test/cni)
+	[uidmap]=/usr/bin/newuidmap                # rootless podman, for the refusal of test/podman
+	[docker.io]=/usr/sbin/dockerd              # the engine of test/docker (kanto-can as a runtime)
 )
 missing=()
 for pkg in "${!want[@]}"; do

@@ -89,28 +89,61 @@ func buildImage(tb testing.TB, c *Containerd, ns, ref string, files map[string]s
 	if !strings.ContainsAny(ref, "/:") {
 		tb.Fatalf("image ref %q: want a full reference like docker.io/kanto-can/app:1", ref)
 	}
-	layer, diffID := buildLayer(tb, files)
-	cfg := imageConfig{Env: []string{imagePath}}
+	oci, diffID, cfg := ociArchive(tb, ref, files, cmd)
+	archive := filepath.Join(c.dir, "image-"+sha256hex([]byte(ns + "\x00" + ref))[:12]+".tar")
+	if err := os.WriteFile(archive, oci, 0o644); err != nil {
+		tb.Fatalf("image tar: %v", err)
+	}
+	defer os.Remove(archive)
+	// Unpacked at import (into c's snapshotter), as after a Kanto pull.
+	c.mustCtr(tb, "-n", ns, "images", "import", archive)
+
+	c.mu.Lock()
+	c.images[ns+"\x00"+ref] = &imageInfo{chainID: diffID, config: cfg}
+	c.mu.Unlock()
+}
+
+// imageParts returns a one-layer image of files: its gzipped layer, the
+// layer's diff id, its config and the config's JSON. cmd, when not nil, is
+// the default command.
+func imageParts(tb testing.TB, files map[string]string, cmd []string) (layer []byte, diffID string, cfg imageConfig, configJSON []byte) {
+	tb.Helper()
+	layer, diffID = buildLayer(tb, files)
+	cfg = imageConfig{Env: []string{imagePath}}
 	if _, ok := files["/bin/busybox"]; ok {
 		cfg.Cmd = []string{"/bin/sh"}
 	}
 	if cmd != nil {
 		cfg.Cmd = cmd
 	}
-
-	blobs := map[string][]byte{}
-	add := func(b []byte) string {
-		d := "sha256:" + sha256hex(b)
-		blobs[d] = b
-		return d
-	}
-	configJSON := mustJSON(tb, map[string]any{
+	configJSON = mustJSON(tb, map[string]any{
 		"created":      time.Unix(0, 0).UTC(),
 		"architecture": "amd64",
 		"os":           "linux",
 		"config":       cfg,
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{diffID}},
 	})
+	return layer, diffID, cfg, configJSON
+}
+
+// OCIArchive returns a one-layer image of files (see [BuildImage]) named
+// ref, as an OCI image layout in a tar archive: what `ctr images import`
+// and `podman load` read.
+func OCIArchive(tb testing.TB, ref string, files map[string]string) []byte {
+	tb.Helper()
+	b, _, _ := ociArchive(tb, ref, files, nil)
+	return b
+}
+
+func ociArchive(tb testing.TB, ref string, files map[string]string, cmd []string) ([]byte, string, imageConfig) {
+	tb.Helper()
+	layer, diffID, cfg, configJSON := imageParts(tb, files, cmd)
+	blobs := map[string][]byte{}
+	add := func(b []byte) string {
+		d := "sha256:" + sha256hex(b)
+		blobs[d] = b
+		return d
+	}
 	manifest := mustJSON(tb, map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     mediaManifest,
@@ -128,11 +161,82 @@ func buildImage(tb testing.TB, c *Containerd, ns, ref string, files map[string]s
 			Platform:    &platform{Architecture: "amd64", OS: "linux"},
 		}},
 	})
+	files2 := map[string][]byte{
+		"oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`),
+		"index.json": index,
+	}
+	order := []string{"oci-layout", "index.json"}
+	digests := make([]string, 0, len(blobs))
+	for d := range blobs {
+		digests = append(digests, d)
+	}
+	sort.Strings(digests)
+	for _, d := range digests {
+		name := "blobs/sha256/" + strings.TrimPrefix(d, "sha256:")
+		files2[name] = blobs[d]
+		order = append(order, name)
+	}
+	return tarOf(tb, order, files2, false), diffID, cfg
+}
 
-	// The OCI layout as a tar archive, the format ctr images import reads.
+// DockerArchive returns a one-layer image of files (see [BuildImage])
+// named ref, in Docker's archive format (a manifest.json naming the config
+// and the layer, RepoTags with ref): what `docker load` reads (Docker 20.10
+// refuses an OCI layout).
+func DockerArchive(tb testing.TB, ref string, files map[string]string) []byte {
+	tb.Helper()
+	layerGz, diffID, _, configJSON := imageParts(tb, files, nil)
+	zr, err := gzip.NewReader(bytes.NewReader(layerGz))
+	if err != nil {
+		tb.Fatalf("layer: %v", err)
+	}
+	layer, err := io.ReadAll(zr)
+	if err != nil {
+		tb.Fatalf("layer: %v", err)
+	}
+	cfgName := sha256hex(configJSON) + ".json"
+	layerName := strings.TrimPrefix(diffID, "sha256:") + "/layer.tar"
+	manifest := mustJSON(tb, []map[string]any{{
+		"Config":   cfgName,
+		"RepoTags": []string{ref},
+		"Layers":   []string{layerName},
+	}})
+	return tarOf(tb, []string{cfgName, layerName, "manifest.json"}, map[string][]byte{
+		cfgName: configJSON, layerName: layer, "manifest.json": manifest,
+	}, true)
+}
+
+// tarOf writes files, in order, as a tar archive, with entries for their
+// parent directories first when withDirs (the OCI layout has none, as
+// ctr images import and podman load have always read it).
+func tarOf(tb testing.TB, order []string, files map[string][]byte, withDirs bool) []byte {
+	tb.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	put := func(name string, b []byte) {
+	dirs := map[string]bool{}
+	for _, name := range order {
+		if !withDirs {
+			break
+		}
+		for d := path.Dir(name); d != "."; d = path.Dir(d) {
+			if dirs[d] {
+				break
+			}
+			dirs[d] = true
+		}
+	}
+	dirList := make([]string, 0, len(dirs))
+	for d := range dirs {
+		dirList = append(dirList, d)
+	}
+	sort.Strings(dirList)
+	for _, d := range dirList {
+		if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
+			tb.Fatalf("image tar: %v", err)
+		}
+	}
+	for _, name := range order {
+		b := files[name]
 		hdr := &tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
 		if err := tw.WriteHeader(hdr); err != nil {
 			tb.Fatalf("image tar: %v", err)
@@ -141,30 +245,10 @@ func buildImage(tb testing.TB, c *Containerd, ns, ref string, files map[string]s
 			tb.Fatalf("image tar: %v", err)
 		}
 	}
-	put("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
-	put("index.json", index)
-	digests := make([]string, 0, len(blobs))
-	for d := range blobs {
-		digests = append(digests, d)
-	}
-	sort.Strings(digests)
-	for _, d := range digests {
-		put("blobs/sha256/"+strings.TrimPrefix(d, "sha256:"), blobs[d])
-	}
 	if err := tw.Close(); err != nil {
 		tb.Fatalf("image tar: %v", err)
 	}
-	archive := filepath.Join(c.dir, "image-"+sha256hex([]byte(ns + "\x00" + ref))[:12]+".tar")
-	if err := os.WriteFile(archive, buf.Bytes(), 0o644); err != nil {
-		tb.Fatalf("image tar: %v", err)
-	}
-	defer os.Remove(archive)
-	// Unpacked at import (into c's snapshotter), as after a Kanto pull.
-	c.mustCtr(tb, "-n", ns, "images", "import", archive)
-
-	c.mu.Lock()
-	c.images[ns+"\x00"+ref] = &imageInfo{chainID: diffID, config: cfg}
-	c.mu.Unlock()
+	return buf.Bytes()
 }
 
 // buildLayer returns the gzip-compressed layer tar and its diff id (digest of
