@@ -118,6 +118,7 @@ func TestDittoFeatures(t *testing.T) {
 	// bus keeps a feature when the container stops.
 	other := kerneltest.NewNS(t)
 	kerneltest.MustRun(t, kc, "attach", "--netns", other.Path(), "--bus", "dbus0")
+	t.Cleanup(func() { kerneltest.Run(t, kc, "detach", "--netns", other.Path()) })
 
 	c := k.CreateJSON(t, appManifest("ditto-app", "dbus0"))
 	k.Start(t, c.Name)
@@ -324,6 +325,9 @@ func TestDittoOffConnectsNowhere(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kc := kerneltest.Binary(t)
 	kerneltest.MustRun(t, kc, "attach", "--netns", ns.Path(), "--bus", "doff0")
+	// Detached before the namespace goes: else its record outlives it
+	// (no daemon runs then to forget it) and later tests find it.
+	t.Cleanup(func() { kerneltest.Run(t, kc, "detach", "--netns", ns.Path()) })
 
 	clients := func(from int) []string {
 		var ids []string
