@@ -589,6 +589,15 @@ func (c *Containerd) ContainerDeletes(ns, id string) int {
 // delete event (and once at first), returns true.
 func (c *Containerd) AwaitEvents(tb testing.TB, timeout time.Duration, ok func() bool) {
 	tb.Helper()
+	if !c.WaitEvents(tb, timeout, ok) {
+		tb.Fatalf("not as wanted after %v; recent events:\n%s", timeout, c.events.recent())
+	}
+}
+
+// WaitEvents is AwaitEvents that reports a timeout (false) instead of
+// failing the test.
+func (c *Containerd) WaitEvents(tb testing.TB, timeout time.Duration, ok func() bool) bool {
+	tb.Helper()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
@@ -596,14 +605,14 @@ func (c *Containerd) AwaitEvents(tb testing.TB, timeout time.Duration, ok func()
 		changed := c.events.changed
 		c.events.mu.Unlock()
 		if ok() {
-			return
+			return true
 		}
 		select {
 		case <-changed:
 		case <-c.events.done:
 			tb.Fatalf("ctr events ended")
 		case <-timer.C:
-			tb.Fatalf("not as wanted after %v; recent events:\n%s", timeout, c.events.recent())
+			return false
 		}
 	}
 }

@@ -366,12 +366,27 @@ func (k *Kanto) Stop(tb testing.TB, name string) {
 func (k *Kanto) Remove(tb testing.TB, name string) {
 	tb.Helper()
 	c := k.Get(tb, name)
-	args := []string{"remove", "-n", name}
-	if c.State.Status == StatusRunning && !k.stop(tb, c) {
-		// Kanto may still count it as running: force the removal.
-		args = append(args, "-f")
+	if c.State.Status != StatusRunning || k.stop(tb, c) {
+		k.released(tb, c.ID, "remove", "-n", name)
+		return
 	}
-	k.released(tb, c.ID, args...)
+	// Kanto missed the exit (see stop) and may still count it as running:
+	// force the removal. Kanto then sometimes never deletes the task
+	// either; containerd is asked directly, as an operator would, so that
+	// runc delete runs the poststop hook whose work the tests check.
+	before := k.Containerd.ContainerDeletes(Namespace, c.ID)
+	k.MustCM(tb, "remove", "-f", "-n", name)
+	if _, _, code := k.Containerd.Ctr(tb, "-n", Namespace, "containers", "info", c.ID); code != 0 {
+		return
+	}
+	if k.Containerd.WaitEvents(tb, stopTimeout, func() bool { return k.Containerd.ContainerDeletes(Namespace, c.ID) > before }) {
+		return
+	}
+	tb.Logf("Kanto did not delete container %s after remove -f: deleting its task and container with ctr", c.ID)
+	k.Containerd.Ctr(tb, "-n", Namespace, "tasks", "delete", "--force", c.ID)
+	if out, errs, code := k.Containerd.Ctr(tb, "-n", Namespace, "containers", "delete", c.ID); code != 0 {
+		tb.Fatalf("ctr containers delete %s: exit %d: %s%s", c.ID, code, out, errs)
+	}
 }
 
 // stop stops c with SIGKILL and waits until containerd deleted its task.
