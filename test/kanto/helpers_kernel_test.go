@@ -4,20 +4,16 @@ package kanto
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/kanto-can/kanto-can/cangw"
-	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
-	"github.com/kanto-can/kanto-can/internal/record"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 )
 
 const (
@@ -79,56 +75,11 @@ func ls(t *testing.T) []attach.Attachment {
 	return list
 }
 
-// oursLeft lists our host ends and the rules naming them.
-func oursLeft(t *testing.T) string {
-	t.Helper()
-	links, err := canlink.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer links.Close()
-	all, err := links.Links()
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx := map[int]bool{}
-	var left []string
-	for _, l := range all {
-		if strings.HasPrefix(l.Name, attach.HostEndPrefix) {
-			idx[l.Index] = true
-			left = append(left, "link "+l.Name)
-		}
-	}
-	gw, err := cangw.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Close()
-	rules, err := gw.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rules {
-		if idx[r.Src] || idx[r.Dst] {
-			left = append(left, fmt.Sprintf("rule %d>%d", r.Src, r.Dst))
-		}
-	}
-	recs, err := record.List(record.DefaultDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		left = append(left, "record "+r.HostEnd)
-	}
-	return strings.Join(left, ", ")
-}
+// oursLeft lists our host ends, the rules naming them and our records
+// (enginetest.OursLeft).
+func oursLeft(t *testing.T) string { return enginetest.OursLeft(t) }
 
-func requireNothingOfOurs(t *testing.T) {
-	t.Helper()
-	if left := oursLeft(t); left != "" {
-		t.Fatalf("left behind: %s", left)
-	}
-}
+func requireNothingOfOurs(t *testing.T) { t.Helper(); enginetest.RequireNothingOfOurs(t) }
 
 func frame(id uint32, data ...byte) kerneltest.Frame { return kerneltest.Frame{ID: id, Data: data} }
 
