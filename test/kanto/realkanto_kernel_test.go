@@ -404,6 +404,39 @@ func TestRealKantoLifecycle(t *testing.T) {
 	requireNothingOfOurs(t)
 }
 
+// A container's process dies while Kanto's daemon is down (frozen, then
+// crashed): nothing deleted its task, so runc has not run the poststop
+// hook, and its attachment is still there. The new daemon finds the exit,
+// deletes the task (the hook detaches) and applies the restart policy ("no":
+// the container stays exited); a start attaches it again. kantotest relies
+// on this when Kanto misses an exit while stopping a container.
+func TestRealKantoExitWhileDown(t *testing.T) {
+	kerneltest.VCAN(t, "kdown", 72)
+	k := realKanto(t)
+	host := kerneltest.Open(t, nil, "kdown")
+	c := k.CreateJSON(t, withRestartPolicy(appManifest("down-app", serve, []string{"KANTO_CAN=kdown:can0"}, true), map[string]any{"type": "no"}))
+	k.Start(t, c.Name)
+	k.WaitLog(t, c.ID, "ready", 1, wait)
+	ecuBothWays(t, host, 0x300, 1)
+
+	k.Freeze(t)
+	deletes := k.Containerd.ContainerDeletes(kantotest.Namespace, c.ID)
+	k.Containerd.Ctr(t, "-n", kantotest.Namespace, "tasks", "kill", "-s", "SIGKILL", c.ID)
+	k.Containerd.AwaitEvents(t, wait, func() bool { return len(k.Containerd.ExitStatuses(kantotest.Namespace, c.ID)) == 1 })
+	requireOneAttachment(t, c)
+
+	k.Restart(t, unix.SIGKILL)
+	k.Containerd.AwaitEvents(t, wait, func() bool { return k.Containerd.ContainerDeletes(kantotest.Namespace, c.ID) > deletes })
+	k.WaitState(t, c.ID, wait, func(c kantotest.Container) bool { return c.State.Status == kantotest.StatusExited })
+	requireNothingOfOurs(t)
+
+	k.Start(t, c.Name)
+	k.WaitLog(t, c.ID, "ready", 2, wait)
+	ecuBothWays(t, host, 0x302, 2)
+	k.Remove(t, c.Name)
+	requireNothingOfOurs(t)
+}
+
 // awaitRuns waits until the container's task has exited n times (n runs,
 // containerd's /tasks/exit events) and each run's task and container were
 // deleted (/containers/delete: runc delete ran the poststop hooks).
