@@ -17,6 +17,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -56,7 +57,7 @@ func conflist(withCAN bool, dataDir string) string {
 
 func startCRI(t testing.TB, withCAN bool) *cri {
 	t.Helper()
-	bin := binDir(t.(*testing.T))
+	bin := enginetest.CNIBinDir(t)
 	conf := t.TempDir()
 	if err := os.WriteFile(filepath.Join(conf, "10-pods.conflist"), []byte(conflist(withCAN, t.TempDir())), 0o644); err != nil {
 		t.Fatal(err)
@@ -190,7 +191,7 @@ func TestDaemonEndsAPodWhoseSandboxExited(t *testing.T) {
 	r := startCRI(t, true)
 	d := kerneltest.StartDaemon(t, 60*time.Second, "--containerd-address="+r.c.Address())
 	id := r.runPod(t, r.sandboxConfig("doomed", "uid-doomed"))
-	links, _ := ours(t)
+	links, _ := enginetest.Ours(t)
 	if len(links) != 1 {
 		t.Fatalf("want one host end for the pod, got %v", links)
 	}
@@ -199,7 +200,7 @@ func TestDaemonEndsAPodWhoseSandboxExited(t *testing.T) {
 		t.Fatalf("ctr tasks kill: %s", errs)
 	}
 	d.AwaitLog(t, "msg=reconciled", "removed="+links[0])
-	if l, _ := ours(t); len(l) != 0 {
+	if l, _ := enginetest.Ours(t); len(l) != 0 {
 		t.Fatalf("host ends after the sandbox exited: %v", l)
 	}
 	if recs, _ := record.List(record.DefaultDir); len(recs) != 0 {

@@ -18,48 +18,16 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
-
-// EnvCNI names the plugin binary under test (make kernel-tests builds
-// out/bin/kanto-can-cni).
-const EnvCNI = "KANTO_CAN_CNI"
-
-// stdPlugins is where Debian's containernetworking-plugins are.
-const stdPlugins = "/usr/lib/cni"
-
-// binDir returns a CNI bin dir holding the plugin under test as
-// kanto-can-cni and Debian's standard plugins.
-func binDir(t *testing.T) string {
-	t.Helper()
-	kerneltest.Require(t)
-	p := os.Getenv(EnvCNI)
-	if p == "" {
-		t.Fatalf("%s is not set: make kernel-tests passes the plugin's path", EnvCNI)
-	}
-	dir := t.TempDir()
-	if err := os.Symlink(p, filepath.Join(dir, "kanto-can-cni")); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"bridge", "host-local", "loopback"} {
-		src := filepath.Join(stdPlugins, name)
-		if _, err := os.Stat(src); err != nil {
-			t.Fatalf("%s: %v (test/vm/setup-host.sh installs containernetworking-plugins)", src, err)
-		}
-		if err := os.Symlink(src, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 // runtime is libcni over the test's bin dir (returned too), with a cache
 // of its own.
 func runtime(t *testing.T) (*libcni.CNIConfig, string) {
-	dir := binDir(t)
+	dir := enginetest.CNIBinDir(t)
 	return libcni.NewCNIConfigWithCacheDir([]string{dir}, t.TempDir(), nil), dir
 }
 
@@ -108,45 +76,9 @@ func cniError(t *testing.T, err error) *types.Error {
 	return e
 }
 
-// ours lists our host ends and the rules naming them.
-func ours(t *testing.T) (links []string, rules []cangw.Rule) {
-	t.Helper()
-	lc, err := canlink.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lc.Close()
-	ls, err := lc.Links()
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx := map[int]bool{}
-	for _, l := range ls {
-		if strings.HasPrefix(l.Name, "kcan") {
-			links = append(links, l.Name)
-			idx[l.Index] = true
-		}
-	}
-	gw, err := cangw.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Close()
-	all, err := gw.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range all {
-		if idx[r.Src] || idx[r.Dst] {
-			rules = append(rules, r)
-		}
-	}
-	return links, rules
-}
-
 func requireNothingOfOurs(t *testing.T, records string) {
 	t.Helper()
-	if links, rules := ours(t); len(links)+len(rules) > 0 {
+	if links, rules := enginetest.Ours(t); len(links)+len(rules) > 0 {
 		t.Fatalf("left behind: links %v, rules %+v", links, rules)
 	}
 	if recs, err := record.List(records); err != nil || len(recs) > 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -117,7 +118,7 @@ func TestChainedAddCheckDel(t *testing.T) {
 
 	// ADD twice (ours, with the same prevResult): the same state, the
 	// same result.
-	links1, rules1 := ours(t)
+	links1, rules1 := enginetest.Ours(t)
 	again, err := addPlugin(t, dir, list, 1, res, conf)
 	if err != nil {
 		t.Fatalf("second ADD: %v", err)
@@ -125,7 +126,7 @@ func TestChainedAddCheckDel(t *testing.T) {
 	if ja, jr := jsonOf(t, again), jsonOf(t, res); ja != jr {
 		t.Fatalf("second ADD's result:\n%s\nwant prevResult unchanged:\n%s", ja, jr)
 	}
-	links2, rules2 := ours(t)
+	links2, rules2 := enginetest.Ours(t)
 	if fmt.Sprint(links1) != fmt.Sprint(links2) || len(rules1) != len(rules2) || len(rules1) != 2 {
 		t.Fatalf("second ADD changed the state: %v %d rules -> %v %d rules", links1, len(rules1), links2, len(rules2))
 	}
@@ -191,7 +192,7 @@ func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 		t.Fatalf("CHECK: %v", err)
 	}
 	// ADD twice: the same result and state.
-	links1, rules1 := ours(t)
+	links1, rules1 := enginetest.Ours(t)
 	res2, err := rt.AddNetwork(ctx(t), net, conf)
 	if err != nil {
 		t.Fatalf("second ADD: %v", err)
@@ -199,18 +200,18 @@ func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 	if a, b := jsonOf(t, res2), jsonOf(t, res); a != b {
 		t.Fatalf("second ADD's result %s, want %s", a, b)
 	}
-	if links2, rules2 := ours(t); fmt.Sprint(links1) != fmt.Sprint(links2) || len(rules1) != len(rules2) || len(rules1) != 1 {
+	if links2, rules2 := enginetest.Ours(t); fmt.Sprint(links1) != fmt.Sprint(links2) || len(rules1) != len(rules2) || len(rules1) != 1 {
 		t.Fatalf("second ADD changed the state: %v %d rules -> %v %d rules", links1, len(rules1), links2, len(rules2))
 	}
 	// The pod's namespace goes (the kernel takes the pair and its rules);
 	// containerd's DEL then comes without a netns, twice.
-	links, _ := ours(t)
+	links, _ := enginetest.Ours(t)
 	if len(links) != 1 {
 		t.Fatalf("host ends: %v", links)
 	}
 	ns.Delete(t)
 	awaitGone(t, links[0])
-	if links, _ := ours(t); len(links) != 0 {
+	if links, _ := enginetest.Ours(t); len(links) != 0 {
 		t.Fatalf("host ends after the namespace went: %v", links)
 	}
 	if recs, _ := record.List(records); len(recs) != 1 {
@@ -238,7 +239,7 @@ func jsonOf(t *testing.T, v any) string {
 // non-zero exit, and nothing is left behind.
 func TestBadInput(t *testing.T) {
 	bus, _ := kerneltest.Kvaser(t)
-	dir := binDir(t)
+	dir := enginetest.CNIBinDir(t)
 	records := t.TempDir()
 	policy := filepath.Join(t.TempDir(), "policy.json")
 	if err := os.WriteFile(policy, []byte(`{

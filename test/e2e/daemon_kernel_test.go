@@ -12,6 +12,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -39,10 +40,10 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 		t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
 		inside = append(inside, kerneltest.Open(t, ns, "can0"))
 	}
-	_, before := ours(t)
+	_, before := enginetest.Ours(t)
 
 	kerneltest.MustRun(t, "ip", "link", "del", "dbus")
-	if _, rules := ours(t); len(rules) != 0 {
+	if _, rules := enginetest.Ours(t); len(rules) != 0 {
 		t.Fatalf("%d rules survived the bus", len(rules))
 	}
 	kerneltest.MustRun(t, "ip", "link", "add", "dbus", "type", "vcan")
@@ -53,7 +54,7 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 	for _, s := range inside {
 		s.Expect(t, []kerneltest.Frame{frame(0x123, 1)}, wait)
 	}
-	if _, rules := ours(t); len(rules) != len(before) {
+	if _, rules := enginetest.Ours(t); len(rules) != len(before) {
 		t.Fatalf("%d rules, want %d", len(rules), len(before))
 	}
 	untouched()
@@ -83,7 +84,7 @@ func TestDaemonRestoresRulesAfterAFlush(t *testing.T) {
 		t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
 		inside = append(inside, kerneltest.Open(t, ns, "can0"))
 	}
-	_, before := ours(t)
+	_, before := enginetest.Ours(t)
 
 	if _, errs, _ := kerneltest.Run(t, "cangw", "-F"); errs != "" {
 		t.Fatalf("cangw -F: %s", errs)
@@ -94,10 +95,10 @@ func TestDaemonRestoresRulesAfterAFlush(t *testing.T) {
 	d.AwaitLog(t, "msg=reconciled", "gateway rules gone", "restored=kcan")
 	// One reconcile may restore one attachment and a second the other:
 	// wait until both have their rules.
-	for _, after := ours(t); len(after) != len(before); _, after = ours(t) {
+	for _, after := enginetest.Ours(t); len(after) != len(before); _, after = enginetest.Ours(t) {
 		d.AwaitLog(t, "msg=reconciled", "restored=kcan")
 	}
-	_, after := ours(t)
+	_, after := enginetest.Ours(t)
 	for _, r := range before {
 		n := 0
 		for _, x := range after {
@@ -178,7 +179,7 @@ func TestDaemonRemovesWhatAKilledAttachLeft(t *testing.T) {
 	args := []string{"--netns", ns.Path(), "--bus", "hbus:can0,rx=100-1FF"}
 
 	faultedAttach(t, "rule-added", args...)
-	links, rules := ours(t)
+	links, rules := enginetest.Ours(t)
 	if len(links) != 1 || len(rules) != 1 {
 		t.Fatalf("the killed attach left links %v and %d rules; want its host end and one rule", links, len(rules))
 	}
@@ -207,7 +208,7 @@ func TestDaemonRemovesWhatAKilledAttachLeft(t *testing.T) {
 	// (or together with) the attach's link event: events are handled in order.
 	kerneltest.VCAN(t, "hbus2", 72)
 	d.AwaitLog(t, "msg=reconciled", "bus hbus2")
-	if links, _ := ours(t); len(links) != 1 {
+	if links, _ := enginetest.Ours(t); len(links) != 1 {
 		t.Fatalf("after a good attach and a reconcile: links %v", links)
 	}
 }

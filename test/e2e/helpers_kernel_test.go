@@ -15,6 +15,7 @@ import (
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -111,36 +112,9 @@ func dialGW(t *testing.T) *cangw.Conn {
 	return gw
 }
 
-// ours returns the host ends of kanto-can (by name prefix) and the rules
-// that name them.
-func ours(t *testing.T) (links []string, rules []cangw.Rule) {
-	t.Helper()
-	ls, err := linkConn(t, nil).Links()
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx := map[int]bool{}
-	for _, l := range ls {
-		if strings.HasPrefix(l.Name, "kcan") {
-			links = append(links, l.Name)
-			idx[l.Index] = true
-		}
-	}
-	all, err := dialGW(t).List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range all {
-		if idx[r.Src] || idx[r.Dst] {
-			rules = append(rules, r)
-		}
-	}
-	return links, rules
-}
-
 func requireNothingOfOurs(t *testing.T) {
 	t.Helper()
-	if links, rules := ours(t); len(links)+len(rules) > 0 {
+	if links, rules := enginetest.Ours(t); len(links)+len(rules) > 0 {
 		t.Fatalf("left behind: links %v, rules %+v", links, rules)
 	}
 	if recs, err := record.List(record.DefaultDir); err != nil || len(recs) > 0 {

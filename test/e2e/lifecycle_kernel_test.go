@@ -13,6 +13,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 )
 
 // foreign makes objects kanto-can did not make: a vxcan pair and a can-gw
@@ -79,14 +80,14 @@ func TestAttachIsIdempotentAndDetachIsExact(t *testing.T) {
 	if !strings.Contains(out, "unchanged") {
 		t.Errorf("second attach says %q, want it to report no change", out)
 	}
-	links, rules := ours(t)
+	links, rules := enginetest.Ours(t)
 	// idbus: (2 rx filters + 1 tx block) x classic+FD = 6; idbus2: 1 rx classic.
 	if len(links) != 2 || len(rules) != 7 {
 		t.Fatalf("links %v, %d rules: want 2 links and 7 rules", links, len(rules))
 	}
 	// Detach one bus, then the rest.
 	mustKC(t, "detach", "--netns", ns.Path(), "--bus", "idbus2")
-	if links, _ := ours(t); len(links) != 1 {
+	if links, _ := enginetest.Ours(t); len(links) != 1 {
 		t.Fatalf("after detaching idbus2: links %v", links)
 	}
 	mustKC(t, "detach", "--netns", ns.Path())
@@ -132,7 +133,7 @@ func TestNetnsDestroyedLeavesNothing(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	before := snapshot(t, nil)
 	mustKC(t, "attach", "--netns", ns.Path(), "--bus", "nsbus:can0")
-	links, _ := ours(t)
+	links, _ := enginetest.Ours(t)
 	if len(links) != 1 {
 		t.Fatalf("links of ours: %v", links)
 	}

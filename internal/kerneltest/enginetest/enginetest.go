@@ -38,9 +38,8 @@ func imageFiles(tb testing.TB) map[string]string {
 	}
 }
 
-// OursLeft lists kanto-can's host ends, the gateway rules naming them and
-// its records: "" when nothing of ours is left.
-func OursLeft(tb testing.TB) string {
+// Ours lists kanto-can's host ends and the gateway rules naming them.
+func Ours(tb testing.TB) (hostEnds []string, rules []cangw.Rule) {
 	tb.Helper()
 	links, err := canlink.Dial()
 	if err != nil {
@@ -52,11 +51,10 @@ func OursLeft(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	idx := map[int]bool{}
-	var left []string
 	for _, l := range all {
 		if strings.HasPrefix(l.Name, attach.HostEndPrefix) {
 			idx[l.Index] = true
-			left = append(left, "link "+l.Name)
+			hostEnds = append(hostEnds, l.Name)
 		}
 	}
 	gw, err := cangw.Dial()
@@ -64,14 +62,29 @@ func OursLeft(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	defer gw.Close()
-	rules, err := gw.List()
+	allRules, err := gw.List()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, r := range rules {
+	for _, r := range allRules {
 		if idx[r.Src] || idx[r.Dst] {
-			left = append(left, fmt.Sprintf("rule %d>%d", r.Src, r.Dst))
+			rules = append(rules, r)
 		}
+	}
+	return hostEnds, rules
+}
+
+// OursLeft lists kanto-can's host ends, the gateway rules naming them and
+// its records: "" when nothing of ours is left.
+func OursLeft(tb testing.TB) string {
+	tb.Helper()
+	hostEnds, rules := Ours(tb)
+	var left []string
+	for _, l := range hostEnds {
+		left = append(left, "link "+l)
+	}
+	for _, r := range rules {
+		left = append(left, fmt.Sprintf("rule %d>%d", r.Src, r.Dst))
 	}
 	recs, err := record.List(record.DefaultDir)
 	if err != nil {
