@@ -388,15 +388,15 @@ func (k *Kanto) Start(tb testing.TB, name string) { tb.Helper(); k.MustCM(tb, "s
 
 func (k *Kanto) Stop(tb testing.TB, name string) {
 	tb.Helper()
-	for try := 1; ; try++ {
-		c := k.Get(tb, name)
-		if c.State.Status != StatusRunning || k.stop(tb, c) {
-			return
-		}
+	c := k.Get(tb, name)
+	for try := 1; !k.stop(tb, c); try++ {
 		if try == 3 {
 			tb.Fatalf("Kanto missed the exit of container %s %d times in a row", name, try)
 		}
 		k.recoverMissedExit(tb, c)
+		if c = k.Get(tb, name); c.State.Status != StatusRunning {
+			return // not started again by its restart policy
+		}
 	}
 }
 
