@@ -136,6 +136,10 @@ func Run(ctx context.Context, cfg Config) error {
 			ThingID: cfg.Ditto.ThingID, Poll: cfg.Ditto.Poll, Version: version.Version(), Log: cfg.Log,
 			Read: func() (ditto.State, error) {
 				list, buses, err := readState(cfg.Records, cfg.Kanto.Names)
+				if err != nil {
+					return ditto.State{}, err
+				}
+				list, err = recorded(list, cfg.Records)
 				return ditto.State{Attachments: list, Buses: buses}, err
 			},
 		})

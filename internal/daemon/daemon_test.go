@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/record"
 )
 
 // Requests made while a reconcile runs are merged into one more run, each
@@ -91,5 +93,31 @@ func TestDittoConfigValidate(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%+v: %v, want one line naming %s", cfg, err, c.want)
 		}
+	}
+}
+
+// The twin shows an attachment only once its record exists: an attach
+// writes it after every rule, so one without is half made (or an orphan).
+func TestRecordedHidesAttachmentsWithoutRecord(t *testing.T) {
+	dir := t.TempDir()
+	if err := record.Write(dir, record.Record{HostEnd: "kcandone", Target: "netns:1", Label: "container done"}); err != nil {
+		t.Fatal(err)
+	}
+	list := []attach.Attachment{
+		{HostEnd: "kcandone", Container: "done", Rules: []attach.RuleState{{Direction: "rx"}, {Direction: "tx"}}},
+		{HostEnd: "kcanhalf", Container: "half", Rules: []attach.RuleState{{Direction: "rx"}}},
+	}
+	got, err := recorded(list, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].HostEnd != "kcandone" {
+		t.Fatalf("recorded = %+v, want only kcandone", got)
+	}
+	if list[1].HostEnd != "kcanhalf" {
+		t.Fatalf("recorded changed its input: %+v", list)
+	}
+	if got, err := recorded(list, filepath.Join(dir, "none")); err != nil || len(got) != 0 {
+		t.Fatalf("no records directory: %+v, %v; want none and no error", got, err)
 	}
 }

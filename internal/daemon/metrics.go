@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/nl"
 )
 
@@ -228,6 +229,28 @@ func readState(records string, kantoNames func() map[string]string) ([]attach.At
 	}
 	buses, err := h.HostBuses()
 	return list, buses, err
+}
+
+// recorded keeps the attachments that have their record. An attach writes
+// the record last, after the host end and every rule: an attachment
+// without one is being made (its rules one way only, say), or an orphan
+// that a reconcile removes. The twin shows neither.
+func recorded(list []attach.Attachment, records string) ([]attach.Attachment, error) {
+	recs, err := record.List(records)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		have[r.HostEnd] = true
+	}
+	kept := list[:0:0]
+	for _, a := range list {
+		if have[a.HostEnd] {
+			kept = append(kept, a)
+		}
+	}
+	return kept, nil
 }
 
 func boolValue(b bool) float64 {
