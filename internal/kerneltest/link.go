@@ -158,3 +158,30 @@ func checkEmulatedBus(tb testing.TB, bus, ecu string) {
 		rx.Close()
 	}
 }
+
+// AwaitLinkGone waits, on link notifications rather than a sleep, until
+// the host's link name is deleted (a namespace's teardown deletes its
+// links asynchronously); it fails the test after timeout.
+func AwaitLinkGone(tb testing.TB, name string, timeout time.Duration) {
+	tb.Helper()
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(name); err != nil {
+		return // gone already
+	}
+	deadline := time.After(timeout)
+	for {
+		select {
+		case u := <-updates:
+			if u.Header.Type == unix.RTM_DELLINK && u.Attrs().Name == name {
+				return
+			}
+		case <-deadline:
+			tb.Fatalf("link %s still there %v later", name, timeout)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 )
 
 // BenchmarkPodSandbox measures a pod sandbox's creation through
@@ -33,19 +34,8 @@ import (
 // not timed.
 func BenchmarkPodSandbox(b *testing.B) {
 	kerneltest.Kvaser(b)
-	plugin := os.Getenv("KANTO_CAN_CNI")
-	if plugin == "" {
-		b.Fatal("KANTO_CAN_CNI: make bench passes the plugin's path")
-	}
-	bin := b.TempDir()
-	if err := os.Symlink(plugin, filepath.Join(bin, "kanto-can-cni")); err != nil {
-		b.Fatal(err)
-	}
-	for _, p := range []string{"bridge", "host-local", "loopback"} {
-		if err := os.Symlink(filepath.Join("/usr/lib/cni", p), filepath.Join(bin, p)); err != nil {
-			b.Fatal(err)
-		}
-	}
+	bin := enginetest.CNIBinDir(b) // fails without the plugin's path
+	plugin := os.Getenv(enginetest.EnvCNI)
 	const sandboxImage = "docker.io/kanto-can/pause:1"
 	files := map[string]string{"/bin/busybox": "/bin/busybox"}
 	variants := []struct {

@@ -15,7 +15,6 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/canlink"
@@ -129,32 +128,6 @@ func listed(t *testing.T, label, container string) bool {
 	}
 	t.Logf("ls -o json:\n%s", out)
 	return false
-}
-
-// awaitGone waits for a host end's RTM_DELLINK (the kernel tears a
-// namespace down asynchronously).
-func awaitGone(t *testing.T, hostEnd string) {
-	t.Helper()
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	defer close(done)
-	if err := netlink.LinkSubscribe(updates, done); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := netlink.LinkByName(hostEnd); err != nil {
-		return // gone already
-	}
-	deadline := time.After(30 * time.Second)
-	for {
-		select {
-		case u := <-updates:
-			if u.Header.Type == unix.RTM_DELLINK && u.Attrs().Name == hostEnd {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("host end %s still there 30s later", hostEnd)
-		}
-	}
 }
 
 // waitFile waits until path contains substr, on inotify events of its

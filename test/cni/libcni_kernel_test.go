@@ -210,7 +210,7 @@ func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 		t.Fatalf("host ends: %v", links)
 	}
 	ns.Delete(t)
-	awaitGone(t, links[0])
+	kerneltest.AwaitLinkGone(t, links[0], 30*time.Second)
 	if links, _ := enginetest.Ours(t); len(links) != 0 {
 		t.Fatalf("host ends after the namespace went: %v", links)
 	}

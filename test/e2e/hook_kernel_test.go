@@ -206,7 +206,7 @@ func TestHookPoststopAfterTheNamespaceIsGone(t *testing.T) {
 	c.cmd.Process.Kill()
 	c.cmd.Wait()
 	// The namespace goes away asynchronously: await the host end's removal.
-	awaitGone(t, links[0])
+	kerneltest.AwaitLinkGone(t, links[0], wait)
 	if errOut, code := c.hook(t, "stopped", "poststop"); code != 0 {
 		t.Fatalf("poststop: %s", errOut)
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/cangw"
@@ -138,7 +137,7 @@ func TestNetnsDestroyedLeavesNothing(t *testing.T) {
 		t.Fatalf("links of ours: %v", links)
 	}
 	ns.Delete(t)
-	awaitGone(t, links[0])
+	kerneltest.AwaitLinkGone(t, links[0], wait)
 	d.AwaitLog(t, "msg=reconciled", "forgotten="+links[0])
 	requireNothingOfOurs(t)
 	if after := snapshot(t, nil); after != before {
@@ -232,32 +231,6 @@ func TestBadInput(t *testing.T) {
 		failKC(t, tc.want, tc.args...)
 		if after := snapshot(t, ns); after != before {
 			t.Fatalf("kanto-can %s left something behind:\nbefore:\n%s\nafter:\n%s", strings.Join(tc.args, " "), before, after)
-		}
-	}
-}
-
-// awaitGone waits, through link notifications rather than a sleep, until
-// the kernel has deleted a host end (namespace teardown is asynchronous).
-func awaitGone(t *testing.T, hostEnd string) {
-	t.Helper()
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	defer close(done)
-	if err := netlink.LinkSubscribe(updates, done); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := linkConn(t, nil).LinkByName(hostEnd); err != nil {
-		return // gone already
-	}
-	deadline := timeAfter(wait)
-	for {
-		select {
-		case u := <-updates:
-			if u.Header.Type == unix.RTM_DELLINK && u.Attrs().Name == hostEnd {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("host end %s still there %v later", hostEnd, wait)
 		}
 	}
 }

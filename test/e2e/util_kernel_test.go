@@ -3,13 +3,10 @@
 package e2e
 
 import (
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
-
-func timeAfter(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // waitid waits for pid to exit without reaping it (WNOWAIT).
 func waitid(pid int, info *unix.Siginfo) error {

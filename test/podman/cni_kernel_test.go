@@ -88,11 +88,7 @@ func TestPodmanCNINetwork(t *testing.T) {
 				Policy(t, tc.policy)
 			}
 			out, code := p.Run(t, "run", "--rm", "--name", "refused-app", "--network", tc.network, ImageRef, "/bin/canapp", "check", "can0")
-			if code == 0 || !strings.Contains(out, tc.want) {
-				t.Fatalf("exit %d, want non-zero and %q in:\n%s", code, tc.want, out)
-			}
-			t.Logf("podman run said: %s", strings.TrimSpace(out))
-			RequireNothingOfOurs(t)
+			RequireRefused(t, "podman run", out, code, tc.want)
 		})
 	}
 	// The same network and policy grant the container the policy names.

@@ -105,6 +105,22 @@ func RequireNothingOfOurs(tb testing.TB) {
 	}
 }
 
+// RequireRefused fails the test unless an engine's command failed (code
+// not 0) with every one of want in its output out, and nothing of ours is
+// left; it logs what the engine said.
+func RequireRefused(tb testing.TB, engine, out string, code int, want ...string) {
+	tb.Helper()
+	ok := code != 0
+	for _, w := range want {
+		ok = ok && strings.Contains(out, w)
+	}
+	if !ok {
+		tb.Fatalf("exit %d, want non-zero and %q in:\n%s", code, want, out)
+	}
+	tb.Logf("%s said: %s", engine, strings.TrimSpace(out))
+	RequireNothingOfOurs(tb)
+}
+
 // Policy writes the admin's policy to its default path for the rest of
 // the test (runtimes' injected hooks and hooks.d entries read it there);
 // the guest's /etc is a tmpfs overlay, so nothing outlives the guest.
