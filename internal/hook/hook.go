@@ -162,15 +162,9 @@ func splitAnnotation(value string, all map[string]string) error {
 	return nil
 }
 
-// Request combines the hook's --bus arguments and the container's
-// KANTO_CAN into one list of buses.
-func Request(args []string, env string) ([]request.Bus, error) {
-	return RequestFrom(args, Ask{Value: env, From: EnvVar})
-}
-
-// RequestFrom combines the hook's --bus arguments and the container's own
-// request into one list of buses.
-func RequestFrom(args []string, ask Ask) ([]request.Bus, error) {
+// Request combines the hook's --bus arguments and the container's own
+// request (see [ContainerAsk]) into one list of buses.
+func Request(args []string, ask Ask) ([]request.Bus, error) {
 	var buses []request.Bus
 	for _, a := range args {
 		b, err := request.ParseBus(a)
@@ -223,7 +217,7 @@ func Run(phase Phase, st State, opts Options, names []string, resolve Resolver, 
 				return nil
 			}
 		}
-		if _, err := checkUserNS(opts.UIDMap); err != nil {
+		if err := checkUserNS(opts.UIDMap); err != nil {
 			// Nothing can have been attached from a user namespace.
 			return nil
 		}
@@ -242,11 +236,11 @@ func Run(phase Phase, st State, opts Options, names []string, resolve Resolver, 
 	if opts.IfRequested && len(opts.Buses) == 0 && ask.Blank() {
 		return nil
 	}
-	buses, err := RequestFrom(opts.Buses, ask)
+	buses, err := Request(opts.Buses, ask)
 	if err != nil {
 		return err
 	}
-	if _, err := checkUserNS(opts.UIDMap); err != nil {
+	if err := checkUserNS(opts.UIDMap); err != nil {
 		return err
 	}
 	if buses, err = resolve(names, buses); err != nil {
@@ -289,31 +283,31 @@ func label(names []string, id string) string {
 // (rootless podman or Docker), as root of a user namespace that owns
 // neither the host's network namespace nor its CAN buses, and an attach
 // would fail half way with EPERM.
-func checkUserNS(uidMap string) (initial bool, err error) {
+func checkUserNS(uidMap string) error {
 	if uidMap == "" {
 		b, err := os.ReadFile("/proc/self/uid_map")
 		if err != nil {
 			// No user namespaces in this kernel: the initial one.
-			return true, nil
+			return nil
 		}
 		uidMap = string(b)
 	}
-	inside, outside, ok := InitialUserNS(uidMap)
-	if ok {
-		return true, nil
+	outside, initial := InitialUserNS(uidMap)
+	if initial {
+		return nil
 	}
 	who := "a user namespace"
 	if outside >= 0 {
-		who = fmt.Sprintf("a user namespace (uid %d here is uid %d of the host)", inside, outside)
+		who = fmt.Sprintf("a user namespace (uid 0 here is uid %d of the host)", outside)
 	}
-	return false, fmt.Errorf("the hook runs in %s, as under rootless podman or Docker: a CAN interface needs CAP_NET_ADMIN in the host's network namespace, which a rootless engine does not have; run the container with the rootful engine (as root)", who)
+	return fmt.Errorf("the hook runs in %s, as under rootless podman or Docker: a CAN interface needs CAP_NET_ADMIN in the host's network namespace, which a rootless engine does not have; run the container with the rootful engine (as root)", who)
 }
 
 // InitialUserNS says whether uidMap, the content of a /proc/PID/uid_map,
 // is the initial user namespace's (one line "0 0 4294967295"). When it is
-// not, inside and outside are the process's uid 0 and the host uid it is
-// (outside -1 when the map does not map uid 0).
-func InitialUserNS(uidMap string) (inside, outside int64, initial bool) {
+// not, outside is the host uid that the namespace's uid 0 is (-1 when the
+// map does not map uid 0).
+func InitialUserNS(uidMap string) (outside int64, initial bool) {
 	lines := strings.Split(strings.TrimSpace(uidMap), "\n")
 	outside = -1
 	for _, l := range lines {
@@ -322,11 +316,11 @@ func InitialUserNS(uidMap string) (inside, outside int64, initial bool) {
 			continue
 		}
 		if len(lines) == 1 && in == 0 && out == 0 && n == 4294967295 {
-			return 0, 0, true
+			return 0, true
 		}
 		if in == 0 && n > 0 {
 			outside = out
 		}
 	}
-	return 0, outside, false
+	return outside, false
 }

@@ -62,17 +62,17 @@ func TestEnvRequestAndRequest(t *testing.T) {
 	if err != nil || env != "can0;vcan1:can1,dir=rx,optional" {
 		t.Fatalf("EnvRequest = %q, %v", env, err)
 	}
-	buses, err := Request([]string{"can2:can9"}, env)
+	buses, err := Request([]string{"can2:can9"}, Ask{Value: env, From: EnvVar})
 	if err != nil || len(buses) != 3 || buses[0].Host != "can2" || !buses[2].Optional {
 		t.Fatalf("Request = %+v, %v", buses, err)
 	}
-	if _, err := Request(nil, ""); err == nil || !strings.Contains(err.Error(), "no bus requested") {
+	if _, err := Request(nil, Ask{From: EnvVar}); err == nil || !strings.Contains(err.Error(), "no bus requested") {
 		t.Errorf("empty request: %v", err)
 	}
-	if _, err := Request(nil, "can0,rx=800"); err == nil || !strings.Contains(err.Error(), "KANTO_CAN: bus 1:") {
+	if _, err := Request(nil, Ask{Value: "can0,rx=800", From: EnvVar}); err == nil || !strings.Contains(err.Error(), "KANTO_CAN: bus 1:") {
 		t.Errorf("malformed KANTO_CAN: %v", err)
 	}
-	if _, err := Request([]string{"can0"}, "can0:x"); err == nil || !strings.Contains(err.Error(), "requested twice") {
+	if _, err := Request([]string{"can0"}, Ask{Value: "can0:x", From: EnvVar}); err == nil || !strings.Contains(err.Error(), "requested twice") {
 		t.Errorf("duplicate bus: %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"process":{"env":["PATH=/bin"]}}`), 0o600)
@@ -96,7 +96,7 @@ func TestInitialUserNS(t *testing.T) {
 		{"0 0 4294967294", 0, false},
 		{"", -1, false},
 	} {
-		_, outside, initial := InitialUserNS(tc.uidMap)
+		outside, initial := InitialUserNS(tc.uidMap)
 		if initial != tc.initial || outside != tc.outside {
 			t.Errorf("InitialUserNS(%q) = outside %d, initial %v; want %d, %v", tc.uidMap, outside, initial, tc.outside, tc.initial)
 		}
@@ -161,9 +161,9 @@ func TestAnnotationRequest(t *testing.T) {
 	if err != nil || ask.Value != "can0,rx=7E8;vcan0,optional" || ask.From != "annotation io.kanto-can.buses" {
 		t.Fatalf("ContainerAsk = %+v, %v", ask, err)
 	}
-	buses, err := RequestFrom(nil, ask)
+	buses, err := Request(nil, ask)
 	if err != nil || len(buses) != 2 || buses[0].Host != "can0" || !buses[1].Optional {
-		t.Fatalf("RequestFrom = %+v, %v", buses, err)
+		t.Fatalf("Request = %+v, %v", buses, err)
 	}
 	// Blank: KANTO_CAN is the request.
 	st.Annotations[Annotation] = " "
@@ -173,7 +173,7 @@ func TestAnnotationRequest(t *testing.T) {
 	// Malformed: the error names the annotation.
 	st.Annotations[Annotation] = "can0,dir=up"
 	ask, _ = ContainerAsk(st)
-	if _, err := RequestFrom(nil, ask); err == nil || !strings.HasPrefix(err.Error(), "annotation io.kanto-can.buses: bus 1:") {
+	if _, err := Request(nil, ask); err == nil || !strings.HasPrefix(err.Error(), "annotation io.kanto-can.buses: bus 1:") {
 		t.Fatalf("malformed annotation: %v", err)
 	}
 	// podman split "can0,rx=7E8" at the comma: refused, not widened.

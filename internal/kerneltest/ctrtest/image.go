@@ -214,15 +214,11 @@ func tarOf(tb testing.TB, order []string, files map[string][]byte, withDirs bool
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	dirs := map[string]bool{}
-	for _, name := range order {
-		if !withDirs {
-			break
-		}
-		for d := path.Dir(name); d != "."; d = path.Dir(d) {
-			if dirs[d] {
-				break
+	if withDirs {
+		for _, name := range order {
+			for d := path.Dir(name); d != "." && !dirs[d]; d = path.Dir(d) {
+				dirs[d] = true
 			}
-			dirs[d] = true
 		}
 	}
 	dirList := make([]string, 0, len(dirs))
