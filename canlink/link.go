@@ -26,6 +26,10 @@ type Link struct {
 	Type  uint16 // ARPHRD_* hardware type
 	MTU   int
 	Up    bool   // administratively up (IFF_UP)
+	// OperState is RFC 2863's operational state (IFLA_OPERSTATE). A vxcan
+	// end carries frames only once it is OperUp: the kernel activates its
+	// queueing discipline then, and until then drops what is sent.
+	OperState OperState
 	Alias string // IFLA_IFALIAS, free text of up to 255 bytes
 	// For a vxcan end: the peer's ifindex and the peer's network namespace
 	// id as seen from this namespace (-1 when the peer is in this one).
@@ -61,6 +65,30 @@ func parseLinkStats(p []byte) (*LinkStats, error) {
 		RxPackets: u(0), TxPackets: u(1), RxBytes: u(2), TxBytes: u(3),
 		RxErrors: u(4), TxErrors: u(5), RxDropped: u(6), TxDropped: u(7),
 	}, nil
+}
+
+// OperState is a link's operational state, IF_OPER_* (RFC 2863).
+type OperState uint8
+
+// The operational states, as the kernel numbers them.
+const (
+	OperUnknown        OperState = 0 // a driver that does not say (vcan)
+	OperNotPresent     OperState = 1
+	OperDown           OperState = 2
+	OperLowerLayerDown OperState = 3 // a vxcan end whose peer is down
+	OperTesting        OperState = 4
+	OperDormant        OperState = 5
+	OperUp             OperState = 6
+)
+
+var operStateNames = [...]string{"unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"}
+
+// String is the name `ip link` shows, in lower case.
+func (s OperState) String() string {
+	if int(s) < len(operStateNames) { // a uint8 is never negative
+		return operStateNames[s]
+	}
+	return fmt.Sprintf("operstate(%d)", uint8(s))
 }
 
 // IsCAN reports whether the link is a SocketCAN interface of any kind.
@@ -109,6 +137,8 @@ func parseLink(m nl.Message) (Link, error) {
 			l.Name = ad.String()
 		case unix.IFLA_MTU:
 			l.MTU = int(ad.Uint32())
+		case unix.IFLA_OPERSTATE:
+			l.OperState = OperState(ad.Uint8())
 		case unix.IFLA_IFALIAS:
 			l.Alias = ad.String()
 		case unix.IFLA_LINK:

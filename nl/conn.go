@@ -40,7 +40,7 @@ func DialNetNS(nsFD int) (*Conn, error) { return DialConfig(Config{NetNS: nsFD})
 
 // DialConfig opens a socket as cfg says.
 func DialConfig(cfg Config) (*Conn, error) {
-	t, err := dialSocket(cfg)
+	t, err := dialSocket(cfg, 0)
 	if err != nil {
 		return nil, err
 	}

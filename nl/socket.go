@@ -18,17 +18,28 @@ import (
 // Conn opened with Config.Poll).
 var ErrClosed = errors.New("netlink socket closed")
 
-// dialSocket opens the socket cfg asks for.
-func dialSocket(cfg Config) (Transport, error) {
+// dialSocket opens the socket cfg asks for, joined to groups.
+func dialSocket(cfg Config, groups uint32) (Transport, error) {
 	if cfg.NetNS == 0 {
-		return openSocket(cfg.Poll, 0)
+		return openSocket(cfg.Poll, groups)
 	}
 	var t Transport
 	err := inNetNS(cfg.NetNS, func() (err error) {
-		t, err = openSocket(cfg.Poll, 0)
+		t, err = openSocket(cfg.Poll, groups)
 		return err
 	})
 	return t, err
+}
+
+// watchIn opens a Watcher's socket in the namespace of the socket fd (it
+// waits in the poller, so that its Receives can have a deadline).
+func watchIn(fd int, groups uint32) (Transport, error) {
+	ns, err := socketNetNS(fd)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(ns)
+	return dialSocket(Config{Poll: true, NetNS: ns}, groups)
 }
 
 // inNetNS runs fn on the calling thread moved to the network namespace of
@@ -155,8 +166,10 @@ func rawRecv(fd int, buf []byte, flags int) (int, error) {
 func (s *blockingSocket) NetNS() (int, error) { return socketNetNS(s.fd) }
 
 func (s *blockingSocket) DialNetNS(nsFD int) (Transport, error) {
-	return dialSocket(Config{NetNS: nsFD})
+	return dialSocket(Config{NetNS: nsFD}, 0)
 }
+
+func (s *blockingSocket) Watch(groups uint32) (Transport, error) { return watchIn(s.fd, groups) }
 
 func (s *blockingSocket) Close() error { return unix.Close(s.fd) }
 
@@ -225,7 +238,16 @@ func (s *polledSocket) NetNS() (int, error) {
 }
 
 func (s *polledSocket) DialNetNS(nsFD int) (Transport, error) {
-	return dialSocket(Config{Poll: true, NetNS: nsFD})
+	return dialSocket(Config{Poll: true, NetNS: nsFD}, 0)
+}
+
+func (s *polledSocket) Watch(groups uint32) (Transport, error) {
+	var t Transport
+	var watchErr error
+	if err := s.rc.Control(func(fd uintptr) { t, watchErr = watchIn(int(fd), groups) }); err != nil {
+		return nil, s.pollErr(err)
+	}
+	return t, watchErr
 }
 
 func (s *polledSocket) SetDeadline(t time.Time) error { return s.f.SetDeadline(t) }

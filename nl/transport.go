@@ -16,6 +16,10 @@ type Transport interface {
 	// DialNetNS opens a transport of the same kind in the network
 	// namespace of nsFD (which stays the caller's).
 	DialNetNS(nsFD int) (Transport, error)
+	// Watch opens a transport in the same network namespace that receives
+	// the notifications of groups (a bit mask of RTMGRP_* values) and
+	// sends nothing; Conn.Watch wraps it in a Watcher.
+	Watch(groups uint32) (Transport, error)
 	// Close releases the transport.
 	Close() error
 }

@@ -2,8 +2,10 @@ package vxcan
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/nl"
@@ -75,13 +77,18 @@ type Pair struct {
 	PeerNS   *os.File // the peer's network namespace; nil = the Conn's
 	MTU      int      // canlink.MTUClassic or canlink.MTUFD; 0 = kernel default (canlink.MTUFD)
 	Alias    string   // IFLA_IFALIAS of this end; "" = none
+	// UpTimeout bounds the wait for both ends to carry frames; 0 means
+	// DefaultUpTimeout.
+	UpTimeout time.Duration
 }
 
 // vxcanInfoPeer is VXCAN_INFO_PEER (include/uapi/linux/can/vxcan.h).
 const vxcanInfoPeer = 1
 
-// Create makes the pair, both ends up, and returns this end. When a name is
-// taken the error wraps unix.EEXIST.
+// Create makes the pair, both ends up and carrying frames, and returns this
+// end. When a name is taken the error wraps unix.EEXIST; when the kernel has
+// no vxcan, ErrNoVXCAN; when an end does not come up in time (the pair is
+// then deleted), ErrNotOperational.
 //
 // The far end must be created by a request sent from inside PeerNS: the
 // kernel looks a new link's name up in the requesting socket's namespace
@@ -91,7 +98,9 @@ const vxcanInfoPeer = 1
 // until both ends are linked). So one request, sent from PeerNS, registers
 // the far end there under PeerName, up from its first moment, with this end
 // as its peer, sent back here by IFLA_NET_NS_FD; a second request from here
-// brings this end up and sets its alias.
+// brings this end up and sets its alias. Create then waits until the
+// kernel has made both ends operational (see endWatch): before that, frames
+// sent on either end are dropped.
 func (c *Conn) Create(p Pair) (canlink.Link, error) {
 	if p.MTU != 0 && p.MTU != canlink.MTUClassic && p.MTU != canlink.MTUFD {
 		return canlink.Link{}, fmt.Errorf("vxcan: MTU %d: want %d (classic) or %d (FD)", p.MTU, canlink.MTUClassic, canlink.MTUFD)
@@ -119,6 +128,20 @@ func (c *Conn) Create(p Pair) (canlink.Link, error) {
 		creator = NewConn(inner)
 		defer creator.Close()
 	}
+	// Join both namespaces' link notifications before either end can
+	// come up, so that the one saying it did cannot be missed.
+	nearWatch, err := c.c.Watch(unix.RTMGRP_LINK)
+	if err != nil {
+		return canlink.Link{}, fmt.Errorf("vxcan: create %s: watch links: %w", p.Name, err)
+	}
+	defer nearWatch.Close()
+	farWatch := nearWatch
+	if creator != c {
+		if farWatch, err = creator.c.Watch(unix.RTMGRP_LINK); err != nil {
+			return canlink.Link{}, fmt.Errorf("vxcan: create %s: watch links in the peer's namespace: %w", p.Name, err)
+		}
+		defer farWatch.Close()
+	}
 	far := nl.NewAttributeEncoder()
 	far.String(unix.IFLA_IFNAME, p.PeerName)
 	if p.MTU != 0 {
@@ -143,6 +166,9 @@ func (c *Conn) Create(p Pair) (canlink.Link, error) {
 	}
 	req := append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)
 	if _, err := creator.execute(unix.RTM_NEWLINK, nl.Acknowledge|nl.Create|nl.Excl, req); err != nil {
+		if unknownKind(err) {
+			err = fmt.Errorf("%w: %w", ErrNoVXCAN, err)
+		}
 		return canlink.Link{}, fmt.Errorf("vxcan: create %s with peer %s: %w", p.Name, p.PeerName, err)
 	}
 	up := nl.NewAttributeEncoder()
@@ -160,7 +186,40 @@ func (c *Conn) Create(p Pair) (canlink.Link, error) {
 		}
 		return canlink.Link{}, err
 	}
-	return c.links.LinkByName(p.Name)
+	end, err := c.links.LinkByName(p.Name)
+	if err != nil {
+		return canlink.Link{}, err
+	}
+	timeout := p.UpTimeout
+	if timeout == 0 {
+		timeout = DefaultUpTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	// Even an end read as up is awaited: its notification, sent once its
+	// queues are active, is queued on the watch joined before.
+	thisEnd := endWatch{w: nearWatch, links: c.links, index: end.Index, state: end.OperState}
+	otherEnd := endWatch{w: farWatch, links: creator.links, index: end.PeerIndex}
+	if err = thisEnd.await(deadline); err != nil {
+		err = fmt.Errorf("vxcan: %s (this end) did not come up within %v: %w", p.Name, timeout, err)
+	}
+	if err == nil {
+		if err = otherEnd.await(deadline); err != nil {
+			err = fmt.Errorf("vxcan: peer %s (the other end, in the peer's namespace) did not come up within %v: %w", p.PeerName, timeout, err)
+		}
+	}
+	if err != nil {
+		c.links.Delete(end.Index) // nothing half-made
+		return canlink.Link{}, err
+	}
+	end.OperState = canlink.OperUp
+	return end, nil
+}
+
+// unknownKind: the kernel knows no link kind "vxcan" (no module, and none
+// loaded on demand: "Unknown device type").
+func unknownKind(err error) bool {
+	var ke *nl.KernelError
+	return errors.Is(err, unix.EOPNOTSUPP) && (!errors.As(err, &ke) || ke.Message == "" || ke.Message == "Unknown device type")
 }
 
 const ifinfomsgLen = 16

@@ -264,6 +264,35 @@ func TestAttachRollsBackAtEveryStep(t *testing.T) {
 	}
 }
 
+// An attach returns only once the container's interface carries frames;
+// one whose interface never comes up fails, naming the bus and the end,
+// and leaves nothing (its second bus, attached first, included).
+func TestAttachWaitsForOperational(t *testing.T) {
+	e := newEnv(t)
+	e.bus("can0", "can", 16)
+	e.bus("can1", "can", 16)
+	c := e.container("app")
+	res, err := e.h.Attach(c, specs(t, "can0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := e.k.Link(fakekernel.Host, res[0].Plan.HostEnd)
+	in, _ := e.k.Link(ns(c), "can0")
+	if end.Oper != fakekernel.OperUp || in.Oper != fakekernel.OperUp {
+		t.Fatalf("attach returned with operstates %d (host end) and %d (inside), want %d", end.Oper, in.Oper, fakekernel.OperUp)
+	}
+	d := e.container("stuck")
+	want := e.snapshot()
+	e.k.HoldLinkwatch(ns(d), "can1")
+	_, err = e.h.Attach(d, specs(t, "can0", "can1"))
+	if !errors.Is(err, vxcan.ErrNotOperational) || !strings.Contains(err.Error(), "can1") {
+		t.Fatalf("attach with an end that never comes up: %v", err)
+	}
+	if got := e.snapshot(); got != want {
+		t.Errorf("state\n%s\nwant\n%s", got, want)
+	}
+}
+
 // A second identical attach changes nothing and says so.
 func TestAttachIsIdempotent(t *testing.T) {
 	for _, tc := range rollbackCases {

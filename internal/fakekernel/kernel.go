@@ -60,6 +60,10 @@ type Link struct {
 	PeerNS, PeerIndex int
 	// CANState is a controller's IFLA_CAN_STATE (Kind "can" only).
 	CANState uint32
+	// Oper is IFLA_OPERSTATE; pending: a vxcan end with carrier that
+	// linkwatch has not yet made operational (linkwatch.go).
+	Oper    uint8
+	pending bool
 }
 
 // Kernel is the model. Its methods are safe for concurrent use.
@@ -73,6 +77,7 @@ type Kernel struct {
 	failAt    int
 	failErr   error
 	interrupt int // dumps still to mark interrupted
+	held      map[int]map[string]bool // links linkwatch never makes operational
 }
 
 type netns struct {
@@ -84,6 +89,7 @@ type netns struct {
 	rules    []cangw.Rule
 	ingress  map[int]*qdisc // by ifindex
 	actions  map[uint32]*police
+	notes    []nl.Message // link notifications sent, for watchers
 }
 
 // New returns a kernel with the host's namespace, holding lo.
@@ -127,7 +133,7 @@ func (n *netns) byIndex(index int) *Link {
 }
 
 // Dial returns a Conn in the host's namespace whose kernel is k.
-func (k *Kernel) Dial() *nl.Conn { return nltest.Dial(k.Func) }
+func (k *Kernel) Dial() *nl.Conn { return nltest.DialNotifying(k.Func, k.notify) }
 
 // NewNS makes a network namespace (with lo) and returns its file, whose
 // descriptor names it: pass the file as a target's namespace. Closing the
@@ -228,6 +234,9 @@ func (k *Kernel) AddPair(nsA int, a Link, nsB int, b Link) (Link, Link, error) {
 	b.MTU = a.MTU
 	la, lb := na.add(&a), nb.add(&b)
 	la.PeerNS, la.PeerIndex, lb.PeerNS, lb.PeerIndex = nsB, lb.Index, nsA, la.Index
+	if la.Up && lb.Up { // settled long ago
+		la.Oper, lb.Oper = OperUp, OperUp
+	}
 	return *la, *lb, nil
 }
 
@@ -252,6 +261,9 @@ func (k *Kernel) unregister(l *Link) {
 		return // gone already
 	}
 	n.links = slices.DeleteFunc(n.links, func(o *Link) bool { return o == l })
+	del := k.linkMessage(l)
+	del.Header.Type = unix.RTM_DELLINK
+	n.note(del)
 	n.rules = slices.DeleteFunc(n.rules, func(r cangw.Rule) bool { return r.Src == l.Index || r.Dst == l.Index })
 	n.dropIngress(l.Index)
 	if l.Kind == "vxcan" {

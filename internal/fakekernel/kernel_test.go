@@ -269,3 +269,44 @@ func TestInterruptedDumps(t *testing.T) {
 		t.Fatalf("empty rule dump: %v, %v", rules, err)
 	}
 }
+
+// Create returns only once both ends are operational (linkwatch has run):
+// until then the kernel drops what is sent on them. An end that never
+// comes up fails Create, naming it, and leaves nothing behind.
+func TestCreateWaitsForOperational(t *testing.T) {
+	for _, held := range []string{"", "kcanend", "can0"} {
+		k := fakekernel.New()
+		ns, err := k.NewNS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		if held == "kcanend" {
+			k.HoldLinkwatch(fakekernel.Host, held)
+		} else if held == "can0" {
+			k.HoldLinkwatch(int(ns.Fd()), held)
+		}
+		end, err := vxcan.NewConn(k.Dial()).Create(vxcan.Pair{Name: "kcanend", PeerName: "can0", PeerNS: ns})
+		host, _ := k.Link(fakekernel.Host, "kcanend")
+		inside, _ := k.Link(int(ns.Fd()), "can0")
+		if held == "" {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if host.Oper != fakekernel.OperUp || inside.Oper != fakekernel.OperUp || end.OperState != canlink.OperUp {
+				t.Fatalf("Create returned with the host end's operstate %d, the inside end's %d (want %d: carrying frames)", host.Oper, inside.Oper, fakekernel.OperUp)
+			}
+			continue
+		}
+		want := "vxcan: kcanend (this end) did not come up"
+		if held == "can0" {
+			want = "vxcan: peer can0 (the other end, in the peer's namespace) did not come up"
+		}
+		if !errors.Is(err, vxcan.ErrNotOperational) || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "operstate lowerlayerdown") {
+			t.Fatalf("%s held: Create = %v, want ErrNotOperational, %q..., its operstate", held, err, want)
+		}
+		if len(k.Links(fakekernel.Host)) != 1 || len(k.Links(int(ns.Fd()))) != 1 {
+			t.Fatalf("%s held: left behind: host %+v, inside %+v", held, k.Links(fakekernel.Host), k.Links(int(ns.Fd())))
+		}
+	}
+}

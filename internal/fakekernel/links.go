@@ -128,7 +128,9 @@ func (k *Kernel) newLink(n *netns, req nl.Message) (string, error) {
 		if req.Header.Flags&nl.Excl != 0 {
 			return "create " + r.name, unix.EEXIST
 		}
-		return "change " + l.Name, n.changeLink(l, r)
+		err := n.changeLink(l, r)
+		k.carrier(l)
+		return "change " + l.Name, err
 	}
 	if r.index != 0 || req.Header.Flags&nl.Create == 0 {
 		return "change " + r.name, unix.ENODEV
@@ -225,6 +227,8 @@ func (k *Kernel) createVxcan(n *netns, r *linkReq) (string, error) {
 	own := n.add(&Link{Name: r.name, Kind: "vxcan", Type: ARPHRDCAN, MTU: mtu(r.mtu), Alias: r.alias})
 	own.PeerNS, own.PeerIndex, peer.PeerNS, peer.PeerIndex = pn.id, peer.Index, n.id, own.Index
 	own.Up = r.up(false)
+	own.Oper, peer.Oper = OperLowerLayerDown, OperLowerLayerDown
+	k.carrier(own)
 	return summary, nil
 }
 
@@ -268,6 +272,7 @@ func (k *Kernel) linkMessage(l *Link) nl.Message {
 	ae := nl.NewAttributeEncoder()
 	ae.String(unix.IFLA_IFNAME, l.Name)
 	ae.Uint32(unix.IFLA_MTU, uint32(l.MTU))
+	ae.Uint8(unix.IFLA_OPERSTATE, l.Oper)
 	if l.Alias != "" {
 		ae.String(unix.IFLA_IFALIAS, l.Alias)
 	}

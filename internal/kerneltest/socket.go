@@ -327,3 +327,85 @@ func frameList(fs []Frame) string {
 	}
 	return b.String()
 }
+
+// OpenAll opens a raw CAN socket (CAN_RAW_FD_FRAMES on) bound to every CAN
+// interface of ns (nil: the test's own namespace), closed at cleanup: it
+// receives from interfaces made after it (see [Socket.RecvFrom]) and sends
+// on any ([Socket.SendVia]), so that a test can use an interface the
+// instant it exists.
+func OpenAll(tb testing.TB, ns *NS) *Socket {
+	tb.Helper()
+	Require(tb)
+	s := &Socket{fd: -1, ifname: "any"}
+	ns.Do(tb, func() {
+		fd, err := unix.Socket(unix.AF_CAN, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.CAN_RAW)
+		if err != nil {
+			tb.Fatalf("CAN socket: %v", err)
+		}
+		s.fd = fd
+		tb.Cleanup(s.Close)
+		if err := unix.SetsockoptInt(fd, unix.SOL_CAN_RAW, canRawFDFrames, 1); err != nil {
+			tb.Fatalf("CAN socket: enable FD frames: %v", err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrCAN{Ifindex: 0}); err != nil {
+			tb.Fatalf("CAN socket: bind to every interface: %v", err)
+		}
+	})
+	return s
+}
+
+// SendVia sends one frame on the interface ifindex (of the socket's
+// namespace), whichever the socket is bound to.
+func (s *Socket) SendVia(tb testing.TB, ifindex int, f Frame) {
+	tb.Helper()
+	buf, err := f.marshal()
+	if err != nil {
+		tb.Fatalf("send %s on ifindex %d: %v", f, ifindex, err)
+	}
+	for {
+		err := unix.Sendto(s.fd, buf, 0, &unix.SockaddrCAN{Ifindex: ifindex})
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			tb.Fatalf("send %s on ifindex %d: %v", f, ifindex, err)
+		}
+		return
+	}
+}
+
+// RecvFrom waits up to timeout for the next frame and says which
+// interface it arrived on. It returns [ErrTimeout] if none came.
+func (s *Socket) RecvFrom(timeout time.Duration) (f Frame, ifindex int, err error) {
+	buf := make([]byte, canfdMTU)
+	pfd := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}}
+	deadline := time.Now().Add(timeout)
+	for {
+		ms := int((max(time.Until(deadline), 0) + time.Millisecond - 1) / time.Millisecond)
+		n, err := unix.Poll(pfd, ms)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return Frame{}, 0, fmt.Errorf("poll %s: %w", s.ifname, err)
+		}
+		if n == 0 {
+			if time.Now().Before(deadline) {
+				continue
+			}
+			return Frame{}, 0, fmt.Errorf("%w on %s after %v", ErrTimeout, s.ifname, timeout)
+		}
+		r, from, err := unix.Recvfrom(s.fd, buf, 0)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return Frame{}, 0, fmt.Errorf("read %s: %w", s.ifname, err)
+		}
+		if sa, ok := from.(*unix.SockaddrCAN); ok {
+			ifindex = sa.Ifindex
+		}
+		f, err = unmarshal(buf[:r])
+		return f, ifindex, err
+	}
+}

@@ -8,7 +8,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,13 +29,31 @@ import (
 // namespaces may call it concurrently.
 type Func func(ns int, req nl.Message) ([]nl.Message, error)
 
-// Dial returns a Conn whose kernel is fn.
-func Dial(fn Func) *nl.Conn { return nl.NewConn(&transport{fn: fn}) }
+// Notifications answers a Watcher's Receive as the kernel's multicast
+// would: the notifications of groups in namespace ns (numbered as for
+// Func) from position from of the kernel's record on, and the position
+// after them. A Watcher is opened at the position that from = -1 returns
+// (with no messages): it sees what happens after it joined.
+//
+// No messages means that nothing more happens while the Watcher waits: its
+// Receive fails with an error wrapping os.ErrDeadlineExceeded when it has
+// a deadline (the time passed), else with ErrNoAnswer.
+type Notifications func(ns int, groups uint32, from int) (msgs []nl.Message, next int)
+
+// Dial returns a Conn whose kernel is fn. Its Watchers receive nothing.
+func Dial(fn Func) *nl.Conn { return DialNotifying(fn, nil) }
+
+// DialNotifying returns a Conn whose kernel is fn, and whose Watchers (Conn.Watch)
+// receive what notify says.
+func DialNotifying(fn Func, notify Notifications) *nl.Conn {
+	return nl.NewConn(&transport{fn: fn, notify: notify})
+}
 
 // transport answers each request with fn; each reply is a datagram of its
 // own, as a dump's are.
 type transport struct {
 	fn     Func
+	notify Notifications
 	ns     int
 	mu     sync.Mutex
 	queue  [][]byte
@@ -116,7 +136,61 @@ func (t *transport) DialNetNS(nsFD int) (nl.Transport, error) {
 	if nsFD <= 0 {
 		return nil, fmt.Errorf("nltest: DialNetNS(%d): not a file descriptor", nsFD)
 	}
-	return &transport{fn: t.fn, ns: nsFD}, nil
+	return &transport{fn: t.fn, notify: t.notify, ns: nsFD}, nil
+}
+
+func (t *transport) Watch(groups uint32) (nl.Transport, error) {
+	w := &watcher{transport: transport{fn: t.fn, ns: t.ns}, notify: t.notify, groups: groups}
+	if w.notify != nil {
+		_, w.from = w.notify(t.ns, groups, -1)
+	}
+	return w, nil
+}
+
+// watcher is a Watcher's transport: each notification a datagram.
+type watcher struct {
+	transport
+	notify   Notifications
+	groups   uint32
+	from     int
+	deadline bool
+}
+
+func (w *watcher) Send([]byte) error { return errors.New("nltest: a Watcher sends no requests") }
+
+func (w *watcher) Receive() ([]byte, error) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil, nl.ErrClosed
+	}
+	if len(w.queue) == 0 && w.notify != nil {
+		var msgs []nl.Message
+		msgs, w.from = w.notify(w.ns, w.groups, w.from)
+		for _, m := range msgs {
+			d, err := m.MarshalBinary()
+			if err != nil {
+				w.mu.Unlock()
+				return nil, err
+			}
+			w.queue = append(w.queue, d)
+		}
+	}
+	deadline := w.deadline
+	w.mu.Unlock()
+	if len(w.queue) == 0 && deadline {
+		return nil, fmt.Errorf("nltest: no notification before the deadline: %w", os.ErrDeadlineExceeded)
+	}
+	return w.transport.Receive()
+}
+
+// SetDeadline makes a Receive with nothing to return fail as one past its
+// deadline would (a zero t: as one that would wait for good).
+func (w *watcher) SetDeadline(t time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.deadline = !t.IsZero()
+	return nil
 }
 
 func (t *transport) Close() error {
