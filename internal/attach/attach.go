@@ -446,7 +446,7 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 		return fmt.Errorf("inside name %s is already taken in %s's network namespace", p.Request.Inside, t.Label)
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("bus %s: %w", p.Request.Host, err)
 	}
 	*done = append(*done, func() error { return ignoreGone(h.Links.Delete(end.Index)) })
 	r.Created, r.HostEndIndex = true, end.Index
