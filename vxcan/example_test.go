@@ -26,5 +26,6 @@ func ExampleConn_Create() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("host end %s (index %d) is up: %v\n", end.Name, end.Index, end.Up)
+	// Both ends carry frames from here on.
+	fmt.Printf("host end %s (index %d) is %s\n", end.Name, end.Index, end.OperState)
 }
