@@ -30,7 +30,10 @@ func TestStatusPolicy(t *testing.T) {
 		p := policyInForce(tc.path, tc.explicit)
 		var b bytes.Buffer
 		printStatus(&b, statusView{Policy: p})
-		line, _, _ := strings.Cut(b.String(), "\n")
+		line, rest, _ := strings.Cut(b.String(), "\n")
+		if !strings.Contains(rest, "(no bus has attachments)") {
+			t.Errorf("no buses:\n%s", b.String())
+		}
 		if !strings.HasPrefix(line, tc.line) || p.Present != tc.present || !strings.Contains(p.Error, tc.err) || (tc.err == "") != (p.Error == "") {
 			t.Errorf("%s (explicit %v): %q, %+v; want a line starting %q, present %v, error with %q", tc.path, tc.explicit, line, p, tc.line, tc.present, tc.err)
 		}
