@@ -79,15 +79,24 @@ type policyStatus struct {
 
 // policyInForce describes the policy as an attach would read it.
 func policyInForce(path string, explicit bool) policyStatus {
-	in, err := policy.Describe(path, explicit)
-	if err != nil {
-		// An attach fails with the same error: say so, rather than fail
-		// status, which is where an admin looks for it. Present: there is
-		// a file, not "no policy".
-		in.Present = !errors.Is(err, fs.ErrNotExist)
-		return policyStatus{InForce: in, Summary: "unusable, every attach fails: " + oneLine(err.Error()), Error: oneLine(err.Error())}
+	return describePolicy(policy.Describe(path, explicit))
+}
+
+// describePolicy says what policy.Describe found. An error is shown, not
+// returned: status is where an admin looks for it.
+func describePolicy(in policy.InForce, err error) policyStatus {
+	if err == nil {
+		return policyStatus{InForce: in, Summary: in.String()}
 	}
-	return policyStatus{InForce: in, Summary: in.String()}
+	// Present: there is a file, not "no policy".
+	in.Present = !errors.Is(err, fs.ErrNotExist)
+	msg := oneLine(err.Error())
+	why := "unusable, every attach fails: " // with the same error
+	if errors.Is(err, fs.ErrPermission) {
+		// status may run as a user who cannot read what root's attach can.
+		why = "not readable by this user: "
+	}
+	return policyStatus{InForce: in, Summary: why + msg, Error: msg}
 }
 
 func printStatus(out io.Writer, v statusView) {

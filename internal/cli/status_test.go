@@ -2,10 +2,14 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kanto-can/kanto-can/internal/policy"
 )
 
 // status says which policy is in force: none and what that allows, the
@@ -41,5 +45,15 @@ func TestStatusPolicy(t *testing.T) {
 	if p := policyInForce(good, true); p.Buses != 2 || p.Containers != 1 || !p.Default || len(p.SHA256) != 64 ||
 		!strings.HasSuffix(p.Summary, "2 buses, 1 container entries, a default") {
 		t.Errorf("good: %+v", p)
+	}
+}
+
+// A file this user cannot read is not said to fail every attach: root's
+// attach may read it.
+func TestStatusPolicyUnreadable(t *testing.T) {
+	err := fmt.Errorf("policy: %w", &fs.PathError{Op: "open", Path: "/etc/kanto-can/config.json", Err: fs.ErrPermission})
+	p := describePolicy(policy.InForce{Path: "/etc/kanto-can/config.json"}, err)
+	if !p.Present || p.Error == "" || !strings.HasPrefix(p.Summary, "not readable by this user: policy: open /etc/kanto-can/config.json") {
+		t.Errorf("%+v", p)
 	}
 }
