@@ -1,6 +1,7 @@
 package attach
 
 import (
+	"encoding/json"
 	"sort"
 
 	"github.com/kanto-can/kanto-can/cangw"
@@ -46,12 +47,26 @@ type RateState struct {
 
 // RuleState is one of an attachment's can-gw rules with its counters.
 type RuleState struct {
-	Direction string `json:"direction"` // "rx" (bus -> container) or "tx"
-	FD        bool   `json:"fd"`        // forwards CAN FD frames (else classic)
-	Filter    string `json:"filter"`    // ids in can-utils notation, "all" without filter
+	Direction string `json:"dir"`    // "rx" (bus -> container) or "tx"
+	FD        bool   `json:"fd"`     // forwards CAN FD frames (else classic)
+	Filter    string `json:"filter"` // ids in can-utils notation, "all" without filter
 	Handled   uint32 `json:"handled"`
 	Dropped   uint32 `json:"dropped"`
 	Deleted   uint32 `json:"deleted"`
+}
+
+// MarshalJSON adds who and dir, which the table shows and a script
+// would otherwise have to derive from label, name and rules.
+func (a Attachment) MarshalJSON() ([]byte, error) {
+	type plain Attachment // without this method
+	if a.Rules == nil {
+		a.Rules = []RuleState{} // a bus that came back has none yet: [], not null
+	}
+	return json.Marshal(struct {
+		plain
+		Who string `json:"who"`
+		Dir string `json:"dir"`
+	}{plain(a), a.Who(), a.Direction()})
 }
 
 // Who names the attachment's target for people: "container NAME" when
@@ -96,7 +111,7 @@ func (a Attachment) Direction() string {
 // HostBusStatus is a host bus that has attachments of ours.
 type HostBusStatus struct {
 	Name  string `json:"bus"`
-	Index int    `json:"index"`          // 0 when the bus is gone
+	Index int    `json:"bus_index"`      // 0 when the bus is gone
 	Kind  string `json:"kind,omitempty"` // "can" (a controller), "vcan", "vxcan"; "" when gone
 	Up    bool   `json:"up"`             // administratively up (IFF_UP)
 	// State, Bitrate and DataBitrate are a CAN controller's (see
@@ -107,9 +122,8 @@ type HostBusStatus struct {
 	FD          bool   `json:"fd"`
 	MTU         int    `json:"mtu"`
 	Attachments int    `json:"attachments"` // host ends of ours that name the bus
-	// Containers are the attached containers by name (Attachment.Who),
-	// sorted.
-	Containers []string `json:"containers"`
+	// Who are the attachments' targets (Attachment.Who), sorted.
+	Who []string `json:"who"`
 	// Counters are the bus interface's frame counters; nil when the bus
 	// is gone.
 	Counters *BusCounters `json:"counters,omitempty"`
@@ -222,7 +236,7 @@ func (h *Host) HostBuses() ([]HostBusStatus, error) {
 		l, ok := byName[name]
 		s := hostBusStatus(name, l, ok)
 		sort.Strings(containers)
-		s.Attachments, s.Containers = len(containers), containers
+		s.Attachments, s.Who = len(containers), containers
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -20,18 +20,24 @@ func newLs() *cobra.Command {
 		Long: `List every attachment made by kanto-can: target, host bus, inside name, host
 end, direction, and each can-gw rule with its filter and counters (handled:
 frames forwarded; dropped: lost, e.g. destination down; deleted: discarded by
-the hop limit). TARGET is "container NAME" for a container Kanto knows (its
-current name, from Kanto's records), else how it was attached. In JSON:
-name (the Kanto name), container (the id), label (as attached). With
+the hop limit), and the transmit rate limit with the frames it passed and
+dropped. TARGET is "container NAME" for a container Kanto knows (its
+current name, from Kanto's records), else how it was attached. With
 CONTAINER (a Kanto name or id), only that container's attachments.
 
 The host bus's state as the kernel shows it now: for a CAN controller its
 error state (STATE: error-active, error-warning, error-passive, bus-off,
 stopped when down, sleeping) and BITRATE in bit/s (nominal/data for CAN FD;
 "-" when none is set); "-" for virtual buses (vcan). BUS FD: whether the bus
-carries CAN FD. In JSON: bus_state, bus_bitrate, bus_data_bitrate (absent
-when not applicable or not set) and bus_fd. 'kanto-can status' sums up per
-bus.`,
+carries CAN FD. 'kanto-can status' sums up per bus.
+
+In JSON (schema: docs/cli/ls.schema.json), a list: who (the TARGET column),
+target, label (as attached), container (the id) and name (the Kanto name)
+when known, bus, bus_index, bus_state, bus_bitrate, bus_data_bitrate
+(absent when not applicable or not set), bus_fd, inside, host_end,
+host_end_index, fd, dir, rules (dir, fd, filter, handled, dropped,
+deleted) and tx_rate (frames_per_second, burst, passed, dropped; absent
+without a limit): the names status and top use for the same things.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := output.check(); err != nil {

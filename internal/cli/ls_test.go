@@ -56,18 +56,19 @@ func TestLsTableShowsTheBus(t *testing.T) {
 func TestStatusTable(t *testing.T) {
 	buses := []attach.HostBusStatus{
 		{Name: "can0", Index: 3, Kind: "can", Up: true, State: "error-passive", Bitrate: 250000, MTU: 16, Attachments: 3,
-			Containers: []string{"container app", "container db", "pid 42"}},
-		{Name: "vcan0", Index: 5, Kind: "vcan", Up: true, FD: true, MTU: 72, Attachments: 1, Containers: []string{"container app"}},
-		{Name: "can9", Attachments: 2, Containers: []string{"container a", "container b"}},
+			Who: []string{"container app", "container db", "pid 42"}},
+		{Name: "vcan0", Index: 5, Kind: "vcan", Up: true, FD: true, MTU: 72, Attachments: 1, Who: []string{"container app"}},
+		{Name: "can9", Attachments: 2, Who: []string{"container a", "container b"}},
 	}
 	var b bytes.Buffer
-	printBuses(&b, buses)
+	printStatus(&b, statusView{Policy: policyStatus{Summary: "none (no /etc/kanto-can/config.json): any container may use any bus"}, Buses: buses})
 	rows := fields(b.String())
 	for bus, want := range map[string]string{
-		"BUS":   "BUS INDEX KIND UP STATE BITRATE FD ATTACHMENTS CONTAINERS",
-		"can0":  "can0 3 can yes error-passive 250000 no 3 container app, container db, pid 42",
-		"vcan0": "vcan0 5 vcan yes - - yes 1 container app",
-		"can9":  "can9 (missing) - - - - - - 2 container a, container b",
+		"policy:": "policy: none (no /etc/kanto-can/config.json): any container may use any bus",
+		"BUS":     "BUS INDEX KIND UP STATE BITRATE FD ATTACHMENTS CONTAINERS",
+		"can0":    "can0 3 can yes error-passive 250000 no 3 container app, container db, pid 42",
+		"vcan0":   "vcan0 5 vcan yes - - yes 1 container app",
+		"can9":    "can9 (missing) - - - - - - 2 container a, container b",
 	} {
 		if got := strings.Join(rows[bus], " "); got != want {
 			t.Errorf("row %s: %q, want %q", bus, got, want)
@@ -75,9 +76,9 @@ func TestStatusTable(t *testing.T) {
 	}
 }
 
-// The JSON names of the bus fields; the fields that were there before stay.
+// The JSON names of the bus fields, and who and dir as the table shows them.
 func TestLsJSONNames(t *testing.T) {
-	b, err := json.Marshal(attach.Attachment{HostBus: "can0", HostBusIndex: 3, HostBusState: "error-active", HostBusBitrate: 500000, HostBusDataBitrate: 2000000, HostBusFD: true})
+	b, err := json.Marshal(attach.Attachment{Label: "pid 7", HostBus: "can0", HostBusIndex: 3, HostBusState: "error-active", HostBusBitrate: 500000, HostBusDataBitrate: 2000000, HostBusFD: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,10 +87,15 @@ func TestLsJSONNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]any{"bus": "can0", "bus_index": 3.0, "bus_state": "error-active", "bus_bitrate": 500000.0,
-		"bus_data_bitrate": 2000000.0, "bus_fd": true, "target": "", "inside": "", "host_end": "", "fd": false} {
+		"bus_data_bitrate": 2000000.0, "bus_fd": true, "target": "", "inside": "", "host_end": "", "fd": false,
+		"who": "pid 7", "dir": "none"} {
 		if m[k] != want {
 			t.Errorf("%s = %v, want %v (all: %s)", k, m[k], want, b)
 		}
+	}
+	// No rules (a bus that came back, not yet routed): [], not null.
+	if rules, ok := m["rules"].([]any); !ok || len(rules) != 0 {
+		t.Errorf("rules = %#v, want []", m["rules"])
 	}
 	// Virtual buses: no state, no bitrate.
 	b, _ = json.Marshal(attach.Attachment{HostBus: "vcan0", HostBusIndex: 5, HostBusFD: true})

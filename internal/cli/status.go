@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/target"
 )
 
@@ -16,21 +19,32 @@ func newStatus() *cobra.Command {
 	var output outputFlag
 	cmd := &cobra.Command{
 		Use:   "status [-o table|json]",
-		Short: "Show the host buses that have attachments, their state and bitrate",
-		Long: `Show every host CAN bus that has attachments made by kanto-can, one line each:
-its ifindex, kind (can: a controller; vcan, vxcan: virtual), whether it is
-up, for a CAN controller its error state (error-active, error-warning,
-error-passive, bus-off, stopped when down, sleeping) and bitrate in bit/s
-(nominal/data for CAN FD), whether it carries CAN FD, and how many
-attachments it has and whose they are (containers by Kanto name). A bus
-that is gone is shown "(missing)" (index 0 in JSON). In JSON: bus, index,
-kind, up, state, bitrate, data_bitrate (the last three absent when not
-applicable or not set), fd, mtu, attachments, containers.`,
+		Short: "Show the policy in force and the host buses that have attachments",
+		Long: `Show the admin's policy in force (--config, default ` + policy.DefaultPath + `): the file,
+its sha256 and how many bus and container entries it has, and whether it
+has a default; or that there is none, and that then any container may use
+any bus, both ways, every id, with no rate limit; or why the file cannot
+be used (then every attach fails).
+
+Then every host CAN bus that has attachments made by kanto-can, one line
+each: its ifindex, kind (can: a controller; vcan, vxcan: virtual), whether
+it is up, for a CAN controller its error state (error-active,
+error-warning, error-passive, bus-off, stopped when down, sleeping) and
+bitrate in bit/s (nominal/data for CAN FD), whether it carries CAN FD, and
+how many attachments it has and whose they are (containers by Kanto name).
+A bus that is gone is shown "(missing)" (bus_index 0 in JSON).
+
+In JSON (schema: docs/cli/status.schema.json): policy (path, present,
+sha256, buses, containers, default, summary, error) and buses, each with
+bus, bus_index, kind, up, state, bitrate, data_bitrate (the last three
+absent when not applicable or not set), fd, mtu, attachments, who, and the
+interface's counters and the controller's errors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := output.check(); err != nil {
 				return err
 			}
+			pol := policyInForce(configPath, cmd.Flags().Changed("config"))
 			h, err := attach.OpenHost()
 			if err != nil {
 				return err
@@ -41,24 +55,65 @@ applicable or not set), fd, mtu, attachments, containers.`,
 			if err != nil {
 				return err
 			}
-			return output.write(cmd.OutOrStdout(), buses, func(w io.Writer) { printBuses(w, buses) })
+			v := statusView{Policy: pol, Buses: buses}
+			return output.write(cmd.OutOrStdout(), v, func(w io.Writer) { printStatus(w, v) })
 		},
 	}
 	output.register(cmd)
 	return cmd
 }
 
-func printBuses(out io.Writer, buses []attach.HostBusStatus) {
+// statusView is what status shows: the policy in force and the buses.
+type statusView struct {
+	Policy policyStatus           `json:"policy"`
+	Buses  []attach.HostBusStatus `json:"buses"`
+}
+
+// policyStatus is the policy in force with its line for people, or why
+// the file cannot be used.
+type policyStatus struct {
+	policy.InForce
+	Summary string `json:"summary"`
+	Error   string `json:"error,omitempty"`
+}
+
+// policyInForce describes the policy as an attach would read it.
+func policyInForce(path string, explicit bool) policyStatus {
+	return describePolicy(policy.Describe(path, explicit))
+}
+
+// describePolicy says what policy.Describe found. An error is shown, not
+// returned: status is where an admin looks for it.
+func describePolicy(in policy.InForce, err error) policyStatus {
+	if err == nil {
+		return policyStatus{InForce: in, Summary: in.String()}
+	}
+	// Present: there is a file, not "no policy".
+	in.Present = !errors.Is(err, fs.ErrNotExist)
+	msg := oneLine(err.Error())
+	why := "unusable, every attach fails: " // with the same error
+	if errors.Is(err, fs.ErrPermission) {
+		// status may run as a user who cannot read what root's attach can.
+		why = "not readable by this user: "
+	}
+	return policyStatus{InForce: in, Summary: why + msg, Error: msg}
+}
+
+func printStatus(out io.Writer, v statusView) {
+	fmt.Fprintf(out, "policy: %s\n\n", v.Policy.Summary)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "BUS\tINDEX\tKIND\tUP\tSTATE\tBITRATE\tFD\tATTACHMENTS\tCONTAINERS")
-	for _, b := range buses {
-		containers := strings.Join(b.Containers, ", ")
+	if len(v.Buses) == 0 {
+		fmt.Fprintln(w, "(no bus has attachments)")
+	}
+	for _, b := range v.Buses {
+		who := strings.Join(b.Who, ", ")
 		if b.Index == 0 {
-			fmt.Fprintf(w, "%s (missing)\t-\t-\t-\t-\t-\t-\t%d\t%s\n", b.Name, b.Attachments, containers)
+			fmt.Fprintf(w, "%s (missing)\t-\t-\t-\t-\t-\t-\t%d\t%s\n", b.Name, b.Attachments, who)
 			continue
 		}
 		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.Name, b.Index, b.Kind, yesNo(b.Up, true),
-			dash(b.State), bitrate(b.Bitrate, b.DataBitrate), yesNo(b.FD, true), b.Attachments, containers)
+			dash(b.State), bitrate(b.Bitrate, b.DataBitrate), yesNo(b.FD, true), b.Attachments, who)
 	}
 	w.Flush()
 }

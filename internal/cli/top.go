@@ -62,7 +62,11 @@ stopped) stays in view for 10 s, marked (gone).
 On a terminal: q (or Ctrl-C) quits, s cycles the order (rate: busiest
 first; name; bus). Elsewhere, or with --count, one screen per interval is
 printed (as top -b). --once prints one view, from two readings --interval
-apart: -o json for scripts (rates per second, totals, the buses' counters).`,
+apart: -o json for scripts (schema: docs/cli/top.schema.json): time,
+interval_seconds, buses (as status shows them, with rx_frames_per_second,
+tx_frames_per_second, load_percent, gone) and attachments (named as ls
+names them, with rx_frames, tx_frames and dropped since attach, the same
+per second, and tx_rate with dropped_per_second).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			order, ok := sample.ParseOrder(o.sort)

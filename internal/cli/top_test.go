@@ -23,7 +23,8 @@ func TestTopTables(t *testing.T) {
 		},
 		Attachments: []sample.Attachment{
 			{Name: "databroker", Who: "container databroker", HostBus: "can0", Inside: "can0", Direction: "both",
-				RxPerSecond: 100, TxPerSecond: 10, RxFrames: 5000, TxFrames: 400, TxLimit: 10, LimitDropsPerSecond: 2.5, LimitDrops: 90},
+				RxPerSecond: 100, TxPerSecond: 10, RxFrames: 5000, TxFrames: 400,
+				TxRate: &sample.TxRate{RateState: attach.RateState{FramesPerSecond: 10, Burst: 1, Passed: 400, Dropped: 90}, DroppedPerSecond: 2.5}},
 			{Who: "pid 4242", HostBus: "vcan0", Inside: "vcan0", Direction: "rx", RxPerSecond: 5, RxFrames: 7},
 			{Name: "stopped", Who: "container stopped", HostBus: "can0", Inside: "can0", Direction: "tx", Gone: true, TxFrames: 3},
 		},

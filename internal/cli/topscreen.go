@@ -59,13 +59,13 @@ func printTop(out io.Writer, v sample.View) {
 		if a.Gone {
 			who += " (gone)"
 		}
-		limit := "-"
-		if a.TxLimit != 0 {
-			limit = perSecond(a.LimitDropsPerSecond)
+		limit, limited := "-", uint64(0)
+		if a.TxRate != nil {
+			limit, limited = perSecond(a.TxRate.DroppedPerSecond), a.TxRate.Dropped
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", who, a.HostBus, a.Inside, a.Direction,
-			perSecond(a.RxPerSecond), perSecond(a.TxPerSecond), perSecond(a.DropsPerSecond), limit,
-			a.RxFrames, a.TxFrames, a.Drops, a.LimitDrops)
+			perSecond(a.RxPerSecond), perSecond(a.TxPerSecond), perSecond(a.DroppedPerSecond), limit,
+			a.RxFrames, a.TxFrames, a.Dropped, limited)
 	}
 	w.Flush()
 }

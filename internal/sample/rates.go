@@ -18,9 +18,11 @@ type View struct {
 	Attachments []Attachment `json:"attachments"`
 }
 
-// Bus is a host bus over the interval.
+// Bus is a host bus over the interval: what status shows of it
+// (attach.HostBusStatus, the same JSON names), with rates.
 type Bus struct {
 	Name        string `json:"bus"`
+	Index       int    `json:"bus_index"`      // 0 when the bus is gone
 	Kind        string `json:"kind,omitempty"` // "" when the bus is gone
 	Up          bool   `json:"up"`
 	Gone        bool   `json:"gone,omitempty"`
@@ -28,6 +30,7 @@ type Bus struct {
 	Bitrate     uint32 `json:"bitrate,omitempty"`
 	DataBitrate uint32 `json:"data_bitrate,omitempty"`
 	FD          bool   `json:"fd"`
+	MTU         int    `json:"mtu"`
 	// Frames per second the interface received from and sent to the bus.
 	RxPerSecond float64 `json:"rx_frames_per_second"`
 	TxPerSecond float64 `json:"tx_frames_per_second"`
@@ -37,38 +40,47 @@ type Bus struct {
 	Counters    *attach.BusCounters `json:"counters,omitempty"`
 	Errors      *attach.BusErrors   `json:"errors,omitempty"`
 	Attachments int                 `json:"attachments"`
+	Who         []string            `json:"who"`
 }
 
-// Attachment is one attachment over the interval. Rx is bus to container,
-// Tx container to bus.
+// Attachment is one attachment over the interval, named as ls names it
+// (attach.Attachment). Rx is bus to container, Tx container to bus.
 type Attachment struct {
-	Container string `json:"container,omitempty"` // the container's id, when known
-	Name      string `json:"name,omitempty"`      // its Kanto name, when known
-	Who       string `json:"who"`                 // attach.Attachment.Who
-	HostBus   string `json:"bus"`
-	Inside    string `json:"inside"`
-	HostEnd   string `json:"host_end"`
-	Direction string `json:"direction"`
+	Target       string `json:"target"`              // attach.Attachment.Target
+	Label        string `json:"label"`               // how it was attached
+	Container    string `json:"container,omitempty"` // the container's id, when known
+	Name         string `json:"name,omitempty"`      // its Kanto name, when known
+	Who          string `json:"who"`                 // attach.Attachment.Who
+	HostBus      string `json:"bus"`
+	Inside       string `json:"inside"`
+	HostEnd      string `json:"host_end"`
+	HostEndIndex int    `json:"host_end_index"`
+	Direction    string `json:"dir"`
 	// Gone: the attachment was in the first sample and not in the second
 	// (its container stopped, or it was detached); its rates are 0 and its
 	// totals the last seen.
 	Gone        bool    `json:"gone,omitempty"`
 	RxPerSecond float64 `json:"rx_frames_per_second"`
 	TxPerSecond float64 `json:"tx_frames_per_second"`
-	// Drops are frames the gateway could not deliver (either way);
-	// LimitDrops frames the transmit rate limit dropped.
-	DropsPerSecond      float64 `json:"drops_per_second"`
-	LimitDropsPerSecond float64 `json:"rate_limit_drops_per_second"`
+	// Dropped: frames the gateway could not deliver (either way), as
+	// ls's rules[].dropped summed.
+	DroppedPerSecond float64 `json:"dropped_per_second"`
 	// Totals since attach (since the rules were last made: a restore by
 	// the daemon starts them again).
-	RxFrames   uint64 `json:"rx_frames"`
-	TxFrames   uint64 `json:"tx_frames"`
-	Drops      uint64 `json:"drops"`
-	LimitDrops uint64 `json:"rate_limit_drops"`
-	// TxLimit is the transmit rate limit in frames per second; 0 without.
-	TxLimit uint64 `json:"tx_limit,omitempty"`
+	RxFrames uint64 `json:"rx_frames"`
+	TxFrames uint64 `json:"tx_frames"`
+	Dropped  uint64 `json:"dropped"`
+	// TxRate is the transmit rate limit and its counters; nil without.
+	TxRate *TxRate `json:"tx_rate,omitempty"`
 
 	key attachmentKey
+}
+
+// TxRate is ls's tx_rate (the limit, the frames it passed and dropped
+// since attach) with its drops per second over the interval.
+type TxRate struct {
+	attach.RateState
+	DroppedPerSecond float64 `json:"dropped_per_second"`
 }
 
 // Rate is Rx + Tx per second: what "sort by rate" sorts by.
@@ -123,9 +135,9 @@ func keyOf(a attach.Attachment) attachmentKey { return attachmentKey{a.HostEnd, 
 
 func busBetween(prev, cur attach.HostBusStatus, dt float64) Bus {
 	b := Bus{
-		Name: cur.Name, Kind: cur.Kind, Up: cur.Up, Gone: cur.Index == 0, State: cur.State,
-		Bitrate: cur.Bitrate, DataBitrate: cur.DataBitrate, FD: cur.FD,
-		Counters: cur.Counters, Errors: cur.Errors, Attachments: cur.Attachments,
+		Name: cur.Name, Index: cur.Index, Kind: cur.Kind, Up: cur.Up, Gone: cur.Index == 0, State: cur.State,
+		Bitrate: cur.Bitrate, DataBitrate: cur.DataBitrate, FD: cur.FD, MTU: cur.MTU,
+		Counters: cur.Counters, Errors: cur.Errors, Attachments: cur.Attachments, Who: cur.Who,
 	}
 	// Counters of another interface (the bus was re-created) are not a
 	// delta: rates start at the next sample.
@@ -144,8 +156,8 @@ func busBetween(prev, cur attach.HostBusStatus, dt float64) Bus {
 
 func attachmentBetween(prev, cur attach.Attachment, dt float64) Attachment {
 	a := Attachment{
-		Container: cur.Container, Name: cur.Name, Who: cur.Who(), HostBus: cur.HostBus, Inside: cur.Inside,
-		HostEnd: cur.HostEnd, Direction: cur.Direction(), key: keyOf(cur),
+		Target: cur.Target, Label: cur.Label, Container: cur.Container, Name: cur.Name, Who: cur.Who(), HostBus: cur.HostBus,
+		Inside: cur.Inside, HostEnd: cur.HostEnd, HostEndIndex: cur.HostEndIndex, Direction: cur.Direction(), key: keyOf(cur),
 	}
 	prevRules := map[ruleKey]attach.RuleState{}
 	for _, r := range prev.Rules {
@@ -163,12 +175,12 @@ func attachmentBetween(prev, cur attach.Attachment, dt float64) Attachment {
 			a.TxFrames += uint64(r.Handled)
 			tx += handled
 		}
-		a.Drops += uint64(r.Dropped)
+		a.Dropped += uint64(r.Dropped)
 		drops += delta32(p.Dropped, r.Dropped)
 	}
 	var limitDrops uint64
 	if cur.TxRate != nil {
-		a.TxLimit, a.LimitDrops = cur.TxRate.FramesPerSecond, cur.TxRate.Dropped
+		a.TxRate = &TxRate{RateState: *cur.TxRate}
 		if prev.TxRate != nil {
 			limitDrops = delta64(prev.TxRate.Dropped, cur.TxRate.Dropped)
 		} else {
@@ -177,7 +189,10 @@ func attachmentBetween(prev, cur attach.Attachment, dt float64) Attachment {
 	}
 	if dt > 0 {
 		a.RxPerSecond, a.TxPerSecond = float64(rx)/dt, float64(tx)/dt
-		a.DropsPerSecond, a.LimitDropsPerSecond = float64(drops)/dt, float64(limitDrops)/dt
+		a.DroppedPerSecond = float64(drops) / dt
+		if a.TxRate != nil {
+			a.TxRate.DroppedPerSecond = float64(limitDrops) / dt
+		}
 	}
 	return a
 }

@@ -58,13 +58,20 @@ func TestBetween(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s missing from %+v", tc.end, v.Attachments)
 		}
-		if !near(a.RxPerSecond, tc.rx) || !near(a.TxPerSecond, tc.tx) || !near(a.DropsPerSecond, tc.drops) ||
-			!near(a.LimitDropsPerSecond, tc.limitDrops) || a.Gone != tc.gone || a.RxFrames != tc.rxTotal || a.TxFrames != tc.txTotal {
+		limitDrops := 0.0
+		if a.TxRate != nil {
+			limitDrops = a.TxRate.DroppedPerSecond
+		}
+		if !near(a.RxPerSecond, tc.rx) || !near(a.TxPerSecond, tc.tx) || !near(a.DroppedPerSecond, tc.drops) ||
+			!near(limitDrops, tc.limitDrops) || a.Gone != tc.gone || a.RxFrames != tc.rxTotal || a.TxFrames != tc.txTotal {
 			t.Errorf("%s: %+v, want %+v", tc.end, a, tc)
 		}
 	}
-	if a := byEnd["kcanb"]; a.TxLimit != 100 || a.LimitDrops != 1800 {
-		t.Errorf("kcanb limit %d, limit drops %d", a.TxLimit, a.LimitDrops)
+	if r := byEnd["kcanb"].TxRate; r == nil || r.FramesPerSecond != 100 || r.Burst != 10 || r.Passed != 700 || r.Dropped != 1800 {
+		t.Errorf("kcanb tx_rate %+v, want the limit 100/s burst 10, 700 passed, 1800 dropped", r)
+	}
+	if r := byEnd["kcana"].TxRate; r != nil {
+		t.Errorf("kcana has no limit, tx_rate %+v", r)
 	}
 	// Gone ones last.
 	if last := v.Attachments[len(v.Attachments)-1]; last.HostEnd != "kcanc" {

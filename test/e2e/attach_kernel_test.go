@@ -10,6 +10,7 @@ import (
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/schematest"
 )
 
 const wait = 10 * time.Second
@@ -134,8 +135,10 @@ func TestClassicBusGetsClassicOnly(t *testing.T) {
 // lsAll returns `ls -o json`.
 func lsAll(t *testing.T) []attach.Attachment {
 	t.Helper()
+	out := mustKC(t, "ls", "-o", "json")
+	schematest.Validate(t, "docs/cli/ls.schema.json", []byte(out))
 	var list []attach.Attachment
-	if err := json.Unmarshal([]byte(mustKC(t, "ls", "-o", "json")), &list); err != nil {
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatal(err)
 	}
 	return list

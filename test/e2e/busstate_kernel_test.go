@@ -16,15 +16,21 @@ import (
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/schematest"
 )
 
-// statusAll returns `status -o json`, by bus.
+// statusAll returns `status -o json`'s buses, by bus.
 func statusAll(t *testing.T) map[string]attach.HostBusStatus {
 	t.Helper()
-	var list []attach.HostBusStatus
-	if err := json.Unmarshal([]byte(mustKC(t, "status", "-o", "json")), &list); err != nil {
+	raw := mustKC(t, "status", "-o", "json")
+	schematest.Validate(t, "docs/cli/status.schema.json", []byte(raw))
+	var status struct {
+		Buses []attach.HostBusStatus `json:"buses"`
+	}
+	if err := json.Unmarshal([]byte(raw), &status); err != nil {
 		t.Fatal(err)
 	}
+	list := status.Buses
 	out := map[string]attach.HostBusStatus{}
 	for _, b := range list {
 		if _, dup := out[b.Name]; dup {
@@ -39,8 +45,10 @@ func statusAll(t *testing.T) map[string]attach.HostBusStatus {
 // of its fields.
 func lsRaw(t *testing.T) []map[string]any {
 	t.Helper()
+	out := mustKC(t, "ls", "-o", "json")
+	schematest.Validate(t, "docs/cli/ls.schema.json", []byte(out))
 	var list []map[string]any
-	if err := json.Unmarshal([]byte(mustKC(t, "ls", "-o", "json")), &list); err != nil {
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatal(err)
 	}
 	return list
@@ -82,8 +90,8 @@ func TestLsAndStatusShowTheBusState(t *testing.T) {
 				}
 			}
 		}
-		// The fields that were there before stay.
-		for _, k := range []string{"target", "label", "bus", "bus_index", "inside", "host_end", "host_end_index", "fd", "rules"} {
+		// The fields that were there before stay; who and dir as the table.
+		for _, k := range []string{"who", "dir", "target", "label", "bus", "bus_index", "inside", "host_end", "host_end_index", "fd", "rules"} {
 			if _, has := a[k]; !has {
 				t.Errorf("ls: no %s in %v", k, a)
 			}
@@ -97,10 +105,10 @@ func TestLsAndStatusShowTheBusState(t *testing.T) {
 	// Each bus names what is attached to it: here namespaces by path.
 	for name, n := range map[string]int{bus: 2, "stbus": 1} {
 		b := st[name]
-		if len(b.Containers) != n || !strings.HasPrefix(b.Containers[0], "netns /run/netns/") {
-			t.Errorf("status %s: containers %q, want %d namespaces", name, b.Containers, n)
+		if len(b.Who) != n || !strings.HasPrefix(b.Who[0], "netns /run/netns/") {
+			t.Errorf("status %s: who %q, want %d namespaces", name, b.Who, n)
 		}
-		b.Containers = nil
+		b.Who = nil
 		// The counters move with traffic: present is what is checked here
 		// (top's tests check their values); error counters for the
 		// controller only.

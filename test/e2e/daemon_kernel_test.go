@@ -244,7 +244,7 @@ func TestMetricsAndListCountFrames(t *testing.T) {
 	var list []struct {
 		Bus   string `json:"bus"`
 		Rules []struct {
-			Direction string `json:"direction"`
+			Direction string `json:"dir"`
 			Handled   uint32 `json:"handled"`
 		} `json:"rules"`
 		TxRate *struct {

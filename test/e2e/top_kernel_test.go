@@ -11,6 +11,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/sample"
+	"github.com/kanto-can/kanto-can/internal/schematest"
 )
 
 // topOnce runs kanto-can top --once -o json (as cmd, e.g. under setpriv,
@@ -22,6 +23,7 @@ func topOnce(t *testing.T, interval string, cmd ...string) sample.View {
 	if code != 0 {
 		t.Fatalf("%s: exit %d: %s", strings.Join(args, " "), code, errOut)
 	}
+	schematest.Validate(t, "docs/cli/top.schema.json", []byte(out))
 	var v sample.View
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("top -o json: %v: %s", err, out)
@@ -86,8 +88,8 @@ func TestTopShowsRateLimitDrops(t *testing.T) {
 	wg.Wait()
 	a := topAttachment(t, v, busName)
 	t.Logf("%+v", a)
-	if a.TxLimit != limit || a.LimitDropsPerSecond <= 0 || a.LimitDrops == 0 {
-		t.Errorf("limit %d, %.1f limit drops/s, %d in all: want the limit %d and drops", a.TxLimit, a.LimitDropsPerSecond, a.LimitDrops, limit)
+	if r := a.TxRate; r == nil || r.FramesPerSecond != limit || r.Burst != burst || r.DroppedPerSecond <= 0 || r.Dropped == 0 {
+		t.Errorf("tx_rate %+v: want the limit %d/s burst %d and drops", r, limit, burst)
 	}
 	if maxRate := limit*1.1 + burst/v.Interval; a.TxPerSecond <= 0 || a.TxPerSecond > maxRate {
 		t.Errorf("%.1f tx frames/s through a limit of %d/s (burst %d): want (0, %.1f]", a.TxPerSecond, limit, burst, maxRate)

@@ -14,6 +14,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/schematest"
 )
 
 const (
@@ -68,6 +69,7 @@ func ls(t *testing.T) []attach.Attachment {
 	if code != 0 {
 		t.Fatalf("kanto-can ls: %s", errOut)
 	}
+	schematest.Validate(t, "docs/cli/ls.schema.json", []byte(out))
 	var list []attach.Attachment
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
 	"github.com/kanto-can/kanto-can/internal/sample"
+	"github.com/kanto-can/kanto-can/internal/schematest"
 )
 
 // topOnce runs kanto-can top --once -o json over interval.
@@ -31,6 +32,7 @@ func topOnce(t *testing.T, interval string) sample.View {
 	if code != 0 {
 		t.Fatalf("kanto-can top --once: exit %d: %s", code, errOut)
 	}
+	schematest.Validate(t, "docs/cli/top.schema.json", []byte(out))
 	var v sample.View
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("top -o json: %v: %s", err, out)
