@@ -291,8 +291,8 @@ func (k *kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descBusFD, prometheus.GaugeValue, boolValue(b.FD), b.Name)
 		if b.State != "" {
-			for _, st := range busStates {
-				ch <- prometheus.MustNewConstMetric(descBusState, prometheus.GaugeValue, boolValue(b.State == st), b.Name, st)
+			for _, state := range busStates {
+				ch <- prometheus.MustNewConstMetric(descBusState, prometheus.GaugeValue, boolValue(b.State == state), b.Name, state)
 			}
 		}
 		if b.Bitrate != 0 {

@@ -745,7 +745,7 @@ func TestManagerShowsPolicyAndContainerd(t *testing.T) {
 	}
 	mu.Lock()
 	health = Health{
-		Policy: &PolicyStatus{Path: "/etc/kanto-can/config.json", Present: true, SHA256: strings.Repeat("ab", 32), Buses: 2, Containers: 1},
+		Policy:     &PolicyStatus{Path: "/etc/kanto-can/config.json", Present: true, SHA256: strings.Repeat("ab", 32), Buses: 2, Containers: 1},
 		Containerd: &ContainerdStatus{Address: "/run/containerd/containerd.sock", Namespaces: []string{"kanto-cm", "k8s.io"}, Connected: true},
 	}
 	mu.Unlock()

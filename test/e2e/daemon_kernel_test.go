@@ -15,6 +15,7 @@ import (
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -362,29 +363,40 @@ func TestDaemonWithoutCanGW(t *testing.T) {
 }
 
 // containerd unreachable (a wrong socket): a warning at start naming the
-// address, kanto_can_containerd_up 0; the policy in force at start (none
-// here: a warning) and in the metrics.
+// address, kanto_can_containerd_up 0. No policy file at the default path:
+// a warning at start, kanto_can_policy_info present="false"; the file
+// written, the next scrape says present="true" and the log says it once.
 func TestDaemonTellsContainerdUnreachableAndThePolicy(t *testing.T) {
 	kerneltest.Require(t)
 	const url = "http://127.0.0.1:9737/metrics"
+	if _, err := os.Stat(policy.DefaultPath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s: %v; the guest has no policy file", policy.DefaultPath, err)
+	}
 	sock := filepath.Join(t.TempDir(), "containerd.sock")
-	cfg := filepath.Join(t.TempDir(), "config.json")
-	d := startDaemon(t, "--metrics-address=127.0.0.1:9737", "--containerd-address="+sock, "--config="+cfg)
-	d.AwaitLogEver(t, "level=WARN", "policy: none", "path="+cfg)
+	d := startDaemon(t, "--metrics-address=127.0.0.1:9737", "--containerd-address="+sock)
+	d.AwaitLogEver(t, "level=WARN", "policy: none", "path="+policy.DefaultPath)
 	d.AwaitLogEver(t, "level=WARN", "containerd not reachable", "address="+sock)
 	m := kerneltest.Scrape(t, url)
 	if v, ok := m.Value("kanto_can_containerd_up", nil); !ok || v != 0 {
 		t.Errorf("kanto_can_containerd_up = %v (%v), want 0", v, ok)
 	}
-	if v, ok := m.Value("kanto_can_policy_info", map[string]string{"path": cfg, "present": "false"}); !ok || v != 1 {
+	if v, ok := m.Value("kanto_can_policy_info", map[string]string{"path": policy.DefaultPath, "present": "false"}); !ok || v != 1 {
 		t.Errorf("kanto_can_policy_info = %v (%v), want present=false", v, ok)
 	}
-	if err := os.WriteFile(cfg, []byte(`{"buses": {"can0": {}}}`), 0o644); err != nil {
+	// The guest's /etc is a tmpfs overlay: nothing reaches the host.
+	if err := os.MkdirAll(filepath.Dir(policy.DefaultPath), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(policy.DefaultPath, []byte(`{"buses": {"can0": {}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(policy.DefaultPath) })
 	m = kerneltest.Scrape(t, url)
-	if v, ok := m.Value("kanto_can_policy_info", map[string]string{"path": cfg, "present": "true"}); !ok || v != 1 {
+	if v, ok := m.Value("kanto_can_policy_info", map[string]string{"path": policy.DefaultPath, "present": "true"}); !ok || v != 1 {
 		t.Errorf("after writing the file: kanto_can_policy_info = %v (%v), want present=true", v, ok)
 	}
 	d.AwaitLog(t, "level=INFO", "msg=policy", "buses=1")
+	if n := d.Count("containerd not reachable", "level=WARN"); n != 1 {
+		t.Errorf("containerd unreachable warned %d times, want 1", n)
+	}
 }
