@@ -52,6 +52,12 @@ Links and rules kanto-can did not make are never touched. Metrics (Prometheus
 text format) are served at /metrics on --metrics-address. The daemon is
 optional: kanto-can's hooks attach and detach correctly without it.
 
+It logs the policy in force at start and whenever it changes (a warning when
+there is none: every container that asks gets every bus, both ways, with no
+rate limit), and warns once when containerd becomes unreachable (no cleanup
+until it is back) and when the rule audit starts failing (can-gw not loaded),
+with one line when each ends.
+
 With --ditto it also shows the CAN state to the fleet backend as Eclipse
 Ditto features of the device's thing (CANManager, CANBus:<ifname>,
 CANMetrics), over Kanto's local MQTT broker (--mqtt-broker), as Kanto's own
@@ -65,6 +71,7 @@ components do. Read-only: nothing is attached or detached from the cloud.`,
 				return err
 			}
 			cfg.Log = log
+			cfg.PolicyExplicit = cmd.Flags().Changed("config")
 			if cfg.Ditto.Enabled {
 				if err := cfg.Ditto.Validate(); err != nil {
 					return err
@@ -84,7 +91,8 @@ components do. Read-only: nothing is attached or detached from the cloud.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Records, "records", cfg.Records, "directory of the attachments' records")
 	f.StringVar(&cfg.Containerd, "containerd-address", cfg.Containerd, `containerd's socket ("" to not watch containerd)`)
-	f.StringVar(&namespaces, "namespace", namespaces, "containerd namespaces to watch, comma-separated")
+	f.StringVar(&namespaces, "namespace", namespaces, "containerd namespaces to watch, comma-separated (Kanto's, the CRI's, Docker's)")
+	f.StringVar(&cfg.Policy, "config", cfg.Policy, "the admin's policy file the hooks apply, reported in the log, the metrics and CANManager (no file: every container may use every bus)")
 	f.DurationVar(&cfg.AuditInterval, "audit-interval", cfg.AuditInterval, "how often to count the gateway rules of our host ends, to restore rules another tool removed (0: never)")
 	f.StringVar(&cfg.Kanto.Dir, "kanto-meta", cfg.Kanto.Dir, "Kanto's container records (metrics show containers' Kanto names)")
 	f.StringVar(&cfg.Metrics, "metrics-address", cfg.Metrics, `where to serve metrics: HOST:PORT or unix:PATH ("" for none)`)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	eventtypes "github.com/containerd/containerd/api/events"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/ditto"
 )
 
 // Topics of containerd's events that may end a container. The init
@@ -28,24 +31,25 @@ const (
 // the reconcile removes the attachments of containers whose init process
 // is gone. It reconnects when containerd restarts, and asks for a
 // reconcile after each (re)connection, for what happened meanwhile.
+// containerd unreachable is logged at warn level when it starts (at the
+// daemon's start, or when the events stop) and once when it ends; it is
+// in the metrics (kanto_can_containerd_up) and CANManager.
 func (d *Daemon) followContainerd(ctx context.Context) {
-	backoff := 250 * time.Millisecond
-	connected := false
+	first := d.retry
+	if first <= 0 {
+		first = 250 * time.Millisecond
+	}
+	backoff := first
 	for ctx.Err() == nil {
 		err := d.subscribe(ctx, func() {
-			connected, backoff = true, 250*time.Millisecond
-			d.log.Info("watching containerd", "address", d.cfg.Containerd)
+			backoff = first
+			d.containerdConnected()
 			d.request("containerd (re)connected", attach.Scope{Full: true})
 		})
 		if ctx.Err() != nil {
 			return
 		}
-		if connected {
-			d.log.Warn("containerd events stopped; reconnecting", "err", err)
-			connected = false
-		} else {
-			d.log.Debug("containerd not reachable", "err", err)
-		}
+		d.containerdFailed(err)
 		select {
 		case <-ctx.Done():
 			return
@@ -53,6 +57,64 @@ func (d *Daemon) followContainerd(ctx context.Context) {
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
+}
+
+// containerdLink is the daemon's subscription to containerd's events.
+type containerdLink struct {
+	mu        sync.Mutex
+	tried     bool   // a connection was tried
+	connected bool   // the subscription is open
+	err       string // why not, while not connected
+}
+
+func (d *Daemon) containerdConnected() {
+	c := &d.containerd
+	c.mu.Lock()
+	wasDown, was := c.tried && !c.connected, c.err
+	c.tried, c.connected, c.err = true, true, ""
+	c.mu.Unlock()
+	d.metrics.containerdUp.Set(1)
+	if wasDown {
+		d.log.Info("watching containerd: reachable again", "address", d.cfg.Containerd, "was", was)
+	} else {
+		d.log.Info("watching containerd", "address", d.cfg.Containerd)
+	}
+	d.kickDitto()
+}
+
+func (d *Daemon) containerdFailed(err error) {
+	c := &d.containerd
+	c.mu.Lock()
+	first, lost := !c.tried, c.connected
+	changed := first || lost || c.err != err.Error()
+	c.tried, c.connected, c.err = true, false, err.Error()
+	c.mu.Unlock()
+	d.metrics.containerdUp.Set(0)
+	switch {
+	case lost:
+		d.log.Warn("containerd events stopped: containers that exit are not cleaned up until it is back; reconnecting",
+			"address", d.cfg.Containerd, "err", err)
+	case first:
+		d.log.Warn("containerd not reachable: containers that exit are not cleaned up until it is; retrying",
+			"address", d.cfg.Containerd, "namespaces", strings.Join(d.cfg.Namespaces, ","), "err", err)
+	default:
+		d.log.Debug("containerd not reachable", "err", err)
+	}
+	if changed {
+		d.kickDitto()
+	}
+}
+
+// containerdStatus is the link as CANManager shows it; nil when the
+// daemon does not watch containerd.
+func (d *Daemon) containerdStatus() *ditto.ContainerdStatus {
+	if d.cfg.Containerd == "" {
+		return nil
+	}
+	c := &d.containerd
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &ditto.ContainerdStatus{Address: d.cfg.Containerd, Namespaces: append([]string{}, d.cfg.Namespaces...), Connected: c.connected, Error: c.err}
 }
 
 // subscribe streams events until the stream breaks.

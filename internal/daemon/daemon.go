@@ -14,6 +14,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/ditto"
 	"github.com/kanto-can/kanto-can/internal/kanto"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/version"
 	"github.com/kanto-can/kanto-can/nl"
@@ -27,8 +28,14 @@ type Config struct {
 	// watch containerd.
 	Containerd string
 	// Namespaces are the containerd namespaces whose containers are
-	// watched (Kanto's is kanto-cm; the CRI's, where pods live, k8s.io).
+	// watched (Kanto's is kanto-cm; the CRI's, where pods live, k8s.io;
+	// Docker's, moby).
 	Namespaces []string
+	// Policy is the admin's policy file the hooks apply, which the daemon
+	// reports (log, metrics, CANManager); PolicyExplicit: named by the
+	// admin, so it must exist (policy.Open's rule).
+	Policy         string
+	PolicyExplicit bool
 	// Metrics is where Prometheus metrics are served: HOST:PORT, or
 	// unix:PATH for a unix socket; "" serves none.
 	Metrics string
@@ -83,7 +90,8 @@ func DefaultConfig() Config {
 	return Config{
 		Records:       record.DefaultDir,
 		Containerd:    "/run/containerd/containerd.sock",
-		Namespaces:    []string{"kanto-cm", "k8s.io"},
+		Namespaces:    []string{"kanto-cm", "k8s.io", "moby"},
+		Policy:        policy.DefaultPath,
 		Metrics:       "127.0.0.1:9731",
 		Kanto:         kanto.DefaultStore,
 		AuditInterval: DefaultAuditInterval,
@@ -100,6 +108,13 @@ type Daemon struct {
 	metrics *metrics
 	// ditto publishes the state as Ditto features; nil when off.
 	ditto *ditto.Agent
+	// policy reports the policy in force; audited is the rule audit's
+	// failure; containerd the subscription to containerd's events.
+	policy     *policyWatch
+	audited    condition
+	containerd containerdLink
+	// retry is the first wait before containerd is tried again (250ms).
+	retry time.Duration
 	// The next reconcile: why, and what it must look at. kick wakes the
 	// reconcile loop.
 	mu      sync.Mutex
@@ -122,8 +137,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer host.Close()
 	host.Records = cfg.Records
-	d := &Daemon{cfg: cfg, log: cfg.Log, host: host, kick: make(chan struct{}, 1)}
-	d.metrics = newMetrics(cfg.Records, cfg.Kanto.Names)
+	d := &Daemon{cfg: cfg, log: cfg.Log, host: host, kick: make(chan struct{}, 1),
+		policy: &policyWatch{path: cfg.Policy, explicit: cfg.PolicyExplicit, log: cfg.Log}}
+	d.metrics = newMetrics(metricsSource{open: openHost(cfg.Records), names: cfg.Kanto.Names,
+		policy: d.policy.read, containerd: cfg.Containerd != "", log: cfg.Log})
+	// At start, whatever it is: no policy is a warning.
+	d.policy.read()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -135,12 +154,15 @@ func Run(ctx context.Context, cfg Config) error {
 		d.ditto = ditto.New(ditto.Config{
 			ThingID: cfg.Ditto.ThingID, Poll: cfg.Ditto.Poll, Version: version.Version(), Log: cfg.Log,
 			Read: func() (ditto.State, error) {
-				list, buses, err := readState(cfg.Records, cfg.Kanto.Names)
+				list, buses, err := readState(openHost(cfg.Records), cfg.Kanto.Names)
 				if err != nil {
 					return ditto.State{}, err
 				}
 				list, err = recorded(list, cfg.Records)
 				return ditto.State{Attachments: list, Buses: buses}, err
+			},
+			Health: func() ditto.Health {
+				return ditto.Health{Policy: d.policy.status(), Containerd: d.containerdStatus()}
 			},
 		})
 		// Its end (ctx done) is not an error of the daemon's.
@@ -156,6 +178,8 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() { errc <- d.followLinks(ctx, links) }()
 	if cfg.Containerd != "" {
 		go d.followContainerd(ctx)
+	} else {
+		d.log.Info("not watching containerd (--containerd-address \"\"): attachments of containers that exit without their poststop hook stay until the next reconcile")
 	}
 	if cfg.Metrics != "" {
 		ln, err := listen(cfg.Metrics)
@@ -208,7 +232,17 @@ func (d *Daemon) request(why string, scope attach.Scope) {
 	}
 }
 
+// kickDitto asks the Ditto features for a new look, when they are on.
+func (d *Daemon) kickDitto() {
+	if d.ditto != nil {
+		d.ditto.Kick()
+	}
+}
+
 func (d *Daemon) reconcile(why string, scope attach.Scope) {
+	if d.policy != nil {
+		d.policy.read() // logs an edit of the policy file
+	}
 	rep, err := d.host.Reconcile(scope)
 	d.metrics.reconciled(rep, err)
 	if err != nil {

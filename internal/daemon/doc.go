@@ -12,7 +12,10 @@
 //
 // Triggers that arrive while a reconcile runs are merged into one more
 // run. It also serves Prometheus metrics: frames per attachment and
-// direction, rate-limit drops, bus state, reconcile runs and errors.
+// direction, rate-limit drops, bus state, reconcile runs and errors, the
+// policy in force and whether containerd is reachable. Faults it retries
+// (can-gw not loaded, containerd unreachable) are logged when they start
+// and when they end, not at every try.
 //
 // The daemon is optional: hooks and the CLI attach and detach correctly
 // without it. It lives in its own binary (kanto-can-daemon) so that the

@@ -138,7 +138,7 @@ func TestAuditAndReconcileAfterAFlush(t *testing.T) {
 	}
 	rules := len(k.Rules(fakekernel.Host))
 	d := &Daemon{host: h, log: slog.New(slog.NewTextHandler(io.Discard, nil)), kick: make(chan struct{}, 1),
-		metrics: newMetrics(h.Records, func() map[string]string { return nil })}
+		metrics: newMetrics(metricsSource{open: openHost(h.Records), names: func() map[string]string { return nil }})}
 	lc, gc := canlink.NewConn(k.Dial()), cangw.NewConn(k.Dial())
 
 	last, err := d.audit(lc, gc, nil)
@@ -181,7 +181,7 @@ func TestReconcileErrorCounted(t *testing.T) {
 	k.AddLink(fakekernel.Host, fakekernel.Link{Name: "can0", Kind: "can", Up: true})
 	attachTo(t, k, h, "1", "can0")
 	d := &Daemon{host: h, log: slog.New(slog.NewTextHandler(io.Discard, nil)), kick: make(chan struct{}, 1),
-		metrics: newMetrics(h.Records, func() map[string]string { return nil })}
+		metrics: newMetrics(metricsSource{open: openHost(h.Records), names: func() map[string]string { return nil }})}
 	k.Flush(fakekernel.Host)
 	k.FailAt(1, unix.ENOBUFS)
 	d.reconcile("test", attach.Scope{Full: true})

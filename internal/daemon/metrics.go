@@ -3,9 +3,13 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/nl"
 )
@@ -25,6 +30,34 @@ type metrics struct {
 	changes    *prometheus.CounterVec
 	events     *prometheus.CounterVec
 	audits     *prometheus.CounterVec
+	// containerdUp: 1 while the daemon's subscription to containerd's
+	// events is open; registered only when it watches containerd.
+	containerdUp prometheus.Gauge
+}
+
+// metricsSource is where the metrics read at each scrape come from.
+type metricsSource struct {
+	// open opens a host with sockets of its own, closed after the scrape.
+	open func() (*attach.Host, error)
+	// names are the containers' Kanto names by id.
+	names func() map[string]string
+	// policy is the policy in force, read at each scrape; nil: none shown.
+	policy func() (policy.InForce, error)
+	// containerd: the daemon watches containerd (kanto_can_containerd_up).
+	containerd bool
+	log        *slog.Logger
+}
+
+// openHost opens a host over netlink sockets in the poller, with records.
+func openHost(records string) func() (*attach.Host, error) {
+	return func() (*attach.Host, error) {
+		h, err := attach.OpenHostConfig(nl.Config{Poll: true})
+		if err != nil {
+			return nil, err
+		}
+		h.Records = records
+		return h, nil
+	}
 }
 
 // container is the container's id, name its name (Kanto's) when it has one.
@@ -52,10 +85,24 @@ var (
 	descBusAttachments = prometheus.NewDesc("kanto_can_bus_attachments",
 		"Attachments of ours on a host bus.", []string{"bus"}, nil)
 	descScrapeErrors = prometheus.NewDesc("kanto_can_scrape_error",
-		"1 when reading the kernel's state for this scrape failed.", nil, nil)
+		"1 when reading a part of the state failed for this scrape (the daemon's log says why, once per change): "+
+			"attachments (host ends, gateway rules, rate limits: per-attachment metrics are missing), buses (the link dump), policy (the policy file).",
+		[]string{"part"}, nil)
+	descPolicy = prometheus.NewDesc("kanto_can_policy_info",
+		"The admin's policy in force, always 1: its file, whether it exists (present=\"false\": every container may use every bus, both ways, with no rate limit) and the sha256 of its bytes.",
+		[]string{"path", "present", "sha256"}, nil)
+	descPolicyEntries = prometheus.NewDesc("kanto_can_policy_entries",
+		"Entries of the policy in force, by kind: buses, containers, default (1 when it grants containers no entry matches).",
+		[]string{"kind"}, nil)
 )
 
-func newMetrics(records string, names func() map[string]string) *metrics {
+// Parts of kanto_can_scrape_error.
+var scrapeParts = []string{"attachments", "buses", "policy"}
+
+func newMetrics(src metricsSource) *metrics {
+	if src.log == nil {
+		src.log = slog.New(slog.DiscardHandler)
+	}
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -72,8 +119,12 @@ func newMetrics(records string, names func() map[string]string) *metrics {
 		}, []string{"topic"}),
 		audits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanto_can_rule_audits_total",
-			Help: "Counts of the gateway rules of our host ends, by result: ok, or rules_gone (rules vanished without the host end or its bus, e.g. another tool's cangw -F: a reconcile puts them back).",
+			Help: "Counts of the gateway rules of our host ends, by result: ok, rules_gone (rules vanished without the host end or its bus, e.g. another tool's cangw -F: a reconcile puts them back), or error (the links or rules could not be read, e.g. can-gw not loaded).",
 		}, []string{"result"}),
+		containerdUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kanto_can_containerd_up",
+			Help: "1 while the daemon receives containerd's task events, 0 while containerd is unreachable: containers that exit meanwhile are cleaned up when it is back.",
+		}),
 	}
 	for _, r := range []string{"ok", "error"} {
 		m.reconciles.WithLabelValues(r)
@@ -81,10 +132,13 @@ func newMetrics(records string, names func() map[string]string) *metrics {
 	for _, c := range []string{"restored", "removed", "forgotten"} {
 		m.changes.WithLabelValues(c)
 	}
-	for _, r := range []string{"ok", "rules_gone"} {
+	for _, r := range []string{"ok", "rules_gone", "error"} {
 		m.audits.WithLabelValues(r)
 	}
-	m.registry.MustRegister(m.reconciles, m.changes, m.events, m.audits, kernelCollector{records, names},
+	if src.containerd {
+		m.registry.MustRegister(m.containerdUp)
+	}
+	m.registry.MustRegister(m.reconciles, m.changes, m.events, m.audits, &kernelCollector{src: src},
 		// The live heap after the last GC (go_gc_heap_live_bytes) shows a
 		// leak long before the resident memory does.
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
@@ -106,18 +160,27 @@ func (m *metrics) reconciled(rep attach.Report, err error) {
 
 func (m *metrics) containerdEvent(topic string) { m.events.WithLabelValues(topic).Inc() }
 
-func (m *metrics) ruleAudit(gone bool) {
-	if gone {
+func (m *metrics) ruleAudit(gone bool, err error) {
+	if err != nil {
+		m.audits.WithLabelValues("error").Inc()
+	} else if gone {
 		m.audits.WithLabelValues("rules_gone").Inc()
 	} else {
 		m.audits.WithLabelValues("ok").Inc()
 	}
 }
 
+// handler serves the metrics. What cannot be read is left out and
+// reported (kanto_can_scrape_error), never the whole answer: a collector
+// that fails anyway costs its own metrics only.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
 // serveMetrics serves /metrics until ctx is done.
 func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", d.metrics.handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -131,13 +194,16 @@ func (d *Daemon) serveMetrics(ctx context.Context, ln net.Listener) error {
 
 // kernelCollector reads the attachments' counters from the kernel at each
 // scrape, through its own netlink sockets: the numbers are the kernel's,
-// as fresh as the scrape.
+// as fresh as the scrape. A part that cannot be read (the gateway rules
+// while can-gw is not loaded) is left out and named by
+// kanto_can_scrape_error; the failure is logged when it starts or its
+// cause changes, and when it ends.
 type kernelCollector struct {
-	records string
-	names   func() map[string]string // containers' names by id
+	src    metricsSource
+	failed condition
 }
 
-func (kernelCollector) Describe(ch chan<- *prometheus.Desc) {
+func (*kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAttachments
 	ch <- descFrames
 	ch <- descRate
@@ -147,24 +213,55 @@ func (kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBusFD
 	ch <- descBusAttachments
 	ch <- descScrapeErrors
+	ch <- descPolicy
+	ch <- descPolicyEntries
 }
 
 // busStates are the states kanto_can_bus_state reports, as ls names them.
 var busStates = []string{"error-active", "error-warning", "error-passive", "bus-off", "stopped", "sleeping"}
 
-func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
-	list, buses, err := k.read()
-	failed := 0.0
-	if err != nil {
-		failed = 1
-		ch <- prometheus.NewInvalidMetric(descAttachments, err)
+func (k *kernelCollector) Collect(ch chan<- prometheus.Metric) {
+	st := readKernel(k.src.open, k.src.names)
+	failed := map[string]error{"attachments": st.listErr, "buses": st.busesErr}
+	if k.src.policy != nil {
+		in, err := k.src.policy()
+		failed["policy"] = err
+		if err == nil {
+			ch <- prometheus.MustNewConstMetric(descPolicy, prometheus.GaugeValue, 1, in.Path, strconv.FormatBool(in.Present), in.SHA256)
+			ch <- prometheus.MustNewConstMetric(descPolicyEntries, prometheus.GaugeValue, float64(in.Buses), "buses")
+			ch <- prometheus.MustNewConstMetric(descPolicyEntries, prometheus.GaugeValue, float64(in.Containers), "containers")
+			ch <- prometheus.MustNewConstMetric(descPolicyEntries, prometheus.GaugeValue, boolValue(in.Default), "default")
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, failed)
-	if err != nil {
-		return
+	var errs []error
+	for _, part := range scrapeParts {
+		if _, asked := failed[part]; !asked {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, boolValue(failed[part] != nil), part)
+		if failed[part] != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", part, failed[part]))
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(descAttachments, prometheus.GaugeValue, float64(len(list)))
-	for _, a := range list {
+	err := errors.Join(errs...)
+	if changed, was := k.failed.update(err); changed && err != nil {
+		k.src.log.Warn("metrics: cannot read everything; what can be read is served", "err", oneLine(err))
+	} else if changed {
+		k.src.log.Info("metrics: reading everything again", "was", was)
+	}
+
+	switch {
+	case st.listErr == nil:
+		ch <- prometheus.MustNewConstMetric(descAttachments, prometheus.GaugeValue, float64(len(st.list)))
+	case st.busesErr == nil:
+		// The host ends are in the link dump: their number is known.
+		n := 0
+		for _, b := range st.buses {
+			n += b.Attachments
+		}
+		ch <- prometheus.MustNewConstMetric(descAttachments, prometheus.GaugeValue, float64(n))
+	}
+	for _, a := range st.list {
 		labels := []string{a.Container, a.Name, a.Target, a.HostBus, a.Inside}
 		type key struct{ dir, result string }
 		sums := map[key]float64{}
@@ -186,7 +283,7 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descRate, prometheus.CounterValue, float64(a.TxRate.Dropped), append(labels, "dropped")...)
 		}
 	}
-	for _, b := range buses {
+	for _, b := range st.buses {
 		ch <- prometheus.MustNewConstMetric(descBusUp, prometheus.GaugeValue, boolValue(b.Index != 0 && b.Up), b.Name)
 		ch <- prometheus.MustNewConstMetric(descBusAttachments, prometheus.GaugeValue, float64(b.Attachments), b.Name)
 		if b.Index == 0 {
@@ -194,8 +291,8 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descBusFD, prometheus.GaugeValue, boolValue(b.FD), b.Name)
 		if b.State != "" {
-			for _, st := range busStates {
-				ch <- prometheus.MustNewConstMetric(descBusState, prometheus.GaugeValue, boolValue(b.State == st), b.Name, st)
+			for _, state := range busStates {
+				ch <- prometheus.MustNewConstMetric(descBusState, prometheus.GaugeValue, boolValue(b.State == state), b.Name, state)
 			}
 		}
 		if b.Bitrate != 0 {
@@ -207,29 +304,46 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// read takes the attachments and their buses from the kernel.
-func (k kernelCollector) read() ([]attach.Attachment, []attach.HostBusStatus, error) {
-	return readState(k.records, k.names)
+// kernelState is one read of the kernel: the attachments and their buses,
+// each with why it could not be read.
+type kernelState struct {
+	list     []attach.Attachment
+	listErr  error
+	buses    []attach.HostBusStatus
+	busesErr error
 }
 
-// readState takes the attachments and their buses from the kernel,
-// through sockets of its own, with the containers' Kanto names.
-func readState(records string, kantoNames func() map[string]string) ([]attach.Attachment, []attach.HostBusStatus, error) {
-	h, err := attach.OpenHostConfig(nl.Config{Poll: true})
+// readKernel takes the attachments and their buses from the kernel,
+// through a host of its own, with the containers' Kanto names. The buses
+// need only the link dump: they are read even when the rules cannot be
+// (can-gw not loaded).
+func readKernel(open func() (*attach.Host, error), kantoNames func() map[string]string) kernelState {
+	h, err := open()
 	if err != nil {
-		return nil, nil, err
+		return kernelState{listErr: err, busesErr: err}
 	}
 	defer h.Close()
 	// Kanto's records read once for both listings.
 	names := kantoNames()
-	h.Records, h.Names = records, func() map[string]string { return names }
-	list, err := h.List()
-	if err != nil {
+	h.Names = func() map[string]string { return names }
+	var st kernelState
+	st.list, st.listErr = h.List()
+	st.buses, st.busesErr = h.HostBuses()
+	return st
+}
+
+// readState is readKernel for the Ditto features, which take the whole
+// state or none.
+func readState(open func() (*attach.Host, error), kantoNames func() map[string]string) ([]attach.Attachment, []attach.HostBusStatus, error) {
+	st := readKernel(open, kantoNames)
+	if err := errors.Join(st.listErr, st.busesErr); err != nil {
 		return nil, nil, err
 	}
-	buses, err := h.HostBuses()
-	return list, buses, err
+	return st.list, st.buses, nil
 }
+
+// oneLine is err's message on one line (errors.Join puts each on its own).
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 // recorded keeps the attachments that have their record. An attach writes
 // the record last, after the host end and every rule: an attachment

@@ -60,16 +60,30 @@ func (d *Daemon) auditRules(ctx context.Context, every time.Duration) error {
 		deadline := time.Now().Add(auditDeadline)
 		lc.SetDeadline(deadline)
 		gc.SetDeadline(deadline)
-		counts, err := d.audit(links, gw, last)
+		counts := d.auditOnce(links, gw, last)
 		if ctx.Err() != nil {
 			return nil // closed under a dump
 		}
-		if err != nil {
-			d.log.Warn("rule audit", "err", err)
-			continue
-		}
 		last = counts
 	}
+}
+
+// auditOnce is one audit (see audit) with its outcome counted and, when
+// it fails, logged once per change: the failure when it starts or its
+// cause changes, a line when it ends (without can-gw every audit fails).
+// It returns the new counts, last when it failed.
+func (d *Daemon) auditOnce(links *canlink.Conn, gw *cangw.Conn, last map[int]int) map[int]int {
+	counts, err := d.audit(links, gw, last)
+	if changed, was := d.audited.update(err); changed && err != nil {
+		d.log.Warn("rule audit failing: rules another tool removes are not put back until it works", "err", err)
+	} else if changed {
+		d.log.Info("rule audit works again", "was", was)
+	}
+	if err != nil {
+		d.metrics.ruleAudit(false, err)
+		return last
+	}
+	return counts
 }
 
 // audit counts once: it dumps the links and the rules, and asks for a
@@ -85,7 +99,7 @@ func (d *Daemon) audit(links *canlink.Conn, gw *cangw.Conn, last map[int]int) (m
 		return nil, err
 	}
 	counts, buses := rulesLost(all, rules, last)
-	d.metrics.ruleAudit(len(buses) > 0)
+	d.metrics.ruleAudit(len(buses) > 0, nil)
 	if len(buses) > 0 {
 		d.request("gateway rules gone", attach.Scope{HostBuses: buses})
 	}

@@ -31,6 +31,9 @@ type Config struct {
 	// Debounce is the least time between two publishes of one feature;
 	// <= 0 DefaultDebounce.
 	Debounce time.Duration
+	// Health is what CANManager shows besides the kernel's state (the
+	// policy in force, containerd), read at every look; nil: none.
+	Health func() Health
 	// Version is CANManager's version.
 	Version string
 	// SysModule is where the kernel lists its modules (/sys/module).
@@ -266,6 +269,10 @@ func (a *Agent) read() {
 		st = a.state
 	}
 	st.Modules = ReadModules(a.cfg.SysModule)
+	if a.cfg.Health != nil {
+		h := a.cfg.Health()
+		st.Policy, st.Containerd = h.Policy, h.Containerd
+	}
 	if err == nil {
 		a.state = st
 	}

@@ -719,3 +719,42 @@ func TestReadError(t *testing.T) {
 		t.Errorf("the last error went: %s", got["/features/CANManager"].env.Value)
 	}
 }
+
+// CANManager shows the policy in force and the link to containerd (the
+// daemon's Health), even while the kernel cannot be read; a change of
+// either publishes it again.
+func TestManagerShowsPolicyAndContainerd(t *testing.T) {
+	var mu sync.Mutex
+	health := Health{
+		Policy:     &PolicyStatus{Path: "/etc/kanto-can/config.json"},
+		Containerd: &ContainerdStatus{Address: "/run/containerd/containerd.sock", Namespaces: []string{"kanto-cm", "k8s.io"}, Error: "connection refused"},
+	}
+	k := &kernel{err: fmt.Errorf("the can-gw kernel module is not loaded")}
+	h := start(t, Config{ThingID: "org.example:gw1", Read: k.read, Debounce: 100 * time.Millisecond,
+		Health: func() Health { mu.Lock(); defer mu.Unlock(); return health }})
+	h.a.Connected()
+	got := h.features(2)
+	v := got["/features/CANManager"].env.Value
+	validate(t, "CANManager", v)
+	for _, want := range []string{`"policy":{"path":"/etc/kanto-can/config.json","present":false,`,
+		`"containerd":{"address":"/run/containerd/containerd.sock","namespaces":["kanto-cm","k8s.io"],"connected":false,"error":"connection refused"}`,
+		`"definition":["io.kanto-can:CANManager:1.1.0"]`} {
+		if !strings.Contains(string(v), want) {
+			t.Errorf("CANManager: %s\nwant %s", v, want)
+		}
+	}
+	mu.Lock()
+	health = Health{
+		Policy:     &PolicyStatus{Path: "/etc/kanto-can/config.json", Present: true, SHA256: strings.Repeat("ab", 32), Buses: 2, Containers: 1},
+		Containerd: &ContainerdStatus{Address: "/run/containerd/containerd.sock", Namespaces: []string{"kanto-cm", "k8s.io"}, Connected: true},
+	}
+	mu.Unlock()
+	h.a.Kick()
+	p := h.next()
+	v = p.env.Value
+	if p.env.Path != "/features/CANManager" || !strings.Contains(string(v), `"present":true,"sha256":"abab`) ||
+		!strings.Contains(string(v), `"connected":true}`) {
+		t.Errorf("after the change: %s %s", p.env.Path, v)
+	}
+	validate(t, "CANManager", v)
+}

@@ -19,7 +19,7 @@ const (
 	FeatureMetrics   = "CANMetrics"
 	busFeaturePrefix = "CANBus:"
 
-	DefinitionManager = "io.kanto-can:CANManager:1.0.0"
+	DefinitionManager = "io.kanto-can:CANManager:1.1.0"
 	DefinitionBus     = "io.kanto-can:CANBus:1.0.0"
 	DefinitionMetrics = "io.kanto-can:CANMetrics:1.0.0"
 )
@@ -40,6 +40,43 @@ type State struct {
 	Buses       []attach.HostBusStatus
 	// Modules: which of Modules are present.
 	Modules map[string]bool
+	// Policy and Containerd: what the daemon reports besides the kernel
+	// (Config.Health); nil: not shown.
+	Policy     *PolicyStatus
+	Containerd *ContainerdStatus
+}
+
+// Health is what CANManager shows besides the kernel's state, read at
+// every look, even when the kernel cannot be read.
+type Health struct {
+	Policy     *PolicyStatus
+	Containerd *ContainerdStatus
+}
+
+// PolicyStatus is the admin's policy in force (package policy's InForce):
+// a fleet finds the devices without one (present false: every container
+// may use every bus, both ways, with no rate limit).
+type PolicyStatus struct {
+	Path    string `json:"path"`
+	Present bool   `json:"present"`
+	// SHA256 of the file's bytes, and its entries; with Present only.
+	SHA256     string `json:"sha256,omitempty"`
+	Buses      int    `json:"buses"`
+	Containers int    `json:"containers"`
+	Default    bool   `json:"default"`
+	// Error: the file cannot be read or is invalid (hooks then refuse
+	// every container that asks for CAN).
+	Error string `json:"error,omitempty"`
+}
+
+// ContainerdStatus is the daemon's link to containerd, whose task events
+// tell it which containers are gone.
+type ContainerdStatus struct {
+	Address    string   `json:"address"`
+	Namespaces []string `json:"namespaces"`
+	Connected  bool     `json:"connected"`
+	// Error: why not, while not connected.
+	Error string `json:"error,omitempty"`
 }
 
 // ReadModules says which of Modules are present under dir (/sys/module):
@@ -88,6 +125,10 @@ type ManagerStatus struct {
 	MissingBuses []string `json:"missingBuses"`
 	Attachments  int      `json:"attachments"`
 	LastError    *Error   `json:"lastError,omitempty"`
+	// Policy: the policy in force; Containerd: the link to containerd
+	// (absent when the daemon does not watch it).
+	Policy     *PolicyStatus     `json:"policy,omitempty"`
+	Containerd *ContainerdStatus `json:"containerd,omitempty"`
 }
 
 // Error is the last error kanto-can met: reading the kernel's state, or a
@@ -163,7 +204,7 @@ func Features(st State, version string, lastErr *Error) (map[string][]byte, erro
 	out := map[string][]byte{}
 	mgr := ManagerStatus{
 		Version: version, Modules: st.Modules, Buses: []string{}, MissingBuses: []string{},
-		Attachments: len(st.Attachments), LastError: lastErr,
+		Attachments: len(st.Attachments), LastError: lastErr, Policy: st.Policy, Containerd: st.Containerd,
 	}
 	if mgr.Modules == nil {
 		mgr.Modules = map[string]bool{}

@@ -11,7 +11,10 @@
 //	tc filter add dev H ingress protocol all prio 1 handle 1 matchall \
 //		action police pkts_rate RATE pkts_burst BURST conform-exceed drop
 //
-// makes, built here over netlink (package nl) with no tc process.
+// makes, built here over netlink (package nl) with no tc process. It needs
+// the modules sch_ingress, cls_matchall and act_police (loaded by the
+// kernel on demand); Apply's error names the one that is missing, with
+// its kernel option.
 // Frames over the limit are dropped silently; the sending socket does not
 // see an error.
 //
@@ -95,7 +98,7 @@ func Apply(c *nl.Conn, ifindex int, l Limit) error {
 	if _, err := c.Execute(m); errors.Is(err, unix.EEXIST) {
 		created = false
 	} else if err != nil {
-		return fmt.Errorf("rate limit on ifindex %d: add ingress qdisc: %w", ifindex, err)
+		return fmt.Errorf("rate limit on ifindex %d: add ingress qdisc: %w", ifindex, missingQdisc(err))
 	}
 	if err := applyFilter(c, ifindex, l, created); err != nil {
 		if created {
@@ -130,7 +133,7 @@ func applyFilter(c *nl.Conn, ifindex int, l Limit, fresh bool) error {
 		return err
 	}
 	if _, err := c.Execute(m); err != nil {
-		return fmt.Errorf("add matchall filter with police action: %w", err)
+		return fmt.Errorf("add matchall filter with police action: %w", missingFilter(err))
 	}
 	return nil
 }

@@ -3,12 +3,14 @@ package ratelimit
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/nl"
+	"github.com/kanto-can/kanto-can/nl/nltest"
 )
 
 // The golden messages below were written by hand from the UAPI structs
@@ -204,5 +206,34 @@ func TestApplyValidates(t *testing.T) {
 	// Apply refuses an invalid limit before it touches the connection.
 	if err := Apply(nil, 1, Limit{}); err == nil {
 		t.Fatal("Apply accepted a zero limit")
+	}
+}
+
+// A kernel without one of the three modules answers ENOENT (after its own
+// request_module failed), with an extended ack naming the kind of object:
+// the error names the module and the kernel option to build it.
+func TestApplyNamesAMissingModule(t *testing.T) {
+	for _, c := range []struct {
+		step nl.HeaderType
+		ack  string
+		want string
+	}{
+		{unix.RTM_NEWQDISC, "Specified qdisc kind is unknown", "modprobe sch_ingress; CONFIG_NET_SCH_INGRESS"},
+		{unix.RTM_NEWTFILTER, "TC classifier not found", "modprobe cls_matchall; CONFIG_NET_CLS_MATCHALL"},
+		{unix.RTM_NEWTFILTER, "Failed to load TC action module", "modprobe act_police; CONFIG_NET_ACT_POLICE"},
+		// No extended ack: both modules the filter needs are named.
+		{unix.RTM_NEWTFILTER, "", "modprobe cls_matchall act_police; CONFIG_NET_CLS_MATCHALL, CONFIG_NET_ACT_POLICE"},
+	} {
+		conn := nltest.Dial(func(_ int, req nl.Message) ([]nl.Message, error) {
+			if req.Header.Type == c.step {
+				return nil, &nl.KernelError{Errno: unix.ENOENT, Message: c.ack}
+			}
+			return nil, nil
+		})
+		err := Apply(conn, 7, Limit{FramesPerSecond: 100, Burst: 10})
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, unix.ENOENT) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%d %q: %v; want one line with %q", c.step, c.ack, err, c.want)
+		}
+		conn.Close()
 	}
 }

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -280,5 +283,120 @@ func TestMetricsAndListCountFrames(t *testing.T) {
 	}
 	if got, ok := m.Value("kanto_can_reconciles_total", map[string]string{"result": "ok"}); !ok || got < 1 {
 		t.Errorf("metrics: ok reconciles = %v (found %v), want at least the first", got, ok)
+	}
+}
+
+// awaitMetric scrapes url until the named series reaches at least min.
+func awaitMetric(t *testing.T, url, name string, labels map[string]string, min float64) kerneltest.Metrics {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		m := kerneltest.Scrape(t, url)
+		if v, ok := m.Value(name, labels); ok && v >= min {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v did not reach %v within %v", name, labels, min, wait)
+		}
+		time.Sleep(100 * time.Millisecond) // a counter has no event to await
+	}
+}
+
+// Without can-gw (the module not loaded) the metrics still answer, with
+// what can be read: the bus, the number of attachments, the daemon's own,
+// Go's and the process's metrics; kanto_can_scrape_error names the part
+// that cannot be read. The rule audit, failing at every interval, warns
+// once, and says when it works again; can-gw took our rules with it, and
+// the daemon puts them back.
+func TestDaemonWithoutCanGW(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "ngbus", 16)
+	const url = "http://127.0.0.1:9736/metrics"
+	d := startDaemon(t, "--metrics-address=127.0.0.1:9736", "--audit-interval=100ms")
+	ns := kerneltest.NewNS(t)
+	mustKC(t, "attach", "--netns", ns.Path(), "--bus", "ngbus:can0")
+	t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
+
+	reload := kerneltest.UnloadModule(t, "can_gw")
+	d.AwaitLog(t, "level=WARN", "rule audit failing", "can-gw kernel module is not loaded")
+	// Audits go on failing, quietly: counted, not logged.
+	m := awaitMetric(t, url, "kanto_can_rule_audits_total", map[string]string{"result": "error"}, 5)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"kanto_can_scrape_error", map[string]string{"part": "attachments"}, 1},
+		{"kanto_can_scrape_error", map[string]string{"part": "buses"}, 0},
+		{"kanto_can_attachments", nil, 1},
+		{"kanto_can_bus_up", map[string]string{"bus": "ngbus"}, 1},
+	} {
+		if v, ok := m.Value(c.name, c.labels); !ok || v != c.want {
+			t.Errorf("without can-gw: %s%v = %v (%v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "kanto_can_reconciles_total"} {
+		if m[name] == nil {
+			t.Errorf("without can-gw: no %s", name)
+		}
+	}
+	if m["kanto_can_frames_total"] != nil {
+		t.Error("without can-gw: frame counters, read from where?")
+	}
+
+	reload()
+	d.AwaitLog(t, "rule audit works again")
+	d.AwaitLog(t, "msg=reconciled", "restored=kcan")
+	if n := d.Count("rule audit failing"); n != 1 {
+		t.Errorf("%d warnings of the failing audit, want 1", n)
+	}
+	host, inside := kerneltest.Open(t, nil, "ngbus"), kerneltest.Open(t, ns, "can0")
+	host.Send(t, frame(0x321, 1))
+	inside.Expect(t, []kerneltest.Frame{frame(0x321, 1)}, wait)
+	m = kerneltest.Scrape(t, url)
+	if v, ok := m.Value("kanto_can_scrape_error", map[string]string{"part": "attachments"}); !ok || v != 0 {
+		t.Errorf("with can-gw again: scrape error %v (%v)", v, ok)
+	}
+	if v, ok := m.Value("kanto_can_frames_total", map[string]string{"bus": "ngbus", "direction": "rx", "result": "handled"}); !ok || v != 1 {
+		t.Errorf("with can-gw again: rx handled %v (%v), want 1", v, ok)
+	}
+}
+
+// containerd unreachable (a wrong socket): a warning at start naming the
+// address, kanto_can_containerd_up 0. No policy file at the default path:
+// a warning at start, kanto_can_policy_info present="false"; the file
+// written, the next scrape says present="true" and the log says it once.
+func TestDaemonTellsContainerdUnreachableAndThePolicy(t *testing.T) {
+	kerneltest.Require(t)
+	const url = "http://127.0.0.1:9737/metrics"
+	if _, err := os.Stat(policy.DefaultPath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s: %v; the guest has no policy file", policy.DefaultPath, err)
+	}
+	sock := filepath.Join(t.TempDir(), "containerd.sock")
+	d := startDaemon(t, "--metrics-address=127.0.0.1:9737", "--containerd-address="+sock)
+	d.AwaitLogEver(t, "level=WARN", "policy: none", "path="+policy.DefaultPath)
+	d.AwaitLogEver(t, "level=WARN", "containerd not reachable", "address="+sock)
+	m := kerneltest.Scrape(t, url)
+	if v, ok := m.Value("kanto_can_containerd_up", nil); !ok || v != 0 {
+		t.Errorf("kanto_can_containerd_up = %v (%v), want 0", v, ok)
+	}
+	if v, ok := m.Value("kanto_can_policy_info", map[string]string{"path": policy.DefaultPath, "present": "false"}); !ok || v != 1 {
+		t.Errorf("kanto_can_policy_info = %v (%v), want present=false", v, ok)
+	}
+	// The guest's /etc is a tmpfs overlay: nothing reaches the host.
+	if err := os.MkdirAll(filepath.Dir(policy.DefaultPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(policy.DefaultPath, []byte(`{"buses": {"can0": {}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(policy.DefaultPath) })
+	m = kerneltest.Scrape(t, url)
+	if v, ok := m.Value("kanto_can_policy_info", map[string]string{"path": policy.DefaultPath, "present": "true"}); !ok || v != 1 {
+		t.Errorf("after writing the file: kanto_can_policy_info = %v (%v), want present=true", v, ok)
+	}
+	d.AwaitLog(t, "level=INFO", "msg=policy", "buses=1")
+	if n := d.Count("containerd not reachable", "level=WARN"); n != 1 {
+		t.Errorf("containerd unreachable warned %d times, want 1", n)
 	}
 }

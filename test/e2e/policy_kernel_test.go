@@ -16,6 +16,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/record"
 )
 
 // writePolicy writes a policy file for the test and returns its path.
@@ -314,5 +315,35 @@ func TestPolicyVirtualBus(t *testing.T) {
 		if r.Src != simbus && r.Dst != simbus {
 			t.Errorf("after A left, a rule between containers remains: %+v", r)
 		}
+	}
+}
+
+// On a kernel without one of the rate limit's modules, an attach whose
+// policy limits the rate fails with one line naming the module and its
+// kernel option, and leaves nothing.
+func TestRateLimitWithoutItsModule(t *testing.T) {
+	kerneltest.RequireModules(t, "sch_ingress", "cls_matchall", "act_police")
+	kerneltest.VCAN(t, "rmbus", 16)
+	limited := writePolicy(t, `{"buses": {"rmbus": {}}, "default": {"buses": {"rmbus": {"tx_rate": {"frames_per_second": 100, "burst": 10}}}}}`)
+	ns := kerneltest.NewNS(t)
+	before := snapshot(t, ns)
+	recsBefore, err := record.List(record.DefaultDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ module, want string }{
+		{"act_police", "modprobe act_police; CONFIG_NET_ACT_POLICE"},
+		{"cls_matchall", "modprobe cls_matchall; CONFIG_NET_CLS_MATCHALL"},
+		{"sch_ingress", "modprobe sch_ingress; CONFIG_NET_SCH_INGRESS"},
+	} {
+		reload := kerneltest.UnloadModule(t, c.module)
+		failKC(t, c.want, "attach", "--config", limited, "--netns", ns.Path(), "--bus", "rmbus:can0")
+		if after := snapshot(t, ns); after != before {
+			t.Errorf("without %s: the failed attach left something:\nbefore:\n%s\nafter:\n%s", c.module, before, after)
+		}
+		reload()
+	}
+	if recs, err := record.List(record.DefaultDir); err != nil || len(recs) != len(recsBefore) {
+		t.Errorf("records: %d after, %d before (%v)", len(recs), len(recsBefore), err)
 	}
 }

@@ -23,7 +23,9 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-vmcache="$repo/.cache/vm"
+# Resolved: a symlinked .cache (a worktree sharing another's) must name the
+# job script by a path the guest's initramfs can follow before switch_root.
+vmcache=$(realpath -m "$repo/.cache/vm")
 share="$repo/out/vm-share"
 
 die() { echo "run.sh: $*" >&2; exit 2; }
