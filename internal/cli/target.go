@@ -2,12 +2,19 @@ package cli
 
 import (
 	"errors"
+	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/kanto"
+	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/target"
 )
+
+// recordsDir is where attachments are recorded (a variable for tests).
+var recordsDir = record.DefaultDir
 
 // targetFlags are the ways to name the container to work on: a Kanto
 // container name or id (the command's argument), a pid or a netns path.
@@ -65,4 +72,35 @@ func (f *targetFlags) run(cmd *cobra.Command, args []string, fn func(*target.Tar
 	}
 	defer h.Close()
 	return fn(t, h)
+}
+
+// knownContainer returns the id of the container ref names, by Kanto name or
+// id, running or not, or an error when ref names nothing kanto-can could
+// have attached: no Kanto record, no containerd task and no recorded
+// attachment. A typo would otherwise list or detach nothing, exit 0. A
+// container whose process and task are gone is still known by its records.
+func knownContainer(c target.Containerd, ref string) (string, error) {
+	if !kanto.ValidRef(ref) {
+		return "", fmt.Errorf("container %q: not a container name or id", ref)
+	}
+	rec, err := c.Kanto.Find(ref)
+	switch {
+	case err == nil:
+		return rec.ID, nil
+	case !errors.Is(err, kanto.ErrNotFound):
+		return "", fmt.Errorf("container %s: %w", ref, err)
+	}
+	if _, err := os.Stat(c.TaskDir(ref)); err == nil {
+		return ref, nil
+	}
+	recs, err := record.List(recordsDir)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range recs {
+		if r.Container == ref {
+			return ref, nil
+		}
+	}
+	return "", fmt.Errorf("container %s: no such container: no Kanto container has this name or id (%s), containerd namespace %s has no task %s, and nothing is attached for it", ref, c.Kanto.Dir, c.Namespace, ref)
 }
