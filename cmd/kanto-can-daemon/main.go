@@ -7,7 +7,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -17,6 +19,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/daemon"
+	"github.com/kanto-can/kanto-can/internal/policy"
+	"github.com/kanto-can/kanto-can/internal/version"
 )
 
 func main() {
@@ -26,10 +30,17 @@ func main() {
 	}
 }
 
+// runDaemon and defaultPolicy are variables for tests.
+var (
+	runDaemon     = daemon.Run
+	defaultPolicy = policy.DefaultPath
+)
+
 func newCommand() *cobra.Command {
 	cfg := daemon.DefaultConfig()
 	namespaces := strings.Join(cfg.Namespaces, ",")
 	logFormat, logLevel := "text", "info"
+	policyPath := defaultPolicy
 	cmd := &cobra.Command{
 		Use:   "kanto-can-daemon",
 		Short: "Keep kanto-can's attachments routed, clean up after containers, serve metrics",
@@ -57,28 +68,18 @@ Ditto features of the device's thing (CANManager, CANBus:<ifname>,
 CANMetrics), over Kanto's local MQTT broker (--mqtt-broker), as Kanto's own
 components do. Read-only: nothing is attached or detached from the cloud.`,
 		Args:          cobra.NoArgs,
+		Version:       version.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(logFormat, logLevel)
+			in, err := prepare(cmd, &cfg, namespaces, policyPath, logFormat, logLevel)
 			if err != nil {
 				return err
 			}
-			cfg.Log = log
-			if cfg.Ditto.Enabled {
-				if err := cfg.Ditto.Validate(); err != nil {
-					return err
-				}
-			}
-			cfg.Namespaces = nil
-			for _, ns := range strings.Split(namespaces, ",") {
-				if ns = strings.TrimSpace(ns); ns != "" {
-					cfg.Namespaces = append(cfg.Namespaces, ns)
-				}
-			}
+			cfg.Log.Info("policy in force (read by each attach, this is its state at start)", "policy", in.String())
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			return daemon.Run(ctx, cfg)
+			return runDaemon(ctx, cfg)
 		},
 	}
 	f := cmd.Flags()
@@ -93,9 +94,63 @@ components do. Read-only: nothing is attached or detached from the cloud.`,
 	f.StringVar(&cfg.Ditto.ClientID, "mqtt-client-id", cfg.Ditto.ClientID, "with --ditto: the MQTT client id")
 	f.StringVar(&cfg.Ditto.ThingID, "thing-id", cfg.Ditto.ThingID, `with --ditto: the thing's id, NAMESPACE:NAME ("": ask suite-connector on edge/thing/request)`)
 	f.DurationVar(&cfg.Ditto.Poll, "ditto-poll", cfg.Ditto.Poll, "with --ditto: how often to look for changes no event reports (a controller's error state)")
+	f.StringVar(&policyPath, "config", policyPath, "the admin's policy file, as kanto-can's --config (its state is logged at start; one named here must exist)")
 	f.StringVar(&logFormat, "log-format", logFormat, "log format: text or json (both one record per line, on stderr)")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: debug, info, warn or error")
 	return cmd
+}
+
+// dittoFlags take effect only with --ditto.
+var dittoFlags = []string{"mqtt-broker", "mqtt-client-id", "thing-id", "ditto-poll"}
+
+// prepare checks the flags and completes cfg. A flag that cannot take
+// effect (a Ditto flag without --ditto, --namespace without containerd)
+// or cannot be right (a negative interval, a policy file named that does
+// not exist) is refused: the daemon would otherwise start as if all were
+// well. It returns the policy in force, to log.
+func prepare(cmd *cobra.Command, cfg *daemon.Config, namespaces, policyPath, logFormat, logLevel string) (policy.InForce, error) {
+	var in policy.InForce
+	log, err := newLogger(logFormat, logLevel)
+	if err != nil {
+		return in, err
+	}
+	cfg.Log = log
+	for _, name := range dittoFlags {
+		if cmd.Flags().Changed(name) && !cfg.Ditto.Enabled {
+			return in, fmt.Errorf("--%s takes effect only with --ditto", name)
+		}
+	}
+	if cfg.Ditto.Enabled {
+		if err := cfg.Ditto.Validate(); err != nil {
+			return in, err
+		}
+	}
+	if cfg.AuditInterval < 0 {
+		return in, fmt.Errorf("--audit-interval %v: negative (0 turns the audit off)", cfg.AuditInterval)
+	}
+	if cmd.Flags().Changed("namespace") && cfg.Containerd == "" {
+		return in, errors.New(`--namespace takes effect only with --containerd-address (it is "": containerd is not watched)`)
+	}
+	cfg.Namespaces = nil
+	for _, ns := range strings.Split(namespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			cfg.Namespaces = append(cfg.Namespaces, ns)
+		}
+	}
+	if cfg.Containerd != "" && len(cfg.Namespaces) == 0 {
+		return in, fmt.Errorf("--namespace %q: no namespace to watch (--containerd-address \"\" to not watch containerd)", namespaces)
+	}
+	explicit := cmd.Flags().Changed("config")
+	in, err = policy.Describe(policyPath, explicit)
+	switch {
+	case err != nil && explicit && errors.Is(err, fs.ErrNotExist):
+		return in, fmt.Errorf("--config: %w", err)
+	case err != nil:
+		// An invalid file fails every attach until it is fixed; the
+		// daemon's cleanup and metrics must go on meanwhile.
+		log.Error("policy file invalid: every attach fails until it is fixed", "error", err)
+	}
+	return in, nil
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {
