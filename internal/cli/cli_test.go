@@ -120,3 +120,20 @@ func TestDetachHostNetworkWording(t *testing.T) {
 		t.Errorf("detach --pid %s: %q", pid, errOut)
 	}
 }
+
+// No policy file at the default path is no policy, which allows
+// everything: check says so and succeeds. A file named must exist.
+func TestPolicyCheckWithoutAFile(t *testing.T) {
+	saved := defaultConfig
+	defaultConfig = filepath.Join(t.TempDir(), "config.json")
+	t.Cleanup(func() { defaultConfig = saved })
+	out, errOut, code := run(t, "policy", "check")
+	if code != 0 || errOut != "" {
+		t.Fatalf("policy check without a file: exit %d, stderr %q", code, errOut)
+	}
+	want := "policy: none (no " + defaultConfig + "): any container may use any bus, both ways, every id, no rate limit\n"
+	if out != want {
+		t.Errorf("policy check without a file:\n got %q\nwant %q", out, want)
+	}
+	mustFail(t, "policy: open "+defaultConfig+": no such file", "--config", defaultConfig, "policy", "check")
+}

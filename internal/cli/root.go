@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/version"
 )
 
@@ -28,7 +27,7 @@ CAN bus through the kernel's CAN gateway (can-gw), using netlink only.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(flagError)
-	root.PersistentFlags().StringVar(&configPath, "config", policy.DefaultPath, "the admin's policy file (see docs/policy.md)")
+	root.PersistentFlags().StringVar(&configPath, "config", defaultConfig, "the admin's policy file (see docs/policy.md)")
 	root.AddCommand(newAttach(), newDetach(), newLs(), newStatus(), newTop(), newHook(), newPolicy(), newDaemon())
 	refuseUnknownSubcommands(root)
 	return root
