@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kanto"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/target"
@@ -136,4 +139,33 @@ func TestPolicyCheckWithoutAFile(t *testing.T) {
 		t.Errorf("policy check without a file:\n got %q\nwant %q", out, want)
 	}
 	mustFail(t, "policy: open "+defaultConfig+": no such file", "--config", defaultConfig, "policy", "check")
+}
+
+// status --help names every field of its JSON, nested ones too.
+func TestStatusHelpNamesEveryJSONField(t *testing.T) {
+	out, _, code := run(t, "status", "--help")
+	if code != 0 {
+		t.Fatalf("status --help: exit %d", code)
+	}
+	help := strings.Join(strings.Fields(out), " ")
+	for _, v := range []any{attach.HostBusStatus{}, attach.BusCounters{}, attach.BusErrors{}} {
+		ty := reflect.TypeOf(v)
+		for i := 0; i < ty.NumField(); i++ {
+			name, _, _ := strings.Cut(ty.Field(i).Tag.Get("json"), ",")
+			if name != "" && name != "-" && !regexp.MustCompile(`\b`+name+`\b`).MatchString(help) {
+				t.Errorf("status --help does not name %s's JSON field %q", ty.Name(), name)
+			}
+		}
+	}
+}
+
+// status and top show containers by their Kanto names, as ls does, from
+// the records --kanto-meta names.
+func TestKantoMetaFlag(t *testing.T) {
+	for _, cmd := range []string{"ls", "status", "top"} {
+		c, _, err := NewRoot().Find([]string{cmd})
+		if err != nil || c.Flags().Lookup("kanto-meta") == nil {
+			t.Errorf("%s has no --kanto-meta (%v)", cmd, err)
+		}
+	}
 }

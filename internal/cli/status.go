@@ -9,11 +9,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
-	"github.com/kanto-can/kanto-can/internal/target"
+	"github.com/kanto-can/kanto-can/internal/kanto"
 )
 
 func newStatus() *cobra.Command {
 	var output outputFlag
+	var kantoStore kanto.Store
 	cmd := &cobra.Command{
 		Use:   "status [-o table|json]",
 		Short: "Show the host buses that have attachments, their state and bitrate",
@@ -25,7 +26,13 @@ error-passive, bus-off, stopped when down, sleeping) and bitrate in bit/s
 attachments it has and whose they are (containers by Kanto name). A bus
 that is gone is shown "(missing)" (index 0 in JSON). In JSON: bus, index,
 kind, up, state, bitrate, data_bitrate (the last three absent when not
-applicable or not set), fd, mtu, attachments, containers.`,
+applicable or not set), fd, mtu, attachments, containers, counters (the
+bus interface's frames, bytes, errors and drops since it was made: rx_frames,
+tx_frames, rx_bytes, tx_bytes, rx_errors, tx_errors, rx_dropped, tx_dropped;
+absent when the bus is gone) and errors (a CAN controller's error counters
+and events: tx_error_counter, rx_error_counter, bus_errors, error_warning,
+error_passive, bus_off, arbitration_lost, restarts; absent for virtual
+buses).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := output.check(); err != nil {
@@ -36,7 +43,7 @@ applicable or not set), fd, mtu, attachments, containers.`,
 				return err
 			}
 			defer h.Close()
-			h.Names = target.DefaultContainerd.Kanto.Names
+			h.Names = kantoStore.Names
 			buses, err := h.HostBuses()
 			if err != nil {
 				return err
@@ -45,6 +52,7 @@ applicable or not set), fd, mtu, attachments, containers.`,
 		},
 	}
 	output.register(cmd)
+	registerKanto(cmd, &kantoStore)
 	return cmd
 }
 

@@ -38,6 +38,12 @@ func registerContainerd(cmd *cobra.Command, c *target.Containerd) {
 	cmd.Flags().StringVar(&c.Kanto.Dir, "kanto-meta", c.Kanto.Dir, "Kanto's container records (to find CONTAINER by name)")
 }
 
+// registerKanto adds --kanto-meta to a command that only shows names.
+func registerKanto(cmd *cobra.Command, k *kanto.Store) {
+	*k = kanto.DefaultStore
+	cmd.Flags().StringVar(&k.Dir, "kanto-meta", k.Dir, "Kanto's container records (to show containers by their Kanto names)")
+}
+
 func (f *targetFlags) open(cmd *cobra.Command, args []string) (*target.Target, error) {
 	given := 0
 	for _, set := range []bool{len(args) > 0, cmd.Flags().Changed("pid"), cmd.Flags().Changed("netns")} {
