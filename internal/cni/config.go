@@ -1,5 +1,5 @@
-// Package cni is kanto-can as a CNI plugin (spec 1.0 and 1.1: ADD, DEL,
-// CHECK, VERSION, STATUS, GC), for Kubernetes and k3s through containerd's
+// Package cni is kanto-can as a CNI plugin (spec 0.4.0, 1.0.0 and 1.1.0:
+// ADD, DEL, CHECK, VERSION; STATUS and GC with 1.1.0), for Kubernetes and k3s through containerd's
 // CRI, chained after the primary plugin of a conflist or alone as a
 // secondary network (a Multus NetworkAttachmentDefinition). It is the
 // binary cmd/kanto-can-cni, installed in the CNI bin dir as "kanto-can-cni"
@@ -30,6 +30,9 @@ import (
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 )
+
+// SpecVersions are the CNI spec versions the plugin supports (VERSION).
+var SpecVersions = []string{"0.4.0", "1.0.0", "1.1.0"}
 
 // PluginType is the name of the plugin's binary in the CNI bin dir, which
 // a config's "type" names.
