@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -89,5 +90,26 @@ func TestVersion(t *testing.T) {
 	ran, out, err := execute(t, "--version")
 	if err != nil || ran != nil || !strings.HasPrefix(out, "kanto-can-daemon version ") {
 		t.Errorf("--version: %q, %v, ran %v", out, err, ran != nil)
+	}
+}
+
+// The docs give --namespace's default as the flag has it.
+func TestNamespaceDefaultInDocs(t *testing.T) {
+	def := newCommand().Flags().Lookup("namespace").DefValue
+	for _, doc := range []string{"docs/leda.md", "docs/kanto.md"} {
+		b, err := os.ReadFile(filepath.Join("../..", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(strings.Fields(string(b)), " ")
+		found := regexp.MustCompile("`--namespace`[^`]*default `([^`]+)`").FindAllStringSubmatch(text, -1)
+		if len(found) == 0 {
+			t.Errorf("%s does not give --namespace's default", doc)
+		}
+		for _, m := range found {
+			if m[1] != def {
+				t.Errorf("%s: --namespace default %q, the flag's is %q", doc, m[1], def)
+			}
+		}
 	}
 }
