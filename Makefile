@@ -58,7 +58,8 @@ KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TES
 		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
 		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
 
-# The version both binaries report (kanto-can --version, CANManager).
+# The version the three binaries report (kanto-can --version,
+# kanto-can-daemon --version, kanto-can-cni's VERSION, CANManager).
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/kanto-can/kanto-can/internal/version.built=$(VERSION)
 

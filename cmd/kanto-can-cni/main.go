@@ -17,6 +17,6 @@ import (
 func main() {
 	p := &cni.Plugin{Stdout: os.Stdout, Stderr: os.Stderr}
 	skel.PluginMainFuncs(p.Funcs(),
-		version.PluginSupports("0.4.0", "1.0.0", "1.1.0"),
+		version.PluginSupports(cni.SpecVersions...),
 		"CNI plugin kanto-can-cni "+kversion.Version())
 }

@@ -7,7 +7,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -17,6 +19,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/daemon"
+	"github.com/kanto-can/kanto-can/internal/policy"
+	"github.com/kanto-can/kanto-can/internal/version"
 )
 
 func main() {
@@ -26,10 +30,17 @@ func main() {
 	}
 }
 
+// runDaemon and defaultPolicy are variables for tests.
+var (
+	runDaemon     = daemon.Run
+	defaultPolicy = policy.DefaultPath
+)
+
 func newCommand() *cobra.Command {
 	cfg := daemon.DefaultConfig()
 	namespaces := strings.Join(cfg.Namespaces, ",")
 	logFormat, logLevel := "text", "info"
+	cfg.Policy = defaultPolicy
 	cmd := &cobra.Command{
 		Use:   "kanto-can-daemon",
 		Short: "Keep kanto-can's attachments routed, clean up after containers, serve metrics",
@@ -63,36 +74,23 @@ Ditto features of the device's thing (CANManager, CANBus:<ifname>,
 CANMetrics), over Kanto's local MQTT broker (--mqtt-broker), as Kanto's own
 components do. Read-only: nothing is attached or detached from the cloud.`,
 		Args:          cobra.NoArgs,
+		Version:       version.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(logFormat, logLevel)
-			if err != nil {
+			if err := prepare(cmd, &cfg, namespaces, logFormat, logLevel); err != nil {
 				return err
-			}
-			cfg.Log = log
-			cfg.PolicyExplicit = cmd.Flags().Changed("config")
-			if cfg.Ditto.Enabled {
-				if err := cfg.Ditto.Validate(); err != nil {
-					return err
-				}
-			}
-			cfg.Namespaces = nil
-			for _, ns := range strings.Split(namespaces, ",") {
-				if ns = strings.TrimSpace(ns); ns != "" {
-					cfg.Namespaces = append(cfg.Namespaces, ns)
-				}
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			return daemon.Run(ctx, cfg)
+			return runDaemon(ctx, cfg)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Records, "records", cfg.Records, "directory of the attachments' records")
 	f.StringVar(&cfg.Containerd, "containerd-address", cfg.Containerd, `containerd's socket ("" to not watch containerd)`)
 	f.StringVar(&namespaces, "namespace", namespaces, "containerd namespaces to watch, comma-separated (Kanto's, the CRI's, Docker's)")
-	f.StringVar(&cfg.Policy, "config", cfg.Policy, "the admin's policy file the hooks apply, reported in the log, the metrics and CANManager (no file: every container may use every bus)")
+	f.StringVar(&cfg.Policy, "config", cfg.Policy, "the admin's policy file the hooks apply, reported in the log, the metrics and CANManager (no file: every container may use every bus; one named here must exist)")
 	f.DurationVar(&cfg.AuditInterval, "audit-interval", cfg.AuditInterval, "how often to count the gateway rules of our host ends, to restore rules another tool removed (0: never)")
 	f.StringVar(&cfg.Kanto.Dir, "kanto-meta", cfg.Kanto.Dir, "Kanto's container records (metrics show containers' Kanto names)")
 	f.StringVar(&cfg.Metrics, "metrics-address", cfg.Metrics, `where to serve metrics: HOST:PORT or unix:PATH ("" for none)`)
@@ -104,6 +102,53 @@ components do. Read-only: nothing is attached or detached from the cloud.`,
 	f.StringVar(&logFormat, "log-format", logFormat, "log format: text or json (both one record per line, on stderr)")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: debug, info, warn or error")
 	return cmd
+}
+
+// dittoFlags take effect only with --ditto.
+var dittoFlags = []string{"mqtt-broker", "mqtt-client-id", "thing-id", "ditto-poll"}
+
+// prepare checks the flags and completes cfg. A flag that cannot take
+// effect (a Ditto flag without --ditto, --namespace without containerd)
+// or cannot be right (a negative interval, a policy file named that does
+// not exist) is refused: the daemon would otherwise start as if all were
+// well. The daemon logs the policy in force itself (an invalid file too:
+// its cleanup and metrics go on meanwhile).
+func prepare(cmd *cobra.Command, cfg *daemon.Config, namespaces, logFormat, logLevel string) error {
+	log, err := newLogger(logFormat, logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Log = log
+	for _, name := range dittoFlags {
+		if cmd.Flags().Changed(name) && !cfg.Ditto.Enabled {
+			return fmt.Errorf("--%s takes effect only with --ditto", name)
+		}
+	}
+	if cfg.Ditto.Enabled {
+		if err := cfg.Ditto.Validate(); err != nil {
+			return err
+		}
+	}
+	if cfg.AuditInterval < 0 {
+		return fmt.Errorf("--audit-interval %v: negative (0 turns the audit off)", cfg.AuditInterval)
+	}
+	if cmd.Flags().Changed("namespace") && cfg.Containerd == "" {
+		return errors.New(`--namespace takes effect only with --containerd-address (it is "": containerd is not watched)`)
+	}
+	cfg.Namespaces = nil
+	for _, ns := range strings.Split(namespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			cfg.Namespaces = append(cfg.Namespaces, ns)
+		}
+	}
+	if cfg.Containerd != "" && len(cfg.Namespaces) == 0 {
+		return fmt.Errorf("--namespace %q: no namespace to watch (--containerd-address \"\" to not watch containerd)", namespaces)
+	}
+	cfg.PolicyExplicit = cmd.Flags().Changed("config")
+	if _, err := policy.Describe(cfg.Policy, cfg.PolicyExplicit); cfg.PolicyExplicit && errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--config: %w", err)
+	}
+	return nil
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {

@@ -41,12 +41,17 @@ by anyone else are never touched. Detaching what is not attached is not an error
 				if cmd.Flags().Changed("pid") || cmd.Flags().Changed("netns") {
 					return errors.New("name the container one way: CONTAINER, --pid or --netns")
 				}
+				id, err := knownContainer(tf.containerd, args[0])
+				if err != nil {
+					return err
+				}
 				h, err := attach.OpenHost()
 				if err != nil {
 					return err
 				}
 				defer h.Close()
-				gone, err := h.DetachContainer(tf.containerd.ContainerID(args[0]))
+				h.Records = recordsDir
+				gone, err := h.DetachContainer(id)
 				if err != nil {
 					return err
 				}

@@ -20,7 +20,7 @@ As prestart or createRuntime it attaches the buses given with --bus and those
 the container asks for: its annotation io.kanto-can.buses when set (podman run
 --annotation), else the KANTO_CAN variable of its environment (buses
 separated by ";", each a --bus SPEC, plus ",optional" for a bus that may be
-missing); as poststop it removes everything attached for the container.
+missing, or ",required", the default); as poststop it removes everything attached for the container.
 Without a hook name, the container's status decides. A container on the
 host's network gets nothing (a note on stderr, exit 0). With --if-requested
 a container that asks for nothing is left alone (exit 0): for hooks that run

@@ -43,6 +43,13 @@ without a limit): the names status and top use for the same things.`,
 			if err := output.check(); err != nil {
 				return err
 			}
+			var id string
+			if len(args) == 1 {
+				var err error
+				if id, err = knownContainer(containerd, args[0]); err != nil {
+					return err
+				}
+			}
 			h, err := attach.OpenHost()
 			if err != nil {
 				return err
@@ -55,7 +62,6 @@ without a limit): the names status and top use for the same things.`,
 			}
 			if len(args) == 1 {
 				// Only the attachments recorded for that container.
-				id := containerd.ContainerID(args[0])
 				var mine []attach.Attachment
 				for _, a := range list {
 					if a.Container == id {

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -15,8 +17,12 @@ import (
 	"github.com/kanto-can/kanto-can/internal/target"
 )
 
-// configPath is the --config flag of every command.
-var configPath string
+// configPath is the --config flag of every command; defaultConfig its
+// default (a variable for tests).
+var (
+	configPath    string
+	defaultConfig = policy.DefaultPath
+)
 
 // loadPolicy reads the admin's policy by the rule of policy.Open: --config
 // names a file that must exist; without it, no file at the default path
@@ -45,13 +51,22 @@ func newPolicy() *cobra.Command {
 for each container named (a Kanto name or id; by default one line per entry's
 patterns and the default), the buses it would get: direction, receive and
 transmit allow-lists, transmit rate limit. A container Kanto knows is
-matched by its name and its id, whichever was given.`,
+matched by its name and its id, whichever was given. Without a file at the
+default path there is no policy: it says so, and what that allows (every
+container may use every bus), and exits 0; a file named with --config must
+exist.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
 			p, err := policy.Load(configPath)
+			if errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") {
+				// No file is a valid policy: everything is allowed. A
+				// file named with --config must exist.
+				fmt.Fprintf(out, "policy: %s\n", policy.InForce{Path: configPath})
+				return nil
+			}
 			if err != nil {
 				return fmt.Errorf("policy: %w", err)
 			}
-			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%s: valid\n", configPath)
 			for _, w := range p.Warnings {
 				fmt.Fprintf(out, "warning: %s\n", w)

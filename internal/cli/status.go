@@ -11,12 +11,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/kanto"
 	"github.com/kanto-can/kanto-can/internal/policy"
-	"github.com/kanto-can/kanto-can/internal/target"
 )
 
 func newStatus() *cobra.Command {
 	var output outputFlag
+	var kantoStore kanto.Store
 	cmd := &cobra.Command{
 		Use:   "status [-o table|json]",
 		Short: "Show the policy in force and the host buses that have attachments",
@@ -37,8 +38,13 @@ A bus that is gone is shown "(missing)" (bus_index 0 in JSON).
 In JSON (schema: docs/cli/status.schema.json): policy (path, present,
 sha256, buses, containers, default, summary, error) and buses, each with
 bus, bus_index, kind, up, state, bitrate, data_bitrate (the last three
-absent when not applicable or not set), fd, mtu, attachments, who, and the
-interface's counters and the controller's errors.`,
+absent when not applicable or not set), fd, mtu, attachments, who,
+counters (the bus interface's frames, bytes, errors and drops since it was
+made: rx_frames, tx_frames, rx_bytes, tx_bytes, rx_errors, tx_errors,
+rx_dropped, tx_dropped; absent when the bus is gone) and errors (a CAN
+controller's error counters and events: tx_error_counter,
+rx_error_counter, bus_errors, error_warning, error_passive, bus_off,
+arbitration_lost, restarts; absent for virtual buses).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := output.check(); err != nil {
@@ -50,7 +56,7 @@ interface's counters and the controller's errors.`,
 				return err
 			}
 			defer h.Close()
-			h.Names = target.DefaultContainerd.Kanto.Names
+			h.Names = kantoStore.Names
 			buses, err := h.HostBuses()
 			if err != nil {
 				return err
@@ -60,6 +66,7 @@ interface's counters and the controller's errors.`,
 		},
 	}
 	output.register(cmd)
+	registerKanto(cmd, &kantoStore)
 	return cmd
 }
 

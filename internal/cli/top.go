@@ -17,8 +17,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/kanto"
 	"github.com/kanto-can/kanto-can/internal/sample"
-	"github.com/kanto-can/kanto-can/internal/target"
 	"github.com/kanto-can/kanto-can/nl"
 )
 
@@ -29,6 +29,7 @@ type topOptions struct {
 	count    int
 	sort     string
 	output   outputFlag
+	kanto    kanto.Store // Kanto's records: containers' names
 }
 
 // minTopInterval keeps top from turning into a netlink load generator.
@@ -86,7 +87,7 @@ per second, and tx_rate with dropped_per_second).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			t, err := newTopReader()
+			t, err := newTopReader(o.kanto)
 			if err != nil {
 				return err
 			}
@@ -112,6 +113,7 @@ per second, and tx_rate with dropped_per_second).`,
 	f.IntVarP(&o.count, "count", "n", 0, "print this many views, one per interval, then exit (0: until quit)")
 	f.StringVar(&o.sort, "sort", "rate", "order of the attachments: rate (busiest first), name or bus")
 	o.output.register(cmd)
+	registerKanto(cmd, &o.kanto)
 	return cmd
 }
 
@@ -124,13 +126,13 @@ type topReader struct {
 // goneKept is how long a gone attachment stays in view.
 const goneKept = 10 * time.Second
 
-func newTopReader() (*topReader, error) {
+func newTopReader(k kanto.Store) (*topReader, error) {
 	// The poller's sockets: a read in progress ends when top does.
 	h, err := attach.OpenHostConfig(nl.Config{Poll: true})
 	if err != nil {
 		return nil, err
 	}
-	h.Names = target.DefaultContainerd.Kanto.Names
+	h.Names = k.Names
 	return &topReader{host: h, watch: sample.Watch{Keep: goneKept}}, nil
 }
 

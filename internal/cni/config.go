@@ -1,5 +1,5 @@
-// Package cni is kanto-can as a CNI plugin (spec 1.0 and 1.1: ADD, DEL,
-// CHECK, VERSION, STATUS, GC), for Kubernetes and k3s through containerd's
+// Package cni is kanto-can as a CNI plugin (spec 0.4.0, 1.0.0 and 1.1.0:
+// ADD, DEL, CHECK, VERSION; STATUS and GC with 1.1.0), for Kubernetes and k3s through containerd's
 // CRI, chained after the primary plugin of a conflist or alone as a
 // secondary network (a Multus NetworkAttachmentDefinition). It is the
 // binary cmd/kanto-can-cni, installed in the CNI bin dir as "kanto-can-cni"
@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -28,6 +30,9 @@ import (
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 )
+
+// SpecVersions are the CNI spec versions the plugin supports (VERSION).
+var SpecVersions = []string{"0.4.0", "1.0.0", "1.1.0"}
 
 // PluginType is the name of the plugin's binary in the CNI bin dir, which
 // a config's "type" names.
@@ -69,6 +74,9 @@ func Load(data []byte) (*Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("plugin config: %w", jsonError(data, err))
 	}
+	if err := checkKeys(data); err != nil {
+		return nil, err
+	}
 	if c.CNIVersion == "" {
 		return nil, errors.New("plugin config: cniVersion is missing")
 	}
@@ -106,6 +114,37 @@ func Load(data []byte) (*Config, error) {
 		}
 	}
 	return &c, nil
+}
+
+// ownKeys are this plugin's keys; standardKeys those the CNI spec defines
+// for a plugin's config or that runtimes put in it (libcni adds name,
+// cniVersion, prevResult, runtimeConfig to each plugin of a list; the list's
+// own keys are accepted as some tools copy them down). Any other key is a
+// mistake that would otherwise attach nothing silently ("bus" for "buses").
+var (
+	ownKeys      = []string{"buses", "policy", "records"}
+	standardKeys = []string{"cniVersion", "cniVersions", "name", "type", "args", "ipMasq", "ipam", "dns",
+		"runtimeConfig", "capabilities", "prevResult", "disableCheck", "disableGC", "loadOnlyInlinedPlugins"}
+)
+
+// checkKeys refuses a top-level key that is neither the plugin's nor a
+// standard one, naming it (sorted, so the first of several is stable).
+func checkKeys(data []byte) error {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return fmt.Errorf("plugin config: %w", jsonError(data, err))
+	}
+	var unknown []string
+	for k := range top {
+		if !slices.Contains(ownKeys, k) && !slices.Contains(standardKeys, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return fmt.Errorf("plugin config: unknown key %q (kanto-can-cni's keys: %s; and the CNI spec's)", unknown[0], strings.Join(ownKeys, ", "))
 }
 
 // RecordsDir is where the attachments' records go.

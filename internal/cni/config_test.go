@@ -35,6 +35,18 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// The keys the CNI spec defines for a plugin's config, and those runtimes
+// add, are not kanto-can-cni's but must be accepted.
+func TestLoadStandardKeys(t *testing.T) {
+	conf := `{"cniVersion":"1.1.0","cniVersions":["1.0.0","1.1.0"],"name":"can","type":"kanto-can-cni","buses":["can0"],
+		"args":{"cni":{"buses":["can1"]},"other":{"x":1}},"ipMasq":false,"ipam":{},"dns":{"nameservers":["10.0.0.1"]},
+		"runtimeConfig":{"portMappings":[]},"capabilities":{"portMappings":true},"disableCheck":false,"disableGC":false,
+		"prevResult":{"cniVersion":"1.1.0","interfaces":[{"name":"eth0"}]}}`
+	if _, err := Load([]byte(conf)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	for _, c := range []struct{ conf, want string }{
 		{`{"cniVersion":"1.0.0","buses":["can0",]}`, "plugin config: line 1, column 39: invalid character ']'"},
@@ -48,6 +60,9 @@ func TestLoadErrors(t *testing.T) {
 		{`{"cniVersion":"1.0.0","records":"run"}`, `plugin config: records "run": an absolute path is needed`},
 		{`{"cniVersion":"1.0.0","args":{"cni":{"buses":["can0,rx=G"]}}}`, `plugin config: args.cni.buses[0]: bus "can0,rx=G"`},
 		{`{"cniVersion":"1.0.0","prevResult":{"interfaces":"x"}}`, "plugin config: prevResult: "},
+		{`{"cniVersion":"1.0.0","name":"can","type":"kanto-can-cni","bus":["can0"]}`, `plugin config: unknown key "bus" (kanto-can-cni's keys: buses, policy, records`},
+		{`{"cniVersion":"1.0.0","Buses":["can0"]}`, `plugin config: unknown key "Buses"`},
+		{`{"cniVersion":"1.0.0","zeta":1,"alpha":2}`, `plugin config: unknown key "alpha"`},
 	} {
 		_, err := Load([]byte(c.conf))
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {

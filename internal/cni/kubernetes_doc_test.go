@@ -12,6 +12,20 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// The spec versions the doc names are those the plugin reports.
+func TestKubernetesDocSpecVersions(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/engines/kubernetes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(string(doc)), " ")
+	v := SpecVersions
+	want := "spec " + strings.Join(v[:len(v)-1], ", ") + " and " + v[len(v)-1] + ":"
+	if !strings.Contains(text, want) {
+		t.Errorf("docs/engines/kubernetes.md does not say %q", want)
+	}
+}
+
 // TestKubernetesDoc checks the manifests and the conflist of
 // docs/engines/kubernetes.md: the kinds, the NAD's config is valid plugin
 // config, the DaemonSet installs the plugin into the CNI bin dir and gives

@@ -76,7 +76,7 @@ type Kernel struct {
 	log       []string
 	failAt    int
 	failErr   error
-	interrupt int // dumps still to mark interrupted
+	interrupt int                     // dumps still to mark interrupted
 	held      map[int]map[string]bool // links linkwatch never makes operational
 }
 

@@ -48,7 +48,7 @@ func FromContainer(c Containerd, ref string) (*Target, error) {
 	case kerr == nil:
 		id, label = rec.ID, "container "+rec.Name
 		if rec.HostNetwork() {
-			return nil, fmt.Errorf("%s uses the host's network (network_mode host): it sees the host's CAN interfaces already, there is nothing to attach", label)
+			return nil, fmt.Errorf("%s uses the host's network (network_mode host): it sees the host's CAN interfaces already, kanto-can attaches and detaches nothing there", label)
 		}
 	case !errors.Is(kerr, kanto.ErrNotFound):
 		return nil, fmt.Errorf("container %s: %w", ref, kerr)

@@ -104,7 +104,7 @@ func fromFile(f *os.File, label string) (*Target, error) {
 	}
 	if own, err := isOwnNetNS(st); err == nil && own {
 		f.Close()
-		return nil, fmt.Errorf("%s shares the host's network namespace: it sees the host's CAN interfaces already, there is nothing to attach", label)
+		return nil, fmt.Errorf("%s shares the host's network namespace: it sees the host's CAN interfaces already, kanto-can attaches and detaches nothing there", label)
 	}
 	return &Target{NS: f, ID: "netns:" + strconv.FormatUint(st.Ino, 10), Label: label}, nil
 }

@@ -261,6 +261,8 @@ func TestBadInput(t *testing.T) {
 			[]string{"invalid character"}},
 		{"bad bus syntax", `{"cniVersion": "1.0.0", "name": "x", "type": "kanto-can-cni", "buses": ["can0,dir=sideways"]}`, ns.Path(), "", 7,
 			[]string{"buses[0]", "sideways"}},
+		{"unknown key", `{"cniVersion": "1.0.0", "name": "x", "type": "kanto-can-cni", "bus": ["can0"]}`, ns.Path(), "", 7,
+			[]string{`unknown key "bus"`}},
 		{"buses not a list", `{"cniVersion": "1.0.0", "name": "x", "type": "kanto-can-cni", "buses": "can0"}`, ns.Path(), "", 7,
 			[]string{"buses", "string"}},
 		{"unknown bus", `{"cniVersion": "1.0.0", "name": "x", "type": "kanto-can-cni", "buses": ["nosuch0"]}`, ns.Path(), "", 101,

@@ -3,7 +3,10 @@
 package e2e
 
 import (
+	"bufio"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -250,4 +253,64 @@ func exitedPID(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return cmd.Process.Pid
+}
+
+// detach CONTAINER finds a container by its recorded attachments once its
+// process and containerd task are gone (its namespace may live on, and with
+// it the pair); a name nothing knows is a one-line error that changes
+// nothing, for ls as for detach.
+func TestDetachByNameOnceTheProcessIsGone(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "gonebus", 16)
+	ns := kerneltest.NewNS(t)
+	// The line is written once the process is in the namespace.
+	proc := ns.Command("sh", "-c", "echo in; exec sleep 600")
+	stdout, err := proc.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proc.Process.Kill(); proc.Wait() })
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "in\n" {
+		t.Fatalf("process in the namespace: %q, %v", line, err)
+	}
+	// A containerd task of the process, as containerd's shim records it.
+	state := t.TempDir()
+	task := filepath.Join(state, "io.containerd.runtime.v2.task", "e2e", "gone-app")
+	if err := os.MkdirAll(task, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(task, "init.pid"), []byte(strconv.Itoa(proc.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	where := []string{"--containerd-state", state, "--namespace", "e2e", "--kanto-meta", t.TempDir()}
+	with := func(args ...string) []string { return append(args, where...) }
+	mustKC(t, with("attach", "gone-app", "--bus", "gonebus")...)
+	t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
+
+	// The process exits and containerd deletes its task; the namespace
+	// lives on, and so does the pair.
+	proc.Process.Kill()
+	proc.Wait()
+	if err := os.RemoveAll(task); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustKC(t, with("ls", "gone-app")...); !strings.Contains(out, "gonebus") {
+		t.Fatalf("ls gone-app does not show its attachment:\n%s", out)
+	}
+	before := snapshot(t, ns)
+	for _, cmd := range []string{"ls", "detach"} {
+		failKC(t, "container typo: no such container", with(cmd, "typo")...)
+	}
+	if after := snapshot(t, ns); after != before {
+		t.Fatalf("a refused name changed the kernel state:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if out := mustKC(t, with("detach", "gone-app")...); !strings.Contains(out, "detached gonebus") {
+		t.Fatalf("detach gone-app: %q", out)
+	}
+	requireNothingOfOurs(t)
+	// Nothing knows the name any more.
+	failKC(t, "container gone-app: no such container", with("detach", "gone-app")...)
 }

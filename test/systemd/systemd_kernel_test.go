@@ -41,25 +41,24 @@ const (
 	policyPath  = "/etc/kanto-can/config.json"
 )
 
-// The unit as shipped, with only ExecStart pointing to the binary under
-// test (a drop-in, as an installer overriding the path would write), runs
-// the daemon with CAP_NET_ADMIN and nothing else; the daemon serves metrics
+// The unit as shipped, with the binary under test installed where the
+// unit's ExecStart has it (as on a device: the checkout may be under /tmp,
+// which the unit's PrivateTmp hides), runs the daemon with CAP_NET_ADMIN
+// and nothing else; the daemon serves metrics
 // at the default address, puts a returning bus's routes back, and stops
 // cleanly on systemctl stop (exit status 0, the unit inactive, not failed).
 func TestUnitUnderSystemd(t *testing.T) {
 	kerneltest.Require(t)
-	daemon := kerneltest.DaemonBinary(t)
 	kc := kerneltest.Binary(t)
 	unit, err := os.ReadFile("../../deploy/" + unitName)
 	if err != nil {
 		t.Fatal(err)
 	}
+	installBinary(t, kerneltest.DaemonBinary(t), execStart(t, string(unit)))
 	install(t, filepath.Join(unitDir, unitName), string(unit))
 	install(t, filepath.Join(unitDir, unitName+".d", "kanto-can-test.conf"), fmt.Sprintf(`[Service]
-ExecStart=
-ExecStart=%s
 ExecStopPost=+/bin/sh -c 'echo "%s: result=$SERVICE_RESULT code=$EXIT_CODE status=$EXIT_STATUS"'
-`, daemon, stopLine))
+`, stopLine))
 	install(t, filepath.Join(unitDir, testTarget), "[Unit]\nDescription=kanto-can test: nothing\n")
 
 	// A bus and a container on it, attached before the daemon starts.
@@ -170,6 +169,49 @@ func install(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Remove(path) })
+}
+
+// execStart returns the program of the unit's ExecStart=.
+func execStart(t *testing.T, unit string) string {
+	t.Helper()
+	for _, line := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(line, "ExecStart="); ok && v != "" {
+			return strings.Fields(v)[0]
+		}
+	}
+	t.Fatal("the unit has no ExecStart")
+	return ""
+}
+
+// installBinary copies the binary to path in the guest (its root is a
+// tmpfs overlay: the host's file system is not touched), putting back what
+// was there at the end.
+func installBinary(t *testing.T, from, path string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, oldErr := os.ReadFile(path)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A new file, not written over: a running binary cannot be rewritten.
+	tmp := path + ".kanto-can-test"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if oldErr == nil {
+			os.WriteFile(tmp, old, 0o755)
+			os.Rename(tmp, path)
+			return
+		}
+		os.Remove(path)
+	})
 }
 
 // rulesOn counts the gateway rules from or to a bus (0 if it is gone).

@@ -7,10 +7,8 @@
 
 SUMMARY = "CAN interfaces for Kanto containers: vxcan + CAN gateway, policy, daemon"
 HOMEPAGE = "https://github.com/kanto-can/kanto-can"
-LICENSE = "CLOSED"
-# Replace with the project's license and its checksum once it has one:
-# LICENSE = "Apache-2.0"
-# LIC_FILES_CHKSUM = "file://src/${GO_IMPORT}/LICENSE;md5=..."
+LICENSE = "Apache-2.0"
+LIC_FILES_CHKSUM = "file://src/${GO_IMPORT}/LICENSE;md5=2ee41112a44fe7014dce33e26468ba93"
 
 SRC_URI = "git://github.com/kanto-can/kanto-can.git;protocol=https;branch=main"
 SRCREV = "${AUTOREV}"
