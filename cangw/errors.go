@@ -17,7 +17,7 @@ var (
 	// Delete and Flush then fail with EOPNOTSUPP, and a dump request is
 	// answered with the routes of the other address families (List detects
 	// these; with no routes at all it returns an empty list).
-	ErrNotLoaded = errors.New("the can-gw kernel module is not loaded (modprobe can-gw)")
+	ErrNotLoaded = errors.New("the can-gw kernel module is not loaded (modprobe can-gw; CONFIG_CAN_GW)")
 )
 
 // maxHopsParam is where the kernel shows the module's max_hops parameter.

@@ -159,7 +159,7 @@ func TestCreateWaitsAndExplains(t *testing.T) {
 		return nil, &nl.KernelError{Errno: unix.EOPNOTSUPP, Message: "Unknown device type"}
 	}
 	_, err = vxcan.NewConn(nltest.Dial(noModule)).Create(vxcan.Pair{Name: "vxhost", PeerName: "can0", PeerNS: peerNS})
-	want := "vxcan: create vxhost with peer can0: the kernel has no vxcan (modprobe vxcan; kernel option CONFIG_CAN_VXCAN): operation not supported (Unknown device type)"
+	want := "vxcan: create vxhost with peer can0: the kernel has no vxcan (modprobe vxcan; CONFIG_CAN_VXCAN): operation not supported (Unknown device type)"
 	if !errors.Is(err, vxcan.ErrNoVXCAN) || err.Error() != want {
 		t.Errorf("without vxcan: %v\nwant %s", err, want)
 	}

@@ -23,7 +23,7 @@ var (
 	ErrNotOperational = errors.New("not operational")
 	// ErrNoVXCAN is wrapped by Create's error when the kernel does not know
 	// the link kind vxcan.
-	ErrNoVXCAN = errors.New("the kernel has no vxcan (modprobe vxcan; kernel option CONFIG_CAN_VXCAN)")
+	ErrNoVXCAN = errors.New("the kernel has no vxcan (modprobe vxcan; CONFIG_CAN_VXCAN)")
 )
 
 // A vxcan pair with both ends up is not yet carrying frames: bringing the

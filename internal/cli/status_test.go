@@ -43,7 +43,7 @@ func TestStatusPolicy(t *testing.T) {
 		}
 	}
 	if p := policyInForce(good, true); p.Buses != 2 || p.Containers != 1 || !p.Default || len(p.SHA256) != 64 ||
-		!strings.HasSuffix(p.Summary, "2 buses, 1 container entries, a default") {
+		!strings.HasSuffix(p.Summary, "2 buses, 1 container entry, a default for containers no entry matches") {
 		t.Errorf("good: %+v", p)
 	}
 }

@@ -57,9 +57,17 @@ func (in InForce) String() string {
 	if !in.Present {
 		return fmt.Sprintf("none (no %s): any container may use any bus, both ways, every id, no rate limit", in.Path)
 	}
-	def := "no default"
+	def := "no default (containers no entry matches get nothing)"
 	if in.Default {
-		def = "a default"
+		def = "a default for containers no entry matches"
 	}
-	return fmt.Sprintf("%s (sha256 %.12s): %d buses, %d container entries, %s", in.Path, in.SHA256, in.Buses, in.Containers, def)
+	return fmt.Sprintf("%s (sha256 %.12s): %s, %s, %s", in.Path, in.SHA256,
+		count(in.Buses, "bus", "buses"), count(in.Containers, "container entry", "container entries"), def)
+}
+
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
