@@ -21,16 +21,30 @@ func newDaemon() *cobra.Command {
 		Long: `Run kanto-can-daemon (installed next to kanto-can, or on PATH) with the
 given flags: it puts rules back when a bus comes back, removes what is left
 of containers that are gone, and serves Prometheus metrics. See
-kanto-can-daemon --help.`,
+kanto-can-daemon --help. The global --config (kanto-can --config FILE
+daemon) is passed on as the daemon's own --config.`,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := findDaemon()
 			if err != nil {
 				return err
 			}
+			global := cmd.Root().PersistentFlags().Lookup("config")
+			args = daemonArgs(global.Value.String(), global.Changed, args)
 			return syscall.Exec(path, append([]string{path}, args...), os.Environ())
 		},
 	}
+}
+
+// daemonArgs are the daemon's arguments: args, after the global --config
+// when it was given (the global flag is parsed before this command, so
+// the daemon would otherwise never see it; one of its own in args wins,
+// being later).
+func daemonArgs(config string, given bool, args []string) []string {
+	if !given {
+		return args
+	}
+	return append([]string{"--config", config}, args...)
 }
 
 func findDaemon() (string, error) {
