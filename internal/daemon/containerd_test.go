@@ -81,7 +81,7 @@ func TestContainerdUnreachableWarnsOncePerChange(t *testing.T) {
 		t.Errorf("unreachable: CANManager %+v", st)
 	}
 	fams := scrape(t, d.metrics)
-	if v, ok := value(fams, "kanto_can_containerd_up", nil); !ok || v != 0 {
+	if v, ok := fams.Value("kanto_can_containerd_up", nil); !ok || v != 0 {
 		t.Errorf("unreachable: containerd up %v (%v)", v, ok)
 	}
 
@@ -90,7 +90,7 @@ func TestContainerdUnreachableWarnsOncePerChange(t *testing.T) {
 	if st := d.containerdStatus(); !st.Connected || st.Error != "" {
 		t.Errorf("reachable: CANManager %+v", st)
 	}
-	if v, ok := value(scrape(t, d.metrics), "kanto_can_containerd_up", nil); !ok || v != 1 {
+	if v, ok := scrape(t, d.metrics).Value("kanto_can_containerd_up", nil); !ok || v != 1 {
 		t.Errorf("reachable: containerd up %v (%v)", v, ok)
 	}
 	select {

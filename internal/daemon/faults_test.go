@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
@@ -24,6 +23,7 @@ import (
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/fakekernel"
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/nl"
 	"github.com/kanto-can/kanto-can/nl/nltest"
 	"github.com/kanto-can/kanto-can/vxcan"
@@ -101,7 +101,7 @@ func (g *gwSwitch) open(records string) func() (*attach.Host, error) {
 }
 
 // scrape serves one scrape of m and parses it.
-func scrape(t *testing.T, m *metrics) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, m *metrics) kerneltest.Metrics {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	m.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
@@ -113,37 +113,7 @@ func scrape(t *testing.T, m *metrics) map[string]*dto.MetricFamily {
 	if err != nil {
 		t.Fatalf("scrape: %v", err)
 	}
-	return fams
-}
-
-// value is the value of the one series of name whose labels include
-// labels; ok false unless there is exactly one.
-func value(fams map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	var found []*dto.Metric
-	for _, s := range fams[name].GetMetric() {
-		match := true
-		for k, v := range labels {
-			has := false
-			for _, l := range s.GetLabel() {
-				has = has || (l.GetName() == k && l.GetValue() == v)
-			}
-			match = match && has
-		}
-		if match {
-			found = append(found, s)
-		}
-	}
-	if len(found) != 1 {
-		return 0, false
-	}
-	s := found[0]
-	switch {
-	case s.Counter != nil:
-		return s.Counter.GetValue(), true
-	case s.Gauge != nil:
-		return s.Gauge.GetValue(), true
-	}
-	return s.GetUntyped().GetValue(), true
+	return kerneltest.Metrics(fams)
 }
 
 // Without can-gw the scrape still answers 200 with what can be read: the
@@ -174,7 +144,7 @@ func TestMetricsServedWithoutCanGW(t *testing.T) {
 			{"kanto_can_bus_attachments", map[string]string{"bus": "can0"}, 1},
 			{"kanto_can_reconciles_total", map[string]string{"result": "ok"}, 0},
 		} {
-			if got, ok := value(fams, c.name, c.labels); !ok || got != c.want {
+			if got, ok := fams.Value(c.name, c.labels); !ok || got != c.want {
 				t.Errorf("without can-gw: %s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
 			}
 		}
@@ -194,10 +164,10 @@ func TestMetricsServedWithoutCanGW(t *testing.T) {
 	g.unloaded.Store(false)
 	for range 2 {
 		fams := scrape(t, m)
-		if got, ok := value(fams, "kanto_can_scrape_error", map[string]string{"part": "attachments"}); !ok || got != 0 {
+		if got, ok := fams.Value("kanto_can_scrape_error", map[string]string{"part": "attachments"}); !ok || got != 0 {
 			t.Errorf("with can-gw again: scrape error %v (%v)", got, ok)
 		}
-		if got, ok := value(fams, "kanto_can_frames_total", map[string]string{"direction": "rx", "result": "handled"}); !ok || got != 0 {
+		if got, ok := fams.Value("kanto_can_frames_total", map[string]string{"direction": "rx", "result": "handled"}); !ok || got != 0 {
 			t.Errorf("with can-gw again: rx handled %v (%v)", got, ok)
 		}
 	}

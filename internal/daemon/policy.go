@@ -54,7 +54,7 @@ func (w *policyWatch) read() (policy.InForce, error) {
 // status is read's answer for CANManager.
 func (w *policyWatch) status() *ditto.PolicyStatus {
 	in, err := w.read()
-	s := &ditto.PolicyStatus{Path: in.Path, Present: in.Present, SHA256: in.SHA256, Buses: in.Buses, Containers: in.Containers, Default: in.Default}
+	s := &ditto.PolicyStatus{InForce: in}
 	if err != nil {
 		_, serr := os.Stat(w.path)
 		s.Present = !errors.Is(serr, fs.ErrNotExist)

@@ -64,26 +64,26 @@ func TestPolicyMetrics(t *testing.T) {
 	w := &policyWatch{path: path, log: newLog(&logBuffer{})}
 	m := newMetrics(metricsSource{open: openNowhere, names: func() map[string]string { return nil }, policy: w.read})
 	fams := scrape(t, m)
-	if v, ok := value(fams, "kanto_can_policy_info", map[string]string{"path": path, "present": "false", "sha256": ""}); !ok || v != 1 {
+	if v, ok := fams.Value("kanto_can_policy_info", map[string]string{"path": path, "present": "false", "sha256": ""}); !ok || v != 1 {
 		t.Errorf("no file: policy info %v (%v)", v, ok)
 	}
-	if v, ok := value(fams, "kanto_can_scrape_error", map[string]string{"part": "policy"}); !ok || v != 0 {
+	if v, ok := fams.Value("kanto_can_scrape_error", map[string]string{"part": "policy"}); !ok || v != 0 {
 		t.Errorf("no file: policy scrape error %v (%v)", v, ok)
 	}
 	os.WriteFile(path, []byte(`{"buses": {"can0": {}, "can1": {}}, "default": {"buses": {"can0": {}}}}`), 0o644)
 	fams = scrape(t, m)
 	in, _ := w.read()
-	if v, ok := value(fams, "kanto_can_policy_info", map[string]string{"path": path, "present": "true", "sha256": in.SHA256}); !ok || v != 1 || len(in.SHA256) != 64 {
+	if v, ok := fams.Value("kanto_can_policy_info", map[string]string{"path": path, "present": "true", "sha256": in.SHA256}); !ok || v != 1 || len(in.SHA256) != 64 {
 		t.Errorf("a file: policy info %v (%v)", v, ok)
 	}
 	for kind, want := range map[string]float64{"buses": 2, "containers": 0, "default": 1} {
-		if v, ok := value(fams, "kanto_can_policy_entries", map[string]string{"kind": kind}); !ok || v != want {
+		if v, ok := fams.Value("kanto_can_policy_entries", map[string]string{"kind": kind}); !ok || v != want {
 			t.Errorf("a file: %s entries %v (%v), want %v", kind, v, ok, want)
 		}
 	}
 	os.WriteFile(path, []byte(`{`), 0o644)
 	fams = scrape(t, m)
-	if v, ok := value(fams, "kanto_can_scrape_error", map[string]string{"part": "policy"}); !ok || v != 1 {
+	if v, ok := fams.Value("kanto_can_scrape_error", map[string]string{"part": "policy"}); !ok || v != 1 {
 		t.Errorf("an invalid file: policy scrape error %v (%v)", v, ok)
 	}
 	if fams["kanto_can_policy_info"] != nil {

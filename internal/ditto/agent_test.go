@@ -15,6 +15,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/policy"
 )
 
 const (
@@ -726,7 +727,7 @@ func TestReadError(t *testing.T) {
 func TestManagerShowsPolicyAndContainerd(t *testing.T) {
 	var mu sync.Mutex
 	health := Health{
-		Policy:     &PolicyStatus{Path: "/etc/kanto-can/config.json"},
+		Policy:     &PolicyStatus{InForce: policy.InForce{Path: "/etc/kanto-can/config.json"}},
 		Containerd: &ContainerdStatus{Address: "/run/containerd/containerd.sock", Namespaces: []string{"kanto-cm", "k8s.io"}, Error: "connection refused"},
 	}
 	k := &kernel{err: fmt.Errorf("the can-gw kernel module is not loaded")}
@@ -745,7 +746,7 @@ func TestManagerShowsPolicyAndContainerd(t *testing.T) {
 	}
 	mu.Lock()
 	health = Health{
-		Policy:     &PolicyStatus{Path: "/etc/kanto-can/config.json", Present: true, SHA256: strings.Repeat("ab", 32), Buses: 2, Containers: 1},
+		Policy:     &PolicyStatus{InForce: policy.InForce{Path: "/etc/kanto-can/config.json", Present: true, SHA256: strings.Repeat("ab", 32), Buses: 2, Containers: 1}},
 		Containerd: &ContainerdStatus{Address: "/run/containerd/containerd.sock", Namespaces: []string{"kanto-cm", "k8s.io"}, Connected: true},
 	}
 	mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/policy"
 )
 
 // Feature ids and definitions. Definitions are in kanto-can's own
@@ -57,13 +58,7 @@ type Health struct {
 // a fleet finds the devices without one (present false: every container
 // may use every bus, both ways, with no rate limit).
 type PolicyStatus struct {
-	Path    string `json:"path"`
-	Present bool   `json:"present"`
-	// SHA256 of the file's bytes, and its entries; with Present only.
-	SHA256     string `json:"sha256,omitempty"`
-	Buses      int    `json:"buses"`
-	Containers int    `json:"containers"`
-	Default    bool   `json:"default"`
+	policy.InForce
 	// Error: the file cannot be read or is invalid (hooks then refuse
 	// every container that asks for CAN).
 	Error string `json:"error,omitempty"`

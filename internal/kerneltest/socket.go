@@ -232,37 +232,8 @@ func (s *Socket) Send(tb testing.TB, f Frame) {
 // Recv waits up to timeout for the next frame. It returns [ErrTimeout] if
 // none came.
 func (s *Socket) Recv(timeout time.Duration) (Frame, error) {
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, canfdMTU)
-	for {
-		left := time.Until(deadline)
-		if left < 0 {
-			left = 0
-		}
-		ms := int((left + time.Millisecond - 1) / time.Millisecond)
-		pfd := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, ms)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return Frame{}, fmt.Errorf("poll %s: %w", s.ifname, err)
-		}
-		if n == 0 {
-			if time.Now().Before(deadline) {
-				continue
-			}
-			return Frame{}, fmt.Errorf("%w on %s after %v", ErrTimeout, s.ifname, timeout)
-		}
-		r, err := unix.Read(s.fd, buf)
-		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-			continue
-		}
-		if err != nil {
-			return Frame{}, fmt.Errorf("read %s: %w", s.ifname, err)
-		}
-		return unmarshal(buf[:r])
-	}
+	f, _, err := s.RecvFrom(timeout)
+	return f, err
 }
 
 // Expect receives exactly the wanted frames, in order, within timeout in all.
