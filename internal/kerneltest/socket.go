@@ -175,20 +175,26 @@ func Open(tb testing.TB, ns *NS, ifname string) *Socket {
 			tb.Fatalf("CAN socket: interface %s: %v", ifname, err)
 		}
 		s.hw = link.Type() == "can"
-		fd, err := unix.Socket(unix.AF_CAN, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.CAN_RAW)
-		if err != nil {
-			tb.Fatalf("CAN socket: %v", err)
-		}
-		s.fd = fd
-		tb.Cleanup(s.Close)
-		if err := unix.SetsockoptInt(fd, unix.SOL_CAN_RAW, canRawFDFrames, 1); err != nil {
-			tb.Fatalf("CAN socket: enable FD frames: %v", err)
-		}
-		if err := unix.Bind(fd, &unix.SockaddrCAN{Ifindex: link.Attrs().Index}); err != nil {
-			tb.Fatalf("CAN socket: bind to %s: %v", ifname, err)
-		}
+		s.bind(tb, link.Attrs().Index)
 	})
 	return s
+}
+
+// bind opens the socket in the calling thread's namespace, FD frames on,
+// bound to ifindex (0: every interface), closed at cleanup.
+func (s *Socket) bind(tb testing.TB, ifindex int) {
+	fd, err := unix.Socket(unix.AF_CAN, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.CAN_RAW)
+	if err != nil {
+		tb.Fatalf("CAN socket: %v", err)
+	}
+	s.fd = fd
+	tb.Cleanup(s.Close)
+	if err := unix.SetsockoptInt(fd, unix.SOL_CAN_RAW, canRawFDFrames, 1); err != nil {
+		tb.Fatalf("CAN socket: enable FD frames: %v", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrCAN{Ifindex: ifindex}); err != nil {
+		tb.Fatalf("CAN socket: bind to %s: %v", s.ifname, err)
+	}
 }
 
 // Close closes the socket early (it is closed at cleanup anyway).
@@ -307,21 +313,8 @@ func frameList(fs []Frame) string {
 func OpenAll(tb testing.TB, ns *NS) *Socket {
 	tb.Helper()
 	Require(tb)
-	s := &Socket{fd: -1, ifname: "any"}
-	ns.Do(tb, func() {
-		fd, err := unix.Socket(unix.AF_CAN, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.CAN_RAW)
-		if err != nil {
-			tb.Fatalf("CAN socket: %v", err)
-		}
-		s.fd = fd
-		tb.Cleanup(s.Close)
-		if err := unix.SetsockoptInt(fd, unix.SOL_CAN_RAW, canRawFDFrames, 1); err != nil {
-			tb.Fatalf("CAN socket: enable FD frames: %v", err)
-		}
-		if err := unix.Bind(fd, &unix.SockaddrCAN{Ifindex: 0}); err != nil {
-			tb.Fatalf("CAN socket: bind to every interface: %v", err)
-		}
-	})
+	s := &Socket{fd: -1, ifname: "every interface"}
+	ns.Do(tb, func() { s.bind(tb, 0) })
 	return s
 }
 
