@@ -39,7 +39,8 @@ var canStateNames = [...]string{
 // "unknown" without a state, "state N" for a state this package does not
 // know.
 func (s CANState) String() string {
-	if int(s) < len(canStateNames) {
+	// Compared as CANStates: int(s) is negative from 1<<31 on 32 bits.
+	if s < CANState(len(canStateNames)) {
 		return canStateNames[s]
 	}
 	if s == CANStateUnknown {

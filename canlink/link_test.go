@@ -220,7 +220,9 @@ func TestCANStateString(t *testing.T) {
 	for s, want := range map[CANState]string{
 		CANStateErrorActive: "error-active", CANStateErrorWarning: "error-warning", CANStateErrorPassive: "error-passive",
 		CANStateBusOff: "bus-off", CANStateStopped: "stopped", CANStateSleeping: "sleeping",
-		CANStateUnknown: "unknown", 6: "state 6",
+		// From 1<<31 on, a state is an int's negative on 32 bits: it
+		// must not pass for an index.
+		CANStateUnknown: "unknown", 6: "state 6", 1 << 31: "state 2147483648", 0xfffffffe: "state 4294967294",
 	} {
 		if got := s.String(); got != want {
 			t.Errorf("CANState(%d) = %q, want %q", uint32(s), got, want)

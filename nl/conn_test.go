@@ -58,6 +58,29 @@ func TestSplit(t *testing.T) {
 	if _, err := split(datagram); err == nil {
 		t.Fatal("bad length accepted")
 	}
+	// Lengths of 2 GiB and more are an int's negatives on 32 bits: they
+	// must be refused there too, not sliced with.
+	for _, l := range []uint32{1 << 31, 0xffffffff} {
+		binary.NativeEndian.PutUint32(datagram, l)
+		if _, err := split(datagram); err == nil {
+			t.Fatalf("length %#x accepted", l)
+		}
+	}
+}
+
+// An error's echoed request length beyond the message (2 GiB and more, an
+// int's negatives on 32 bits) leaves the extended ack unread, and the
+// error is still the kernel's.
+func TestErrorOfBadEchoedLength(t *testing.T) {
+	for _, l := range []uint32{1 << 31, 0xfffffff0, 0xffffffff} {
+		m := errMsg(-int32(unix.EEXIST), "File exists here")
+		m.Header.Flags &^= capped
+		binary.NativeEndian.PutUint32(m.Data[4:], l)
+		var e *KernelError
+		if err := errorOf(m); !errors.As(err, &e) || !errors.Is(err, unix.EEXIST) || e.Message != "" {
+			t.Errorf("echoed length %#x: errorOf = %#v", l, err)
+		}
+	}
 }
 
 // A dump whose replies carry NLM_F_DUMP_INTR is complete but marked

@@ -41,7 +41,12 @@ func errorOf(m Message) error {
 	if m.Header.Flags&ackTLVs != 0 {
 		off := 4 + unix.NLMSG_HDRLEN
 		if m.Header.Flags&capped == 0 && len(m.Data) >= off {
-			off = 4 + align(int(binary.NativeEndian.Uint32(m.Data[4:])))
+			// The echoed request's length, checked before int(): from
+			// 1<<31 it is negative on 32 bits.
+			off = len(m.Data) + 1
+			if l := binary.NativeEndian.Uint32(m.Data[4:]); uint64(l) <= uint64(len(m.Data)) {
+				off = 4 + align(int(l))
+			}
 		}
 		if off <= len(m.Data) {
 			if ad, err := NewAttributeDecoder(m.Data[off:]); err == nil {

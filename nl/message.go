@@ -77,7 +77,8 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 		return errShort
 	}
 	l := binary.NativeEndian.Uint32(b)
-	if l < unix.NLMSG_HDRLEN || int(l) > len(b) {
+	// Compared as uint64: int(l) is negative from 1<<31 on 32 bits.
+	if l < unix.NLMSG_HDRLEN || uint64(l) > uint64(len(b)) {
 		return fmt.Errorf("netlink: message length %d in %d bytes", l, len(b))
 	}
 	m.Header = Header{
