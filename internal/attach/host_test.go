@@ -8,10 +8,13 @@ package attach
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -52,7 +55,7 @@ func (e *env) bus(name, kind string, mtu int) fakekernel.Link {
 }
 
 // container is a container's target: its own namespace, its init process
-// this test's (alive; its start time known).
+// initProcess (alive; its start time known).
 func (e *env) container(id string) *target.Target {
 	e.t.Helper()
 	ns, err := e.k.NewNS()
@@ -60,12 +63,41 @@ func (e *env) container(id string) *target.Target {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { ns.Close() })
-	start, err := target.ProcessStart(os.Getpid())
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	pid, start := initProcess(e.t)
 	return &target.Target{NS: ns, ID: fmt.Sprintf("netns:%d", 4026532000+ns.Fd()), Label: "container " + id,
-		Container: id, PID: os.Getpid(), Started: start}
+		Container: id, PID: pid, Started: start}
+}
+
+var initOnce struct {
+	sync.Once
+	stdin io.WriteCloser // kept: collected, it would close and end cat
+	pid   int
+	start uint64
+	err   error
+}
+
+// initProcess is the containers' init process: a child that lives as long
+// as the test binary (cat, until its stdin, our pipe, closes). Not the test
+// process itself: under qemu-user (make unit's arm runs) /proc/SELF/stat is
+// the emulator's, whose start time is the calling thread's, so it changed
+// with the goroutine's thread and containers looked gone.
+func initProcess(t *testing.T) (int, uint64) {
+	t.Helper()
+	initOnce.Do(func() {
+		cmd := exec.Command("cat")
+		if initOnce.stdin, initOnce.err = cmd.StdinPipe(); initOnce.err != nil {
+			return
+		}
+		if initOnce.err = cmd.Start(); initOnce.err != nil {
+			return
+		}
+		initOnce.pid = cmd.Process.Pid
+		initOnce.start, initOnce.err = target.ProcessStart(initOnce.pid)
+	})
+	if initOnce.err != nil {
+		t.Fatalf("the containers' init process: %v", initOnce.err)
+	}
+	return initOnce.pid, initOnce.start
 }
 
 // ns is the fake kernel's number of a target's namespace.
@@ -176,7 +208,7 @@ func TestAttachMakesPairRulesLimitAndRecord(t *testing.T) {
 		t.Fatalf("rate limit %d, %v", rate, ok)
 	}
 	recs := e.records()
-	if len(recs) != 1 || recs[0].HostEnd != end.Name || recs[0].Container != "app" || recs[0].TxRate == nil || recs[0].PID != os.Getpid() {
+	if len(recs) != 1 || recs[0].HostEnd != end.Name || recs[0].Container != "app" || recs[0].TxRate == nil || recs[0].PID != c.PID {
 		t.Fatalf("records %+v", recs)
 	}
 	list, err := e.h.List()
