@@ -3,10 +3,12 @@
 #   make build          static kanto-can, kanto-can-daemon and kanto-can-cni binaries in out/bin/
 #   make setup          host packages + guest kernel(s) for the test VM (root)
 #   make unit           vet + unit tests on the host, with the race detector
+#   make unit-arm       the unit tests built for arm64 and arm (GOARM=7), run on
+#                       the host by qemu-user-static (no binfmt_misc needed)
 #   make kernel-tests   tests tagged "kernel", run in a QEMU guest (test/vm/)
-#   make test           unit, then the kernel matrix: every kernel test on 6.1,
+#   make test           unit, unit-arm, then the kernel matrix: every kernel test on 6.1,
 #                       and on 6.12 all but the slow packages (MATRIX_SKIP_PKGS);
-#                       with KERNEL=NAME: unit, then every kernel test on NAME
+#                       with KERNEL=NAME: unit, unit-arm, then every kernel test on NAME
 #   make demo           the end-to-end demo in the guest (package demo)
 #   make bench          benchmarks in the guest (test/bench), figures printed
 #   make soak           the daemon soak test, SOAK_CYCLES (1000) container starts
@@ -48,7 +50,7 @@ SETUP_KERNELS ?= $(if $(TEST_MATRIX),6.1 $(MATRIX_KERNEL),$(KERNEL))
 # The guest's time limit for kernel-tests (seconds).
 KERNEL_TEST_TIMEOUT ?= 1800
 
-.PHONY: build setup unit kernel-tests test demo bench soak
+.PHONY: build setup unit unit-arm kernel-tests test demo bench soak
 
 # One guest run of every kernel test binary in $(KERNEL_TEST_DIR).
 KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TEST_TIMEOUT) --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
@@ -79,6 +81,15 @@ unit:
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race ./...
 	cd examples/library && $(GO) vet ./... && CGO_ENABLED=0 $(GO) build -o /dev/null .
+
+# The same host tests cross-built for a 64-bit and a 32-bit ARM device, each
+# test binary run by Debian's qemu-user-static invoked directly (go test
+# -exec: no binfmt_misc). Without cgo, so without the race detector; vetted
+# by unit (-vet=off: it would vet each package twice more). They catch
+# what amd64 hides, such as an int that is 32 bits wide.
+unit-arm:
+	GOARCH=arm64 CGO_ENABLED=0 $(GO) test -vet=off -exec qemu-aarch64-static ./...
+	GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) test -vet=off -exec qemu-arm-static ./...
 
 # Build one test binary per package that has kernel-tagged test files, each
 # with a .dir file naming its source directory (the tests' working directory),
@@ -114,6 +125,7 @@ kernel-tests: build
 
 test: setup
 	$(MAKE) unit
+	$(MAKE) unit-arm
 ifdef TEST_MATRIX
 	$(MAKE) kernel-tests KERNEL=6.1
 	$(MAKE) kernel-tests KERNEL=$(MATRIX_KERNEL) KERNEL_SKIP_PKGS='$(MATRIX_SKIP_PKGS)'
