@@ -25,12 +25,12 @@ type Link struct {
 	Kind  string // IFLA_INFO_KIND: "can" (hardware), "vcan", "vxcan", ...
 	Type  uint16 // ARPHRD_* hardware type
 	MTU   int
-	Up    bool   // administratively up (IFF_UP)
+	Up    bool // administratively up (IFF_UP)
 	// OperState is RFC 2863's operational state (IFLA_OPERSTATE). A vxcan
 	// end carries frames only once it is OperUp: the kernel activates its
 	// queueing discipline then, and until then drops what is sent.
 	OperState OperState
-	Alias string // IFLA_IFALIAS, free text of up to 255 bytes
+	Alias     string // IFLA_IFALIAS, free text of up to 255 bytes
 	// For a vxcan end: the peer's ifindex and the peer's network namespace
 	// id as seen from this namespace (-1 when the peer is in this one).
 	PeerIndex   int
