@@ -67,6 +67,7 @@ declare -A want=(
 	[containernetworking-plugins]=/usr/lib/cni/bridge # bridge, host-local, loopback: podman's network backend (CNI: no netavark here) and pods through CRI (test/cni)
 	[uidmap]=/usr/bin/newuidmap                # rootless podman, for the refusal of test/podman
 	[docker.io]=/usr/sbin/dockerd              # the engine of test/docker (kanto-can as a runtime)
+	[lintian]=/usr/bin/lintian                 # Debian's checks of make dist's packages (tools/dist)
 )
 missing=()
 for pkg in "${!want[@]}"; do

@@ -15,18 +15,19 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "dist:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+func run(args []string, stdout io.Writer) error {
 	printVersion := len(args) > 0 && args[0] == "version"
 	if printVersion {
 		args = args[1:]
@@ -49,7 +50,7 @@ func run(args []string) error {
 		return err
 	}
 	if printVersion {
-		fmt.Println(rel.Version)
+		fmt.Fprintln(stdout, rel.Version)
 		return nil
 	}
 	if *out == "" {
@@ -64,7 +65,7 @@ func run(args []string) error {
 		return err
 	}
 	for _, n := range names {
-		fmt.Println(filepath.Join(outDir, n))
+		fmt.Fprintln(stdout, filepath.Join(outDir, n))
 	}
 	return nil
 }

@@ -125,3 +125,19 @@ func matches(pattern, s string) bool {
 	}
 	return s[i+7:] == pattern[i+4:]
 }
+
+// dist version (what make build stamps into the binaries) prints the
+// release's version of the checkout, as make dist names the artifacts.
+func TestRunVersion(t *testing.T) {
+	rel, err := gitRelease("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := run([]string{"version", "-src", "../.."}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != rel.Version+"\n" {
+		t.Fatalf("dist version printed %q, want %q", out.String(), rel.Version+"\n")
+	}
+}
