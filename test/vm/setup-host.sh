@@ -68,6 +68,7 @@ declare -A want=(
 	[uidmap]=/usr/bin/newuidmap                # rootless podman, for the refusal of test/podman
 	[docker.io]=/usr/sbin/dockerd              # the engine of test/docker (kanto-can as a runtime)
 	[lintian]=/usr/bin/lintian                 # Debian's checks of make dist's packages (tools/dist)
+	[man-db]=/usr/bin/man                      # tools/dist reads the packages' manual pages as a reader would
 )
 missing=()
 for pkg in "${!want[@]}"; do

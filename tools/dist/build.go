@@ -225,6 +225,8 @@ func packageFiles(root, bin, work string) ([]file, error) {
 		{filepath.Join(root, "deploy/debian/lintian-overrides"), "/usr/share/lintian/overrides/kanto-can", 0o644},
 		{filepath.Join(work, "changelog.gz"), "/usr/share/doc/kanto-can/changelog.gz", 0o644},
 		{filepath.Join(root, "README.md"), "/usr/share/doc/kanto-can/README.md", 0o644},
+		{filepath.Join(work, "kanto-can.1.gz"), "/usr/share/man/man1/kanto-can.1.gz", 0o644},
+		{filepath.Join(work, "kanto-can-daemon.1.gz"), "/usr/share/man/man1/kanto-can-daemon.1.gz", 0o644},
 		{filepath.Join(root, "deploy/docker/daemon.json"), "/usr/share/doc/kanto-can/examples/docker/daemon.json", 0o644},
 	}
 	// The documentation, and the examples as the README links them. Not
@@ -269,6 +271,16 @@ func writeDeb(out, root, bin, work string, t target, rel release) (string, error
 		rel.Version, rel.Commit, homepage, maintainer, rel.Time.Format(time.RFC1123Z))
 	if err := os.WriteFile(filepath.Join(work, "changelog.gz"), gzipped([]byte(entry)), 0o644); err != nil {
 		return "", err
+	}
+	// Manual pages, gzipped as Debian has them.
+	for _, b := range []string{"kanto-can", "kanto-can-daemon"} {
+		page, err := os.ReadFile(filepath.Join(root, "deploy/man", b+".1"))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(work, b+".1.gz"), gzipped(page), 0o644); err != nil {
+			return "", err
+		}
 	}
 	fl, err := packageFiles(root, bin, work)
 	if err != nil {

@@ -182,6 +182,8 @@ func TestPackageContents(t *testing.T) {
 			"/usr/share/doc/kanto-can/examples/policy/config.json":          "-rw-r--r-- root/root",
 			"/usr/share/doc/kanto-can/examples/docker/daemon.json":          "-rw-r--r-- root/root",
 			"/usr/share/lintian/overrides/kanto-can":                        "-rw-r--r-- root/root",
+			"/usr/share/man/man1/kanto-can.1.gz":                            "-rw-r--r-- root/root",
+			"/usr/share/man/man1/kanto-can-daemon.1.gz":                     "-rw-r--r-- root/root",
 		} {
 			if got := files[path]; got != want {
 				t.Errorf("%s: %s is %q, want %q", tg.deb, path, got, want)
@@ -201,7 +203,8 @@ func TestPackageContents(t *testing.T) {
 				}
 			case strings.HasPrefix(path, "/usr/bin/"), strings.HasPrefix(path, "/usr/lib/cni/"),
 				strings.HasPrefix(path, "/lib/systemd/"), strings.HasPrefix(path, "/etc/"),
-				strings.HasPrefix(path, "/usr/share/containers/"), strings.HasPrefix(path, "/usr/share/lintian/"):
+				strings.HasPrefix(path, "/usr/share/containers/"), strings.HasPrefix(path, "/usr/share/lintian/"),
+				strings.HasPrefix(path, "/usr/share/man/man1/"):
 			default:
 				t.Errorf("%s: unexpected %s", tg.deb, path)
 			}
@@ -312,6 +315,9 @@ func TestBinaries(t *testing.T) {
 				if want := filepath.Base(path) + " version " + rel.Version + "\n"; out != want {
 					t.Errorf("%s --version: %q, want %q", path, out, want)
 				}
+			}
+			if tg.goarch == hostArch() && path != "/usr/lib/cni/kanto-can-cni" {
+				checkManPage(t, bin, filepath.Join(root, "usr/share/man/man1", filepath.Base(path)+".1.gz"))
 			}
 		}
 	}
@@ -434,6 +440,43 @@ func TestDpkgInstallRemovePurge(t *testing.T) {
 	for _, p := range []string{"etc/modules-load.d/kanto-can.conf", "run/kanto-can", "usr/share/doc/kanto-can"} {
 		if exists(p) {
 			t.Errorf("purged: %s left", p)
+		}
+	}
+}
+
+// The manual page names every command and option --help lists, so that it
+// does not fall behind the binary.
+func checkManPage(t *testing.T, bin, page string) {
+	t.Helper()
+	help := cmdOutput(t, bin, "--help")
+	cmd := exec.Command("man", "-l", page)
+	cmd.Env = append(os.Environ(), "MANWIDTH=200", "MAN_KEEP_FORMATTING=", "LC_ALL=C.UTF-8")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("man -l %s: %v", page, err)
+	}
+	// The words as a reader sees them: no overstrike, no line breaks.
+	text := strings.Join(strings.Fields(regexp.MustCompile(".\x08").ReplaceAllString(string(out), "")), " ")
+	var names []string
+	section := ""
+	for _, line := range strings.Split(help, "\n") {
+		switch {
+		case strings.HasSuffix(line, ":") && !strings.HasPrefix(line, " "):
+			section = line
+		case section == "Available Commands:" && strings.HasPrefix(line, "  "):
+			names = append(names, strings.Fields(line)[0])
+		case section == "Flags:" && strings.HasPrefix(line, " "):
+			if m := regexp.MustCompile(`--[a-z-]+`).FindString(line); m != "" && m != "--help" {
+				names = append(names, m)
+			}
+		}
+	}
+	if len(names) < 2 {
+		t.Fatalf("%s --help: found %v, not its commands and flags:\n%s", bin, names, help)
+	}
+	for _, n := range names {
+		if !regexp.MustCompile(`(^|[\s(,])` + regexp.QuoteMeta(n) + `([\s),.]|$)`).MatchString(text) {
+			t.Errorf("%s: the manual page does not name %s", filepath.Base(page), n)
 		}
 	}
 }
