@@ -1,6 +1,8 @@
 # kanto-can build and test entry points.
 #
 #   make build          static kanto-can, kanto-can-daemon and kanto-can-cni binaries in out/bin/
+#   make dist           release artifacts in out/dist/: per architecture (amd64, arm64,
+#                       armv7) a tarball and a Debian package, and SHA256SUMS (docs/install.md)
 #   make setup          host packages + guest kernel(s) for the test VM (root)
 #   make unit           vet + unit tests on the host, with the race detector
 #   make unit-arm       the unit tests built for arm64 and arm (GOARM=7), run on
@@ -50,7 +52,7 @@ SETUP_KERNELS ?= $(if $(TEST_MATRIX),6.1 $(MATRIX_KERNEL),$(KERNEL))
 # The guest's time limit for kernel-tests (seconds).
 KERNEL_TEST_TIMEOUT ?= 1800
 
-.PHONY: build setup unit unit-arm kernel-tests test demo bench soak
+.PHONY: build dist setup unit unit-arm kernel-tests test demo bench soak
 
 # One guest run of every kernel test binary in $(KERNEL_TEST_DIR).
 KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TEST_TIMEOUT) --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
@@ -61,8 +63,10 @@ KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TES
 		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
 
 # The version the three binaries report (kanto-can --version,
-# kanto-can-daemon --version, kanto-can-cni's VERSION, CANManager).
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
+# kanto-can-daemon --version, kanto-can-cni --version, CANManager): the
+# release's, from git (tools/dist, docs/install.md), worked out once and
+# only when a recipe needs it.
+VERSION ?= $(eval VERSION := $$(shell cd tools/dist && $(GO) run . version 2>/dev/null || echo devel))$(VERSION)
 LDFLAGS := -X github.com/kanto-can/kanto-can/internal/version.built=$(VERSION)
 
 build:
@@ -71,25 +75,35 @@ build:
 	# The CNI plugin, installed as kanto-can-cni in the CNI bin dir.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/bin/kanto-can-cni ./cmd/kanto-can-cni
 
+# Release artifacts (tools/dist, a module of its own): reproducible, the
+# version and every time from the commit.
+dist:
+	cd tools/dist && $(GO) run . -src $(CURDIR) -out $(abspath $(OUT)/dist)
+
 setup:
 	test/vm/setup-host.sh $(SETUP_KERNELS)
 
 # Host tests with the race detector (it needs cgo: gcc, from make setup).
 # The library example is a module of its own: it must build against the
-# public packages (cangw, canlink, vxcan, nl) from outside.
+# public packages (cangw, canlink, vxcan, nl) from outside. tools/dist's
+# tests build the release artifacts twice (identical bytes), run lintian
+# and check the packages; the first build on a fresh machine compiles
+# everything for arm64 and arm, hence the timeout.
 unit:
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race ./...
 	cd examples/library && $(GO) vet ./... && CGO_ENABLED=0 $(GO) build -o /dev/null .
+	cd tools/dist && $(GO) vet ./... && $(GO) test -timeout 30m ./...
 
 # The same host tests cross-built for a 64-bit and a 32-bit ARM device, each
 # test binary run by Debian's qemu-user-static invoked directly (go test
 # -exec: no binfmt_misc). Without cgo, so without the race detector; vetted
 # by unit (-vet=off: it would vet each package twice more). They catch
-# what amd64 hides, such as an int that is 32 bits wide.
+# what amd64 hides, such as an int that is 32 bits wide. -trimpath, as
+# make dist builds: the two share the packages compiled per architecture.
 unit-arm:
-	GOARCH=arm64 CGO_ENABLED=0 $(GO) test -vet=off -exec qemu-aarch64-static ./...
-	GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) test -vet=off -exec qemu-arm-static ./...
+	GOARCH=arm64 CGO_ENABLED=0 $(GO) test -trimpath -vet=off -exec qemu-aarch64-static ./...
+	GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) test -trimpath -vet=off -exec qemu-arm-static ./...
 
 # Build one test binary per package that has kernel-tagged test files, each
 # with a .dir file naming its source directory (the tests' working directory),

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -15,6 +16,12 @@ import (
 )
 
 func main() {
+	// A runtime calls a plugin without arguments (the command is in
+	// CNI_COMMAND), so --version can only come from a person or a script.
+	if len(os.Args) == 2 && os.Args[1] == "--version" {
+		fmt.Println("kanto-can-cni version", kversion.Version())
+		return
+	}
 	p := &cni.Plugin{Stdout: os.Stdout, Stderr: os.Stderr}
 	skel.PluginMainFuncs(p.Funcs(),
 		version.PluginSupports(cni.SpecVersions...),

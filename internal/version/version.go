@@ -1,7 +1,7 @@
 // Package version says which kanto-can this binary is: what the build set
-// (make build: git describe), else the module's version when it was built
-// from a tagged module, else the short VCS revision it was built from,
-// else "devel".
+// (make build and make dist: the release version from git, see tools/dist),
+// else the module's version when it was built from a tagged module, else
+// the short VCS revision it was built from, else "devel".
 package version
 
 import "runtime/debug"

@@ -68,6 +68,8 @@ declare -A want=(
 	[uidmap]=/usr/bin/newuidmap                # rootless podman, for the refusal of test/podman
 	[docker.io]=/usr/sbin/dockerd              # the engine of test/docker (kanto-can as a runtime)
 	[qemu-user-static]=/usr/bin/qemu-arm-static # make unit-arm: the host tests built for arm64 and arm, run by qemu-aarch64-static and qemu-arm-static
+	[lintian]=/usr/bin/lintian                 # Debian's checks of make dist's packages (tools/dist)
+	[man-db]=/usr/bin/man                      # tools/dist reads the packages' manual pages as a reader would
 )
 missing=()
 for pkg in "${!want[@]}"; do
