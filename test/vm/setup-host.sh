@@ -70,6 +70,9 @@ declare -A want=(
 	[qemu-user-static]=/usr/bin/qemu-arm-static # make unit-arm: the host tests built for arm64 and arm, run by qemu-aarch64-static and qemu-arm-static
 	[lintian]=/usr/bin/lintian                 # Debian's checks of make dist's packages (tools/dist)
 	[man-db]=/usr/bin/man                      # tools/dist reads the packages' manual pages as a reader would
+	[debootstrap]=/usr/sbin/debootstrap        # the device test bed's image (test/device/build-image.sh)
+	[qemu-utils]=/usr/bin/qemu-img             # its per-run copy-on-write overlay
+	[e2fsprogs]=/sbin/mkfs.ext4                # the image's file system, made from a directory
 )
 missing=()
 for pkg in "${!want[@]}"; do
@@ -215,5 +218,23 @@ for bin in "${!kanto_sha[@]}"; do
 	echo "${kanto_sha[$bin]}  $dst.tmp" | sha256sum --quiet -c - 2>/dev/null ||
 		die "$kanto_dist/$bin.xz: sha256 of the unpacked binary is not ${kanto_sha[$bin]}"
 	chmod 0755 "$dst.tmp"
+	mv "$dst.tmp" "$dst"
+done
+# Kanto's own unit and default config (the device test bed installs them
+# unchanged), from KANTO_DIST's units/.
+declare -A kanto_units_sha=(
+	[container-management.service]=4edf4ec991a318d58c99150baf5ef8d3241597c4b8b3d9f8da62f88126ea1a03
+	[container-management.config.json]=90ff4fc7bc0b37b18ed3eb434a9c4508a76bcb1de4b22b40061135f8e88ea068
+)
+mkdir -p "$kanto_cache/units"
+for f in "${!kanto_units_sha[@]}"; do
+	dst=$kanto_cache/units/$f
+	if [[ -f $dst ]] && echo "${kanto_units_sha[$f]}  $dst" | sha256sum --quiet -c - 2>/dev/null; then
+		continue
+	fi
+	[[ -f $kanto_dist/units/$f ]] || die "no units/$f in $kanto_dist: set KANTO_DIST to the directory with Eclipse Kanto's binaries and units/"
+	echo "${kanto_units_sha[$f]}  $kanto_dist/units/$f" | sha256sum --quiet -c - 2>/dev/null ||
+		die "$kanto_dist/units/$f: sha256 is not ${kanto_units_sha[$f]}"
+	cp "$kanto_dist/units/$f" "$dst.tmp"
 	mv "$dst.tmp" "$dst"
 done

@@ -1,0 +1,260 @@
+//go:build device
+
+// Package device is the device test bed (make device-test): a Debian 12
+// system booted with systemd as PID 1 from a disk image (built and cached
+// by test/device/build-image.sh), in QEMU, with two emulated Kvaser
+// controllers on one CAN bus. The test runs on the host: it puts what a
+// device owner installs on a 9p share (kanto-can, Kanto's
+// container-management with its own unit and config, a networkd file for
+// can0, a container image and a manifest), boots the image through a
+// copy-on-write overlay of its own, and follows the guest's console while
+// the guest installs, reboots, checks, reboots for real and checks again
+// (test/device/guest.sh). Every check's result comes back on the share;
+// the test fails on any failed or missing check.
+package device
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
+)
+
+// The checks each boot must pass (test/device/guest.sh), in its order.
+var (
+	installChecks = []string{"kanto-installed", "kanto-can-installed", "networkd-can0", "image-imported", "manifest-deployed"}
+	bootChecks    = []string{
+		"disk-persisted", "system-running", "containerd-debian", "containerd-active",
+		"kanto-unit-is-kantos", "kanto-active", "kanto-can-active", "kanto-can-cap-net-admin-only",
+		"can0-by-networkd", "container-started", "restart-policy-always", "can0-before-entrypoint",
+		"app-ready", "frames-both-ways", "one-attachment", "one-container", "daemon-no-warnings",
+	}
+	expected = [][]string{installChecks, bootChecks, append(append([]string{}, bootChecks...), "same-container-after-reboot")}
+)
+
+const appName = "devapp"
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func TestDeviceBootsAndReboots(t *testing.T) {
+	arch := env("DEVTEST_ARCH", runtime.GOARCH)
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(repo, ".cache", "device", arch)
+	for _, f := range []string{"root.img", "vmlinuz", "initramfs.cpio"} {
+		if _, err := os.Stat(filepath.Join(cache, f)); err != nil {
+			t.Fatalf("no %s image: run test/device/build-image.sh %s (make setup-device): %v", arch, arch, err)
+		}
+	}
+	bin := env("KANTO_CAN_BINDIR", filepath.Join(repo, "out", "bin"))
+	kanto := env("KANTO_CAN_KANTO", filepath.Join(repo, ".cache", "kanto"))
+
+	// The share: everything the owner installs, and the guest's job; the
+	// guest's results and, for each boot, its journal and Kanto's log
+	// (kept after the test, in out/device/ARCH/share).
+	share := filepath.Join(repo, "out", "device", arch, "share")
+	if err := os.RemoveAll(share); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(repo, "test/device/guest.sh"), filepath.Join(share, "guest.sh"), 0o755)
+	for _, b := range []string{"kanto-can", "kanto-can-daemon", "kanto-can-cni"} {
+		copyFile(t, filepath.Join(bin, b), filepath.Join(share, "bin", b), 0o755)
+	}
+	copyFile(t, filepath.Join(repo, "deploy/kanto-can.service"), filepath.Join(share, "deploy/kanto-can.service"), 0o644)
+	for _, b := range []string{"container-management", "kanto-cm"} {
+		copyFile(t, filepath.Join(kanto, b), filepath.Join(share, "kanto", b), 0o755)
+	}
+	for _, u := range []string{"container-management.service", "container-management.config.json"} {
+		copyFile(t, filepath.Join(kanto, "units", u), filepath.Join(share, "kanto/units", u), 0o644)
+	}
+	writeFile(t, filepath.Join(share, "80-can0.network"), "[Match]\nName=can0\n\n[CAN]\nBitRate=500000\n")
+	// The app: can0 must be there when the entrypoint starts (the line
+	// says so, with the boot's id), then it answers every frame with id+1.
+	entry := `if [ -e /sys/class/net/can0 ]; then c=present; else c=missing; fi; ` +
+		`echo "devtest start boot=$(cat /proc/sys/kernel/random/boot_id) can0=$c"; ` +
+		`[ $c = present ] || exit 1; exec /usr/bin/canapp serve can0`
+	manifest := map[string]any{
+		"container_name": appName,
+		"container_id":   appName,
+		"image":          map[string]any{"name": "docker.io/kanto-can/devapp:1"},
+		"host_config": map[string]any{
+			"network_mode":   "bridge",
+			"restart_policy": map[string]any{"type": "always"},
+		},
+		"config": map[string]any{
+			"env": []string{"KANTO_CAN=can0"},
+			"cmd": []string{"/bin/sh", "-c", entry},
+		},
+		"hooks": []map[string]any{
+			{"path": "/usr/bin/kanto-can", "args": []string{"kanto-can", "hook", "prestart"}, "type": 0},
+			{"path": "/usr/bin/kanto-can", "args": []string{"kanto-can", "hook", "poststop"}, "type": 2},
+		},
+	}
+	mj, err := json.MarshalIndent(manifest, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(share, appName+".json"), string(mj)+"\n")
+	img := ctrtest.OCIArchive(t, "docker.io/kanto-can/devapp:1", map[string]string{
+		"/bin/busybox":    env("DEVTEST_BUSYBOX", "/bin/busybox"),
+		"/usr/bin/canapp": filepath.Join(bin, "canapp"),
+	})
+	writeFile(t, filepath.Join(share, "image.tar"), string(img))
+
+	// A copy-on-write overlay of the cached image: this run's disk, kept
+	// across the guest's reboots, gone after the test.
+	disk := filepath.Join(t.TempDir(), "disk.qcow2")
+	run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", filepath.Join(cache, "root.img"), disk)
+
+	timeout := 1500 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(repo, "test/device/qemu.sh"), arch,
+		"--kernel", filepath.Join(cache, "vmlinuz"), "--initrd", filepath.Join(cache, "initramfs.cpio"),
+		"--disk", disk, "--share", share, "--kvaser", "2", "--timeout", fmt.Sprint(int(timeout.Seconds())),
+		"--append", "devtest.share systemd.show_status=false")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Follow the console: the guest's ready and done lines mark the boots.
+	marker := regexp.MustCompile(`DEVTEST boot=(\d+) (ready|done)`) // the console may put a login prompt before it
+	var ready, done []time.Duration
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		fmt.Printf("guest: %s\n", line)
+		m := marker.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		switch m[2] {
+		case "ready":
+			ready = append(ready, time.Since(start))
+		case "done":
+			done = append(done, time.Since(start))
+		}
+	}
+	if _, err := io.Copy(io.Discard, out); err != nil {
+		t.Log(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("QEMU: %v", err)
+	}
+	// Boot times: from the machine's start (or the previous boot's end,
+	// the reboot) to the guest's agent running after the boot finished.
+	var prev time.Duration
+	for i := range ready {
+		t.Logf("boot %d: ready %.1fs after %s", i+1, (ready[i] - prev).Seconds(), map[bool]string{true: "QEMU started", false: "the reboot"}[i == 0])
+		if i < len(done) {
+			prev = done[i]
+		}
+	}
+	t.Logf("total %.0fs", time.Since(start).Seconds())
+	if len(done) != len(expected) {
+		t.Errorf("the guest finished %d boots, want %d", len(done), len(expected))
+	}
+	for i, want := range expected {
+		name := fmt.Sprintf("boot%d", i+1)
+		b, err := os.ReadFile(filepath.Join(share, "results", name))
+		if err != nil {
+			t.Errorf("%s: no results: %v", name, err)
+			continue
+		}
+		got := map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			switch {
+			case strings.HasPrefix(l, "ok "):
+				got[strings.TrimPrefix(l, "ok ")] = "ok"
+			case strings.HasPrefix(l, "FAIL "):
+				k, v, _ := strings.Cut(strings.TrimPrefix(l, "FAIL "), ": ")
+				got[k] = v
+			}
+		}
+		for _, c := range want {
+			switch r, ok := got[c]; {
+			case !ok:
+				t.Errorf("%s: check %s did not run", name, c)
+			case r != "ok":
+				t.Errorf("%s: %s failed: %s", name, c, r)
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: %d checks ran, want %d", name, len(got), len(want))
+		}
+		if t.Failed() {
+			showDiag(t, filepath.Join(share, "diag", name))
+		}
+	}
+}
+
+// showDiag logs the end of what the guest left for a failed boot.
+func showDiag(t *testing.T, dir string) {
+	t.Helper()
+	for _, f := range []string{"kanto-cm-list", "container-management.log", "journal"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 60 {
+			lines = lines[len(lines)-60:]
+		}
+		t.Logf("%s/%s (last %d lines):\n%s", filepath.Base(dir), f, len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

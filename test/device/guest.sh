@@ -1,0 +1,213 @@
+#!/bin/bash
+# The device test bed's job inside the booted guest (run by the image's
+# devtest-agent.service from the host's 9p share, mounted at /run/devtest,
+# once systemd says the boot has finished). Each boot is counted on the
+# guest's own disk, so the count itself shows that the disk persists:
+#
+#   boot 1: install, as a device owner would: Kanto's container-management
+#           with its own unit and config, kanto-can (binaries, unit,
+#           modules to load at boot), can0 for systemd-networkd, the
+#           container image, the container's manifest in Kanto's deployment
+#           directory; then reboot.
+#   boot 2: the checks; then a real reboot.
+#   boot 3: the same checks, and that nothing is duplicated or stale
+#           (the same container, one host end, two rules); power off.
+#
+# Every check writes "ok NAME" or "FAIL NAME: why" to
+# /run/devtest/results/bootN; the host's test (test/device) reads them
+# after "DEVTEST boot=N done" on the console and fails on any FAIL or any
+# missing check. Nothing here decides the test's result alone.
+set -uo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+share=/run/devtest
+state=/var/lib/devtest
+mkdir -p "$state" "$share/results"
+n=$(( $(cat "$state/boots" 2>/dev/null || echo 0) + 1 ))
+echo "$n" >"$state/boots"
+sync
+out="$share/results/boot$n"
+: >"$out"
+say() { echo "DEVTEST boot=$n $*"; }
+ok() { echo "ok $1" >>"$out"; say "ok $1"; }
+fail() { echo "FAIL $1: $2" >>"$out"; say "FAIL $1: $2"; }
+check() { # NAME CMD...: ok if CMD succeeds, else FAIL with its output
+	local name=$1 msg
+	shift
+	if msg=$("$@" 2>&1); then ok "$name"; else fail "$name" "$(echo "$msg" | tail -n 5 | tr '\n' ' ')"; fi
+}
+finish() { # reboot|poweroff
+	# What the host shows when a check failed: this boot's journal, Kanto's log.
+	local d="$share/diag/boot$n"
+	mkdir -p "$d"
+	journalctl -b --no-pager -o short-monotonic >"$d/journal" 2>&1
+	cp /var/log/container-management/container-management.log "$d/" 2>/dev/null
+	kanto-cm list >"$d/kanto-cm-list" 2>&1
+	say "done"
+	sync
+	systemctl "$1"
+	exit 0
+}
+
+app=devapp # the container's name and id in its manifest
+bootid=$(cat /proc/sys/kernel/random/boot_id)
+# The boot is over when systemd says so (running, or degraded if a unit
+# failed): awaited with systemd's own wait.
+system=$(systemctl is-system-running --wait)
+say "ready boot_id=$bootid system=$system"
+
+# ---------------------------------------------------------------------------
+# Installing kanto-can. When the package exists, this is
+#   dpkg -i "$share"/kanto-can_*_$(dpkg --print-architecture).deb
+# and nothing else: the same files in the same places, the unit enabled
+# and started.
+install_kanto_can() {
+	install -m 0755 "$share/bin/kanto-can" "$share/bin/kanto-can-daemon" "$share/bin/kanto-can-cni" /usr/bin/ &&
+		install -m 0644 "$share/deploy/kanto-can.service" /lib/systemd/system/kanto-can.service &&
+		printf '%s\n' can can_raw can_gw vxcan >/usr/lib/modules-load.d/kanto-can.conf &&
+		systemctl daemon-reload &&
+		systemctl enable --now kanto-can.service
+}
+
+install_kanto() { # Kanto's binaries, unit and config, as Kanto's package has them
+	install -m 0755 "$share/kanto/container-management" "$share/kanto/kanto-cm" /usr/bin/ &&
+		install -m 0644 "$share/kanto/units/container-management.service" /lib/systemd/system/ &&
+		mkdir -p /etc/container-management/containers /var/log/container-management &&
+		# Kanto's shipped config, with its deployment directory turned on
+		# (off by default): what an owner edits to have containers from
+		# manifests.
+		jq '. + {deployment: {enable: true}}' "$share/kanto/units/container-management.config.json" \
+			>/etc/container-management/config.json &&
+		systemctl daemon-reload &&
+		systemctl enable container-management.service
+}
+
+if [[ $n -eq 1 ]]; then
+	check kanto-installed install_kanto
+	check kanto-can-installed install_kanto_can
+	# can0 brought up at boot by systemd-networkd, as devices do.
+	check networkd-can0 install -D -m 0644 "$share/80-can0.network" /etc/systemd/network/80-can0.network
+	# The container's image, imported as an owner without a registry would.
+	check image-imported ctr -n kanto-cm images import "$share/image.tar"
+	check manifest-deployed install -m 0644 "$share/$app.json" /etc/container-management/containers/$app.json
+	finish reboot
+fi
+
+# ---------------------------------------------------------------------------
+# Boots 2 and 3: the device as its owner finds it after a boot.
+check disk-persisted test -s /etc/container-management/containers/$app.json
+
+running() {
+	[[ $system == running ]] || { echo "system $system; failed units: $(systemctl list-units --failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')"; return 1; }
+}
+check system-running running
+
+active_from() { # UNIT FILE: active, enabled, loaded from FILE
+	local st en fp
+	st=$(systemctl is-active "$1") en=$(systemctl is-enabled "$1") fp=$(systemctl show -P FragmentPath "$1")
+	[[ $st == active && $en == enabled && $fp == "$2" ]] || { echo "$1: $st, $en, from $fp"; return 1; }
+}
+debian_pkg() { dpkg-query -W -f='${Status} ${Version}\n' "$1" | grep -q '^install ok installed' || { echo "$1 not installed by dpkg"; return 1; }; }
+check containerd-debian debian_pkg containerd
+check containerd-active active_from containerd.service /lib/systemd/system/containerd.service
+check kanto-unit-is-kantos cmp /lib/systemd/system/container-management.service "$share/kanto/units/container-management.service"
+check kanto-active active_from container-management.service /lib/systemd/system/container-management.service
+check kanto-can-active active_from kanto-can.service /lib/systemd/system/kanto-can.service
+
+caps() { # the daemon's capability sets: CAP_NET_ADMIN (bit 12) only
+	local pid s bad=''
+	pid=$(systemctl show -P MainPID kanto-can.service)
+	[[ $pid -gt 0 ]] || { echo "no main pid"; return 1; }
+	for s in CapInh CapPrm CapEff CapBnd CapAmb; do
+		v=$(awk -v s="$s:" '$1 == s {print $2}' "/proc/$pid/status")
+		[[ $v == 0000000000001000 ]] || bad+="$s=$v "
+	done
+	[[ $(awk '$1 == "NoNewPrivs:" {print $2}' "/proc/$pid/status") == 1 ]] || bad+="NoNewPrivs!=1 "
+	[[ -z $bad ]] || { echo "$bad"; return 1; }
+}
+check kanto-can-cap-net-admin-only caps
+
+can0_up() { # by networkd, at 500 kbit/s, up
+	local setup j
+	setup=$(networkctl list --no-legend --no-pager can0 | awk '{print $5}')
+	[[ $setup == configured ]] || { echo "networkd: can0 $setup"; return 1; }
+	j=$(ip -details -json link show can0)
+	jq -e '.[0].linkinfo.info_data.bittiming.bitrate == 500000 and (.[0].flags | index("UP") != null)' <<<"$j" >/dev/null ||
+		{ echo "can0: $j"; return 1; }
+}
+check can0-by-networkd can0_up
+
+# The container: started by Kanto from the deployment directory, restart
+# policy always. Its entrypoint's first line says whether can0 was there;
+# Kanto keeps the container's output in its json.log.
+log=/var/lib/container-management/containers/$app/json.log
+started() {
+	# Awaited (tail -F follows the file, also before it exists): the
+	# entrypoint's line of this boot, once Kanto's deployment has created
+	# and started the container.
+	grep -m1 -q "devtest start boot=$bootid" < <(timeout 180 tail -F -n +1 "$log" 2>/dev/null) ||
+		{ echo "no start line of this boot in $log: $(tail -n 3 "$log" 2>&1); kanto-cm: $(kanto-cm list 2>&1)"; return 1; }
+}
+check container-started started
+policy() {
+	local p
+	p=$(kanto-cm get -n "$app" | jq -r '.host_config.restart_policy.type')
+	[[ $p == always ]] || { echo "restart policy $p"; return 1; }
+}
+check restart-policy-always policy
+before() { # can0 there before the entrypoint ran, and one start this boot
+	local starts
+	if grep -q 'can0=missing' "$log"; then echo "an entrypoint ran without can0: $(grep can0=missing "$log" | head -n1)"; return 1; fi
+	starts=$(grep -c "devtest start boot=$bootid can0=present" "$log")
+	[[ $starts -eq 1 ]] || { echo "$starts starts this boot, want 1"; return 1; }
+}
+check can0-before-entrypoint before
+ready() { grep -m1 -q '"log":"ready' < <(timeout 60 tail -F -n +1 "$log" 2>/dev/null); }
+check app-ready ready
+
+frames() { # the ECU on can1 asks, the container's app answers (id+1)
+	local dump got
+	ip link set can1 type can bitrate 500000 && ip link set can1 up || return 1
+	dump=$(mktemp)
+	candump -L -n 1 -T 20000 can1,124:7FF >"$dump" 2>&1 &
+	local pid=$!
+	# candump's filter is in the kernel's receive list once it listens.
+	# (the kernel prints a standard id with three digits)
+	for _ in $(seq 200); do grep -Eq '^ +can1 +124 ' /proc/net/can/rcvlist_fil 2>/dev/null && break; sleep 0.05; done
+	cansend can1 123#11223344
+	wait "$pid"
+	got=$(cat "$dump")
+	ip link set can1 down
+	[[ $got == *"can1 124#11223344"* ]] || { echo "ECU got: '$got'"; return 1; }
+}
+check frames-both-ways frames
+
+rules() { # exactly one attachment: one host end, two gateway rules (classic bus), one record
+	local r h a
+	r=$(cangw -L 2>/dev/null | grep -c -- '-s can0\|-d can0')
+	h=$(ip -o link show type vxcan | grep -c ' kcan')
+	a=$(kanto-can ls -o json | jq 'if type == "array" then length else (.attachments | length) end')
+	[[ $r -eq 2 && $h -eq 1 && $a -eq 1 ]] || { echo "rules on can0 $r (want 2), host ends $h (want 1), attachments $a (want 1)"; cangw -L; ip -o link show type vxcan; return 1; }
+}
+check one-attachment rules
+one_container() {
+	local c
+	c=$(kanto-cm list 2>/dev/null | grep -c "$app")
+	[[ $c -eq 1 ]] || { echo "$c containers named $app"; kanto-cm list; return 1; }
+}
+check one-container one_container
+quiet_daemon() { # no warning but the one for a device without a policy file
+	local w
+	w=$(journalctl -b -u kanto-can.service -o cat --no-pager | grep -E 'level=(WARN|ERROR)' | grep -v 'level=WARN msg="policy: none: ')
+	[[ -z $w ]] || { echo "$w"; return 1; }
+}
+check daemon-no-warnings quiet_daemon
+
+created=$(kanto-cm get -n "$app" 2>/dev/null | jq -r '.created // empty')
+if [[ $n -eq 2 ]]; then
+	echo "$created" >"$state/container-created"
+	finish reboot
+fi
+# The container Kanto started again, not one made anew from the manifest.
+same() { [[ -n $created && $(cat "$state/container-created") == "$created" ]] || { echo "container created $created, was $(cat "$state/container-created")"; return 1; }; }
+check same-container-after-reboot same
+finish poweroff
