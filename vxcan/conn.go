@@ -99,7 +99,7 @@ const vxcanInfoPeer = 1
 // the far end there under PeerName, up from its first moment, with this end
 // as its peer, sent back here by IFLA_NET_NS_FD; a second request from here
 // brings this end up and sets its alias. Create then waits until the
-// kernel has made both ends operational (see endWatch): before that, frames
+// kernel has made both ends operational (see linkWatch): before that, frames
 // sent on either end are dropped.
 func (c *Conn) Create(p Pair) (canlink.Link, error) {
 	if p.MTU != 0 && p.MTU != canlink.MTUClassic && p.MTU != canlink.MTUFD {
@@ -197,13 +197,16 @@ func (c *Conn) Create(p Pair) (canlink.Link, error) {
 	deadline := time.Now().Add(timeout)
 	// Even an end read as up is awaited: its notification, sent once its
 	// queues are active, is queued on the watch joined before.
-	thisEnd := endWatch{w: nearWatch, links: c.links, index: end.Index, state: end.OperState}
-	otherEnd := endWatch{w: farWatch, links: creator.links, index: end.PeerIndex}
-	if err = thisEnd.await(deadline); err != nil {
+	here := newLinkWatch(nearWatch, c.links)
+	there := here // both ends in this namespace: one watch sees both
+	if farWatch != nearWatch {
+		there = newLinkWatch(farWatch, creator.links)
+	}
+	if err = here.await(end.Index, deadline); err != nil {
 		err = fmt.Errorf("vxcan: %s (this end) did not come up within %v: %w", p.Name, timeout, err)
 	}
 	if err == nil {
-		if err = otherEnd.await(deadline); err != nil {
+		if err = there.await(end.PeerIndex, deadline); err != nil {
 			err = fmt.Errorf("vxcan: peer %s (the other end, in the peer's namespace) did not come up within %v: %w", p.PeerName, timeout, err)
 		}
 	}

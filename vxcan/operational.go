@@ -34,38 +34,46 @@ var (
 // once it arrived is carried. (linkwatch sets the state and activates the
 // queues under the RTNL lock and notifies after both.)
 
-// endWatch waits for one end of a new pair to be operational.
-type endWatch struct {
-	w     *nl.Watcher   // link notifications of the end's namespace, joined before the end could come up
-	links *canlink.Conn // the end's namespace, to read the end itself after lost notifications
-	index int           // the end's ifindex there
-	state canlink.OperState
+// linkWatch waits for the ends of a new pair in one namespace to be
+// operational. It keeps what each notification said of every link, so that
+// one watch serves both ends of a pair made within one namespace.
+type linkWatch struct {
+	w     *nl.Watcher   // link notifications of the namespace, joined before an end could come up
+	links *canlink.Conn // the namespace, to read an end itself after lost notifications
+	seen  map[int]canlink.OperState
 }
 
-// await waits until the end is operationally up, it is removed or the
-// deadline passes.
-func (e *endWatch) await(deadline time.Time) error {
-	if err := e.w.SetDeadline(deadline); err != nil {
+func newLinkWatch(w *nl.Watcher, links *canlink.Conn) *linkWatch {
+	return &linkWatch{w: w, links: links, seen: map[int]canlink.OperState{}}
+}
+
+// await waits until the link index is operationally up, it is removed or
+// the deadline passes.
+func (lw *linkWatch) await(index int, deadline time.Time) error {
+	if lw.seen[index] == canlink.OperUp {
+		return nil
+	}
+	if err := lw.w.SetDeadline(deadline); err != nil {
 		return err
 	}
 	for {
-		msgs, err := e.w.Receive()
+		msgs, err := lw.w.Receive()
 		switch {
 		case errors.Is(err, unix.ENOBUFS):
 			// Notifications were lost (a busy namespace): read the end.
-			l, err := e.links.LinkByIndex(e.index)
+			l, err := lw.links.LinkByIndex(index)
 			if err != nil {
 				return err
 			}
-			if e.state = l.OperState; e.state == canlink.OperUp {
+			if lw.seen[index] = l.OperState; l.OperState == canlink.OperUp {
 				return nil
 			}
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if l, err := e.links.LinkByIndex(e.index); err == nil {
-				e.state = l.OperState // for the message: what it is now
+			if l, err := lw.links.LinkByIndex(index); err == nil {
+				lw.seen[index] = l.OperState // for the message: what it is now
 			}
-			return fmt.Errorf("%w (operstate %s)", ErrNotOperational, e.state)
+			return fmt.Errorf("%w (operstate %s)", ErrNotOperational, lw.seen[index])
 		case err != nil:
 			return fmt.Errorf("wait for link notifications: %w", err)
 		}
@@ -74,15 +82,19 @@ func (e *endWatch) await(deadline time.Time) error {
 				continue
 			}
 			l, err := canlink.ParseLink(m)
-			if err != nil || l.Index != e.index {
+			if err != nil {
 				continue
 			}
 			if m.Header.Type == unix.RTM_DELLINK {
-				return fmt.Errorf("%w: removed while coming up", ErrNotOperational)
+				if l.Index == index {
+					return fmt.Errorf("%w: removed while coming up", ErrNotOperational)
+				}
+				continue
 			}
-			if e.state = l.OperState; e.state == canlink.OperUp {
-				return nil
-			}
+			lw.seen[l.Index] = l.OperState
+		}
+		if lw.seen[index] == canlink.OperUp {
+			return nil
 		}
 	}
 }

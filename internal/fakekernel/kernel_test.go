@@ -310,3 +310,18 @@ func TestCreateWaitsForOperational(t *testing.T) {
 		}
 	}
 }
+
+// A pair made within one namespace: one link watch sees both ends come up,
+// whichever order the kernel reports them in.
+func TestCreateInOneNamespaceWaitsForBoth(t *testing.T) {
+	k := fakekernel.New()
+	end, err := vxcan.NewConn(k.Dial()).Create(vxcan.Pair{Name: "vxa", PeerName: "vxb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := k.Link(fakekernel.Host, "vxa")
+	b, _ := k.Link(fakekernel.Host, "vxb")
+	if a.Oper != fakekernel.OperUp || b.Oper != fakekernel.OperUp || end.PeerIndex != b.Index {
+		t.Fatalf("ends %+v and %+v", a, b)
+	}
+}
