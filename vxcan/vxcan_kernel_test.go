@@ -209,3 +209,31 @@ func TestFirstFrameCarried(t *testing.T) {
 		t.Fatalf("first frames lost: %d of %d into the namespace, %d of %d out of it", lostIn, runs, lostOut, runs)
 	}
 }
+
+// Both ends in one namespace: Create returns once both carry frames, and
+// a frame sent at once crosses.
+func TestCreateInOneNamespace(t *testing.T) {
+	kerneltest.Require(t)
+	ns := kerneltest.NewNS(t)
+	var end canlink.Link
+	ns.Do(t, func() {
+		c, err := vxcan.Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if end, err = c.Create(vxcan.Pair{Name: "vxone", PeerName: "vxtwo"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if end.OperState != canlink.OperUp || end.PeerNetNSID != -1 {
+		t.Fatalf("end %+v", end)
+	}
+	s := kerneltest.OpenAll(t, ns)
+	f := kerneltest.Frame{ID: 0x55, Data: []byte{5}}
+	s.SendVia(t, end.Index, f)
+	got, from, err := s.RecvFrom(5 * time.Second)
+	if err != nil || from != end.PeerIndex || !got.Equal(f) {
+		t.Fatalf("received %s on ifindex %d (%v), want %s on the peer (%d)", got, from, err, f, end.PeerIndex)
+	}
+}
