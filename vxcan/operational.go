@@ -30,7 +30,7 @@ var (
 // second end up turns the carrier on, and the kernel's linkwatch work then,
 // asynchronously, sets the operational state to up and activates the
 // queueing discipline, which until then (noop) drops every frame sent. The
-// RTM_NEWLINK it sends after that is what endWatch waits for: a frame sent
+// RTM_NEWLINK it sends after that is what linkWatch waits for: a frame sent
 // once it arrived is carried. (linkwatch sets the state and activates the
 // queues under the RTNL lock and notifies after both.)
 
