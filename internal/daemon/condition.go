@@ -1,6 +1,10 @@
 package daemon
 
-import "sync"
+import (
+	"log/slog"
+	"strings"
+	"sync"
+)
 
 // condition is something the daemon retries that fails or works (the rule
 // audit, reading the kernel for a scrape, containerd): its failure is
@@ -24,6 +28,22 @@ func (c *condition) update(err error) (changed bool, was string) {
 	was, c.err = c.err, msg
 	return was != msg, was
 }
+
+// report records a try's outcome and logs a change: failing (warn, with
+// the error on one line) when it starts failing or its cause changes,
+// works (info, with the failure it ends) when it works again.
+func (c *condition) report(log *slog.Logger, err error, failing, works string) {
+	changed, was := c.update(err)
+	switch {
+	case changed && err != nil:
+		log.Warn(failing, "err", oneLine(err))
+	case changed:
+		log.Info(works, "was", was)
+	}
+}
+
+// oneLine is err's message on one line (errors.Join puts each on its own).
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 // failure is the current failure's message, "" while it works.
 func (c *condition) failure() string {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -244,11 +243,7 @@ func (k *kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	err := errors.Join(errs...)
-	if changed, was := k.failed.update(err); changed && err != nil {
-		k.src.log.Warn("metrics: cannot read everything; what can be read is served", "err", oneLine(err))
-	} else if changed {
-		k.src.log.Info("metrics: reading everything again", "was", was)
-	}
+	k.failed.report(k.src.log, err, "metrics: cannot read everything; what can be read is served", "metrics: reading everything again")
 
 	switch {
 	case st.listErr == nil:
@@ -341,9 +336,6 @@ func readState(open func() (*attach.Host, error), kantoNames func() map[string]s
 	}
 	return st.list, st.buses, nil
 }
-
-// oneLine is err's message on one line (errors.Join puts each on its own).
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 // recorded keeps the attachments that have their record. An attach writes
 // the record last, after the host end and every rule: an attachment

@@ -74,11 +74,7 @@ func (d *Daemon) auditRules(ctx context.Context, every time.Duration) error {
 // It returns the new counts, last when it failed.
 func (d *Daemon) auditOnce(links *canlink.Conn, gw *cangw.Conn, last map[int]int) map[int]int {
 	counts, err := d.audit(links, gw, last)
-	if changed, was := d.audited.update(err); changed && err != nil {
-		d.log.Warn("rule audit failing: rules another tool removes are not put back until it works", "err", err)
-	} else if changed {
-		d.log.Info("rule audit works again", "was", was)
-	}
+	d.audited.report(d.log, err, "rule audit failing: rules another tool removes are not put back until it works", "rule audit works again")
 	if err != nil {
 		d.metrics.ruleAudit(false, err)
 		return last
