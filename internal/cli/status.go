@@ -95,8 +95,6 @@ func describePolicy(in policy.InForce, err error) policyStatus {
 	if err == nil {
 		return policyStatus{InForce: in, Summary: in.String()}
 	}
-	// Present: there is a file, not "no policy".
-	in.Present = !errors.Is(err, fs.ErrNotExist)
 	msg := oneLine(err.Error())
 	why := "unusable, every attach fails: " // with the same error
 	if errors.Is(err, fs.ErrPermission) {

@@ -52,7 +52,8 @@ func TestStatusPolicy(t *testing.T) {
 // attach may read it.
 func TestStatusPolicyUnreadable(t *testing.T) {
 	err := fmt.Errorf("policy: %w", &fs.PathError{Op: "open", Path: "/etc/kanto-can/config.json", Err: fs.ErrPermission})
-	p := describePolicy(policy.InForce{Path: "/etc/kanto-can/config.json"}, err)
+	// As policy.Describe gives it for a file that exists.
+	p := describePolicy(policy.InForce{Path: "/etc/kanto-can/config.json", Present: true}, err)
 	if !p.Present || p.Error == "" || !strings.HasPrefix(p.Summary, "not readable by this user: policy: open /etc/kanto-can/config.json") {
 		t.Errorf("%+v", p)
 	}

@@ -1,10 +1,7 @@
 package daemon
 
 import (
-	"errors"
-	"io/fs"
 	"log/slog"
-	"os"
 	"sync"
 
 	"github.com/kanto-can/kanto-can/internal/ditto"
@@ -56,8 +53,6 @@ func (w *policyWatch) status() *ditto.PolicyStatus {
 	in, err := w.read()
 	s := &ditto.PolicyStatus{InForce: in}
 	if err != nil {
-		_, serr := os.Stat(w.path)
-		s.Present = !errors.Is(serr, fs.ErrNotExist)
 		s.Error = err.Error()
 	}
 	return s

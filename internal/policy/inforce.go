@@ -30,13 +30,15 @@ type InForce struct {
 
 // Describe reads the policy at path as Open would (explicit: the admin
 // named the file, which then must exist) and says what is in force. An
-// invalid file is an error, as it is for Open.
+// invalid file is an error, as it is for Open; Present then says whether
+// the file exists (unreadable or invalid) or not (named but missing).
 func Describe(path string, explicit bool) (InForce, error) {
 	in := InForce{Path: path}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) && !explicit {
 		return in, nil
 	}
+	in.Present = !errors.Is(err, fs.ErrNotExist)
 	if err != nil {
 		return in, fmt.Errorf("policy: %w", err)
 	}
@@ -45,7 +47,6 @@ func Describe(path string, explicit bool) (InForce, error) {
 		return in, fmt.Errorf("policy: %s: %w", path, err)
 	}
 	sum := sha256.Sum256(data)
-	in.Present = true
 	in.SHA256 = hex.EncodeToString(sum[:])
 	in.Buses, in.Containers, in.Default = len(p.Buses), len(p.Containers), p.Default != nil
 	return in, nil
