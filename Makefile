@@ -64,7 +64,7 @@ SETUP_KERNELS ?= $(if $(TEST_MATRIX),6.1 $(MATRIX_KERNEL),$(KERNEL))
 # The guest's time limit for kernel-tests (seconds).
 KERNEL_TEST_TIMEOUT ?= 1800
 
-# The device test bed's architecture (amd64; arm64 is in progress).
+# The device test bed's architecture: amd64 or arm64.
 DEVICE_ARCH ?= amd64
 
 .PHONY: build dist setup setup-device device-test unit unit-arm kernel-tests test demo bench soak
@@ -174,14 +174,22 @@ setup-device:
 	test/device/build-image.sh $(DEVICE_ARCH)
 
 # A Go test on the host (build tag device) that drives the guest: see
-# test/device/device_test.go and docs/testing.md.
-device-test: setup-device build
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/canapp ./test/canapp
-	mkdir -p $(OUT)/device
+# test/device/device_test.go and docs/testing.md. What the owner installs
+# is the package make dist makes, for the guest's architecture; the bed
+# also upgrades to it from the same tree packaged as an older version
+# (DEVICE_PREVIOUS_VERSION: what dpkg's upgrade path does, not what
+# changed between two releases).
+DEVICE_PREVIOUS_VERSION ?= 0.0.0~git19700101000000.0000000
+DEVICE_OUT = $(OUT)/device/$(DEVICE_ARCH)
+device-test: setup-device
+	rm -rf $(DEVICE_OUT)/debs
+	cd tools/dist && $(GO) run . -src $(CURDIR) -out $(abspath $(DEVICE_OUT)/debs/current) -arch $(DEVICE_ARCH) >/dev/null
+	cd tools/dist && $(GO) run . -src $(CURDIR) -out $(abspath $(DEVICE_OUT)/debs/previous) -arch $(DEVICE_ARCH) -version '$(DEVICE_PREVIOUS_VERSION)' >/dev/null
+	GOARCH=$(DEVICE_ARCH) CGO_ENABLED=0 $(GO) build -trimpath -o $(DEVICE_OUT)/canapp ./test/canapp
 	$(GO) vet -tags device ./test/device
 	CGO_ENABLED=0 $(GO) test -c -tags device -o $(OUT)/device/device.test ./test/device
-	cd test/device && DEVTEST_ARCH=$(DEVICE_ARCH) KANTO_CAN_BINDIR=$(abspath $(OUT)/bin) KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
-		$(abspath $(OUT)/device/device.test) -test.v -test.timeout 40m
+	cd test/device && DEVTEST_ARCH=$(DEVICE_ARCH) DEVTEST_OUT=$(abspath $(DEVICE_OUT)) KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
+		$(abspath $(OUT)/device/device.test) -test.v -test.timeout 60m
 
 # The demo is a kernel-tagged Go test (package demo), so `make test` runs it too.
 demo: setup build

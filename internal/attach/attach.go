@@ -159,12 +159,24 @@ type undoList []func() error
 // bus already attached it only adds missing and removes extra rules. Every
 // bus is checked before anything changes; if a change fails part way, what
 // this call did is undone before the error is returned.
+//
+// While the records' directory holds a hold file (record.HoldFile: the
+// package is being removed), Attach refuses and changes nothing.
 func (h *Host) Attach(t *target.Target, reqs []request.Bus) ([]Result, error) {
 	unlock, err := h.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if h.Records != "" {
+		reason, held, err := record.Held(h.Records)
+		if err != nil {
+			return nil, err
+		}
+		if held {
+			return nil, fmt.Errorf("not attaching: %s", reason)
+		}
+	}
 	return h.attach(t, reqs, nil)
 }
 
@@ -528,11 +540,11 @@ func (h *Host) DetachContainer(id string) ([]string, error) {
 	}
 	gone, err := h.deleteOurs(ends, func(m Meta) bool { return m.Container == id })
 	if err != nil {
-		return gone, err
+		return busesOf(gone), err
 	}
 	// By poststop the container's namespace, and with it the pair, is
 	// usually gone already: its records must go too.
-	return gone, h.forget(func(r record.Record) bool { return r.Container == id })
+	return busesOf(gone), h.forget(func(r record.Record) bool { return r.Container == id })
 }
 
 // forget removes the records that match and whose host end no longer
@@ -589,15 +601,37 @@ func (h *Host) Detach(t *target.Target, hostBuses []string) ([]string, error) {
 	}
 	gone, err := h.deleteOurs(ends, func(m Meta) bool { return m.Target == t.ID })
 	if err != nil {
+		return busesOf(gone), err
+	}
+	return busesOf(gone), h.forget(func(r record.Record) bool { return r.Target == t.ID })
+}
+
+// DetachAll removes every attachment kanto-can made on this host, whatever
+// container it is for, and every record: what a package's removal does
+// (the containers keep running, without their CAN interfaces). It returns
+// what it removed, one Meta per host end.
+func (h *Host) DetachAll() ([]Meta, error) {
+	unlock, err := h.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ends, err := h.VXCAN.Pairs()
+	if err != nil {
+		return nil, err
+	}
+	gone, err := h.deleteOurs(ends, func(Meta) bool { return true })
+	if err != nil {
 		return gone, err
 	}
-	return gone, h.forget(func(r record.Record) bool { return r.Target == t.ID })
+	// Records whose pair went with its namespace have no host end left.
+	return gone, h.forget(func(record.Record) bool { return true })
 }
 
 // deleteOurs deletes the host ends that are ours and match; the kernel
-// then drops their rules. It returns their host buses.
-func (h *Host) deleteOurs(ends []canlink.Link, match func(Meta) bool) ([]string, error) {
-	var gone []string
+// then drops their rules. It returns what each was.
+func (h *Host) deleteOurs(ends []canlink.Link, match func(Meta) bool) ([]Meta, error) {
+	var gone []Meta
 	for _, end := range ends {
 		meta, _ := ParseAlias(end.Alias)
 		if !IsOurs(end) || !match(meta) {
@@ -611,7 +645,16 @@ func (h *Host) deleteOurs(ends []canlink.Link, match func(Meta) bool) ([]string,
 				return gone, err
 			}
 		}
-		gone = append(gone, meta.HostBus)
+		gone = append(gone, meta)
 	}
 	return gone, nil
+}
+
+// busesOf is the host bus of each.
+func busesOf(ms []Meta) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.HostBus)
+	}
+	return out
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -495,6 +496,77 @@ func TestDetachContainerForgetsGonePairs(t *testing.T) {
 	}
 	if recs := e.records(); len(recs) != 0 {
 		t.Fatalf("records left: %+v", recs)
+	}
+}
+
+// DetachAll (a package's removal) removes every attachment of every
+// container and every record, also of a container whose namespace is
+// gone, and nothing of anyone else's.
+func TestDetachAllRemovesOnlyOurs(t *testing.T) {
+	e := newEnv(t)
+	bus := e.bus("can0", "can", 16)
+	e.bus("can1", "can", 16)
+	other, err := e.k.NewNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	fv, _, err := e.k.AddPair(fakekernel.Host, fakekernel.Link{Name: "vx0", Alias: "someone else's"}, int(other.Fd()), fakekernel.Link{Name: "can0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.k.AddRule(fakekernel.Host, cangw.Rule{Src: bus.Index, Dst: fv.Index}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := e.container("a"), e.container("b")
+	before := e.snapshot()
+	gone := e.container("gone") // its namespace goes after attaching, its records stay
+	for _, c := range []*target.Target{a, b, gone} {
+		if _, err := e.h.Attach(c, specs(t, "can0", "can1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.k.DeleteNS(gone.NS)
+	removed, err := e.h.DetachAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range removed {
+		got = append(got, m.Container+"/"+m.HostBus)
+	}
+	sort.Strings(got)
+	if want := []string{"a/can0", "a/can1", "b/can0", "b/can1"}; !slices.Equal(got, want) {
+		t.Errorf("removed %v, want %v", got, want)
+	}
+	if after := e.snapshot(); after != before {
+		t.Fatalf("after DetachAll:\n%s\nwant\n%s", after, before)
+	}
+}
+
+// A hold file (the package's removal) makes Attach refuse with its reason,
+// changing nothing; without it Attach works again.
+func TestAttachHeld(t *testing.T) {
+	e := newEnv(t)
+	e.bus("can0", "can", 16)
+	c := e.container("app")
+	hold := filepath.Join(e.h.Records, record.HoldFile)
+	if err := os.WriteFile(hold, []byte("the kanto-can package is being removed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := e.snapshot()
+	_, err := e.h.Attach(c, specs(t, "can0"))
+	if err == nil || err.Error() != "not attaching: the kanto-can package is being removed" {
+		t.Fatalf("held attach: %v", err)
+	}
+	if after := e.snapshot(); after != before {
+		t.Fatalf("a held attach changed:\n%s\nwant\n%s", after, before)
+	}
+	if err := os.Remove(hold); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.h.Attach(c, specs(t, "can0")); err != nil {
+		t.Fatalf("attach after the hold: %v", err)
 	}
 }
 

@@ -112,6 +112,8 @@ func TestKnownContainer(t *testing.T) {
 func TestBadFlagValues(t *testing.T) {
 	mustFail(t, `--pid "abc": not a process id`, "attach", "--pid", "abc", "--bus", "can0")
 	mustFail(t, `--pid "abc": not a process id`, "detach", "--pid", "abc")
+	mustFail(t, "--all detaches every container: name no container", "detach", "--all", "app")
+	mustFail(t, "--all detaches every container: name no container", "detach", "--all", "--bus", "can0")
 	if _, errOut, _ := run(t, "attach", "--pid", "abc", "--bus", "can0"); strings.Contains(errOut, "strconv") {
 		t.Errorf("the error shows Go's parser: %q", errOut)
 	}

@@ -15,14 +15,25 @@ import (
 func newDetach() *cobra.Command {
 	var tf targetFlags
 	var buses []string
+	var all bool
 	cmd := &cobra.Command{
-		Use:   "detach (CONTAINER | --pid PID | --netns PATH) [--bus HOSTBUS...]",
+		Use:   "detach (CONTAINER | --pid PID | --netns PATH) [--bus HOSTBUS...] | detach --all",
 		Short: "Remove a container's CAN interfaces and their gateway rules",
 		Long: `Remove the container's vxcan pairs made by kanto-can (all, or those of the
 given host buses) and so every can-gw rule naming them. Links and rules made
-by anyone else are never touched. Detaching what is not attached is not an error.`,
+by anyone else are never touched. Detaching what is not attached is not an error.
+
+--all removes every attachment kanto-can made, of every container (the
+containers keep running without their CAN interfaces): what removing the
+package does.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if all {
+				if len(args) > 0 || cmd.Flags().Changed("pid") || cmd.Flags().Changed("netns") || len(buses) > 0 {
+					return errors.New("--all detaches every container: name no container, --pid, --netns or --bus with it")
+				}
+				return detachAll(cmd)
+			}
 			for _, b := range buses {
 				if err := request.CheckIfName("--bus", b); err != nil {
 					return err
@@ -70,5 +81,24 @@ by anyone else are never touched. Detaching what is not attached is not an error
 	}
 	tf.register(cmd)
 	cmd.Flags().StringArrayVar(&buses, "bus", nil, "host bus to detach (default: all); repeatable")
+	cmd.Flags().BoolVar(&all, "all", false, "detach every container kanto-can attached")
 	return cmd
+}
+
+// detachAll removes every attachment of ours, one line for each.
+func detachAll(cmd *cobra.Command) error {
+	h, err := attach.OpenHost()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	h.Records = recordsDir
+	gone, err := h.DetachAll()
+	for _, m := range gone {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: detached %s\n", m.Label, m.HostBus)
+	}
+	if err == nil && len(gone) == 0 {
+		fmt.Fprintln(cmd.ErrOrStderr(), "nothing attached")
+	}
+	return err
 }

@@ -140,3 +140,26 @@ func List(dir string) ([]Record, error) {
 	}
 	return out, nil
 }
+
+// HoldFile, in the records' directory, holds every new attachment while it
+// exists; its first line says why. The package's removal writes it before
+// it detaches every container (deploy/debian/prerm), so that a container
+// restarted in between is not attached again by a hook whose binary is
+// about to go.
+const HoldFile = "hold"
+
+// Held returns the reason in dir's hold file, and whether there is one.
+func Held(dir string) (reason string, held bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, HoldFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	reason, _, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if reason == "" {
+		reason = "held by " + filepath.Join(dir, HoldFile)
+	}
+	return reason, true, nil
+}

@@ -2,15 +2,17 @@
 
 // Package device is the device test bed (make device-test): a Debian 12
 // system booted with systemd as PID 1 from a disk image (built and cached
-// by test/device/build-image.sh), in QEMU, with two emulated Kvaser
-// controllers on one CAN bus. The test runs on the host: it puts what a
-// device owner installs on a 9p share (kanto-can, Kanto's
+// by test/device/build-image.sh), in QEMU, amd64 or arm64
+// (DEVTEST_ARCH), with two emulated Kvaser controllers on one CAN bus.
+// The test runs on the host: it puts what a device owner installs on a 9p
+// share (kanto-can's Debian packages as make dist makes them, Kanto's
 // container-management with its own unit and config, a networkd file for
-// can0, a container image and a manifest), boots the image through a
+// can0, a container image and two manifests), boots the image through a
 // copy-on-write overlay of its own, and follows the guest's console while
-// the guest installs, reboots, checks, reboots for real and checks again
-// (test/device/guest.sh). Every check's result comes back on the share;
-// the test fails on any failed or missing check.
+// the guest installs, reboots, checks, upgrades, reboots for real, checks
+// again, removes, installs again and purges (test/device/guest.sh). Every
+// check's result comes back on the share; the test fails on any failed or
+// missing check.
 package device
 
 import (
@@ -33,17 +35,36 @@ import (
 
 // The checks each boot must pass (test/device/guest.sh), in its order.
 var (
-	installChecks = []string{"kanto-installed", "kanto-can-installed", "networkd-can0", "image-imported", "manifest-deployed"}
+	installChecks = []string{"kanto-installed", "kanto-can-installed", "networkd-can0", "image-imported", "manifests-deployed"}
 	bootChecks    = []string{
 		"disk-persisted", "system-running", "containerd-debian", "containerd-active",
 		"kanto-unit-is-kantos", "kanto-active", "kanto-can-active", "kanto-can-cap-net-admin-only",
 		"can0-by-networkd", "container-started", "restart-policy-always", "can0-before-entrypoint",
 		"app-ready", "frames-both-ways", "one-attachment", "one-container", "daemon-no-warnings",
+		"plain-running",
 	}
-	expected = [][]string{installChecks, bootChecks, append(append([]string{}, bootChecks...), "same-container-after-reboot")}
+	upgradeChecks = []string{"package-is-previous", "upgrade-keeps-attachment", "frames-after-upgrade"}
+	removeChecks  = []string{
+		"same-container-after-reboot", "package-is-current",
+		"removed", "removed-unit-stopped", "removed-nothing-in-kernel", "removed-can-container-fails-clearly", "removed-others-run",
+		"reinstalled", "reinstalled-container-starts", "reinstalled-frames-both-ways", "reinstalled-one-attachment",
+		"purged", "purged-nothing-in-kernel", "purged-no-files", "purged-others-run",
+	}
+	expected = [][]string{installChecks, concat(bootChecks, upgradeChecks), concat(bootChecks, removeChecks)}
 )
 
-const appName = "devapp"
+func concat(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
+
+const (
+	appName   = "devapp"   // the container that asks for can0
+	plainName = "plainapp" // one that does not
+)
 
 func env(key, def string) string {
 	if v := os.Getenv(key); v != "" {
@@ -64,23 +85,36 @@ func TestDeviceBootsAndReboots(t *testing.T) {
 			t.Fatalf("no %s image: run test/device/build-image.sh %s (make setup-device): %v", arch, arch, err)
 		}
 	}
-	bin := env("KANTO_CAN_BINDIR", filepath.Join(repo, "out", "bin"))
+	// What make device-test built for this architecture: the packages
+	// (the current one, and the same tree as an older version to upgrade
+	// from) and the test app.
+	built := env("DEVTEST_OUT", filepath.Join(repo, "out", "device", arch))
 	kanto := env("KANTO_CAN_KANTO", filepath.Join(repo, ".cache", "kanto"))
+	kantoBin := kanto
+	if arch != "amd64" {
+		kantoBin = filepath.Join(kanto, arch)
+	}
 
 	// The share: everything the owner installs, and the guest's job; the
 	// guest's results and, for each boot, its journal and Kanto's log
 	// (kept after the test, in out/device/ARCH/share).
-	share := filepath.Join(repo, "out", "device", arch, "share")
+	share := filepath.Join(built, "share")
 	if err := os.RemoveAll(share); err != nil {
 		t.Fatal(err)
 	}
 	copyFile(t, filepath.Join(repo, "test/device/guest.sh"), filepath.Join(share, "guest.sh"), 0o755)
-	for _, b := range []string{"kanto-can", "kanto-can-daemon", "kanto-can-cni"} {
-		copyFile(t, filepath.Join(bin, b), filepath.Join(share, "bin", b), 0o755)
+	for _, which := range []string{"previous", "current"} {
+		debs, err := filepath.Glob(filepath.Join(built, "debs", which, "kanto-can_*_"+arch+".deb"))
+		if err != nil || len(debs) != 1 {
+			t.Fatalf("want one %s package for %s in %s (make device-test builds it): %v %v", which, arch, filepath.Join(built, "debs", which), debs, err)
+		}
+		copyFile(t, debs[0], filepath.Join(share, "debs", which+".deb"), 0o644)
+		// The version the guest must see: kanto-can_VERSION_ARCH.deb.
+		version := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(debs[0]), "kanto-can_"), "_"+arch+".deb")
+		writeFile(t, filepath.Join(share, "debs", which+".version"), version+"\n")
 	}
-	copyFile(t, filepath.Join(repo, "deploy/kanto-can.service"), filepath.Join(share, "deploy/kanto-can.service"), 0o644)
 	for _, b := range []string{"container-management", "kanto-cm"} {
-		copyFile(t, filepath.Join(kanto, b), filepath.Join(share, "kanto", b), 0o755)
+		copyFile(t, filepath.Join(kantoBin, b), filepath.Join(share, "kanto", b), 0o755)
 	}
 	for _, u := range []string{"container-management.service", "container-management.config.json"} {
 		copyFile(t, filepath.Join(kanto, "units", u), filepath.Join(share, "kanto/units", u), 0o644)
@@ -113,9 +147,36 @@ func TestDeviceBootsAndReboots(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(share, appName+".json"), string(mj)+"\n")
-	img := ctrtest.OCIArchive(t, "docker.io/kanto-can/devapp:1", map[string]string{
-		"/bin/busybox":    env("DEVTEST_BUSYBOX", "/bin/busybox"),
-		"/usr/bin/canapp": filepath.Join(bin, "canapp"),
+	// A second container without CAN: it must run whatever happens to
+	// kanto-can (removal included).
+	plain := map[string]any{
+		"container_name": plainName,
+		"container_id":   plainName,
+		"image":          map[string]any{"name": "docker.io/kanto-can/devapp:1"},
+		"host_config": map[string]any{
+			"network_mode":   "bridge",
+			"restart_policy": map[string]any{"type": "always"},
+		},
+		"config": map[string]any{
+			"cmd": []string{"/bin/sh", "-c", "echo plain up; exec sleep 100000"},
+		},
+	}
+	pj, err := json.MarshalIndent(plain, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(share, plainName+".json"), string(pj)+"\n")
+	// The image for the guest's architecture: its own busybox, taken from
+	// the disk image (debugfs reads the file system without mounting it),
+	// and the test app built for it.
+	busybox := filepath.Join(t.TempDir(), "busybox")
+	run(t, "debugfs", "-R", "dump /usr/bin/busybox "+busybox, filepath.Join(cache, "root.img"))
+	if fi, err := os.Stat(busybox); err != nil || fi.Size() == 0 {
+		t.Fatalf("no busybox in the %s image: %v", arch, err)
+	}
+	img := ctrtest.OCIArchiveFor(t, arch, "docker.io/kanto-can/devapp:1", map[string]string{
+		"/bin/busybox":    busybox,
+		"/usr/bin/canapp": filepath.Join(built, "canapp"),
 	})
 	writeFile(t, filepath.Join(share, "image.tar"), string(img))
 

@@ -5,13 +5,18 @@
 # guest's own disk, so the count itself shows that the disk persists:
 #
 #   boot 1: install, as a device owner would: Kanto's container-management
-#           with its own unit and config, kanto-can (binaries, unit,
-#           modules to load at boot), can0 for systemd-networkd, the
-#           container image, the container's manifest in Kanto's deployment
-#           directory; then reboot.
-#   boot 2: the checks; then a real reboot.
-#   boot 3: the same checks, and that nothing is duplicated or stale
-#           (the same container, one host end, two rules); power off.
+#           with its own unit and config, kanto-can's package (an older
+#           version: boot 2 upgrades it) with dpkg -i, can0 for
+#           systemd-networkd, the container image, two manifests in Kanto's
+#           deployment directory (one container asks for can0, one does
+#           not); then reboot.
+#   boot 2: the checks; then an upgrade to the current package, which must
+#           keep the running container's attachment; then a real reboot.
+#   boot 3: the same checks, and that nothing is duplicated or stale (the
+#           same container, one host end, two rules); then the package's
+#           removal (nothing of ours left, the CAN container fails to start
+#           with a line naming kanto-can, the other runs), installing it
+#           again, and purging it (no file of ours left); power off.
 #
 # Every check writes "ok NAME" or "FAIL NAME: why" to
 # /run/devtest/results/bootN; the host's test (test/device) reads them
@@ -56,16 +61,20 @@ system=$(systemctl is-system-running --wait)
 say "ready boot_id=$bootid system=$system"
 
 # ---------------------------------------------------------------------------
-# Installing kanto-can. When the package exists, this is
-#   dpkg -i "$share"/kanto-can_*_$(dpkg --print-architecture).deb
-# and nothing else: the same files in the same places, the unit enabled
-# and started.
-install_kanto_can() {
-	install -m 0755 "$share/bin/kanto-can" "$share/bin/kanto-can-daemon" "$share/bin/kanto-can-cni" /usr/bin/ &&
-		install -m 0644 "$share/deploy/kanto-can.service" /lib/systemd/system/kanto-can.service &&
-		printf '%s\n' can can_raw can_gw vxcan >/usr/lib/modules-load.d/kanto-can.conf &&
-		systemctl daemon-reload &&
-		systemctl enable --now kanto-can.service
+# Installing kanto-can: its package, as make dist made it, and nothing else.
+debs=$share/debs
+install_kanto_can() { # previous|current
+	local want
+	want=$(cat "$debs/$1.version")
+	dpkg -i "$debs/$1.deb" || return 1
+	installed "$want" && systemctl is-active --quiet kanto-can.service ||
+		{ echo "kanto-can.service: $(systemctl is-active kanto-can.service)"; return 1; }
+}
+installed() { # VERSION: the package is installed at that version, and its binary says so
+	local st
+	st=$(dpkg-query -W -f='${Status} ${Version}' kanto-can 2>&1)
+	[[ $st == "install ok installed $1" ]] || { echo "dpkg: kanto-can $st, want $1"; return 1; }
+	kanto-can --version | grep -qF -- "$1" || { echo "kanto-can --version: $(kanto-can --version 2>&1), want $1"; return 1; }
 }
 
 install_kanto() { # Kanto's binaries, unit and config, as Kanto's package has them
@@ -81,14 +90,15 @@ install_kanto() { # Kanto's binaries, unit and config, as Kanto's package has th
 		systemctl enable container-management.service
 }
 
+plain=plainapp # the container without CAN
 if [[ $n -eq 1 ]]; then
 	check kanto-installed install_kanto
-	check kanto-can-installed install_kanto_can
+	check kanto-can-installed install_kanto_can previous
 	# can0 brought up at boot by systemd-networkd, as devices do.
 	check networkd-can0 install -D -m 0644 "$share/80-can0.network" /etc/systemd/network/80-can0.network
 	# The container's image, imported as an owner without a registry would.
 	check image-imported ctr -n kanto-cm images import "$share/image.tar"
-	check manifest-deployed install -m 0644 "$share/$app.json" /etc/container-management/containers/$app.json
+	check manifests-deployed install -m 0644 "$share/$app.json" "$share/$plain.json" /etc/container-management/containers/
 	finish reboot
 fi
 
@@ -202,12 +212,119 @@ quiet_daemon() { # no warning but the one for a device without a policy file
 }
 check daemon-no-warnings quiet_daemon
 
+plain_running() { # the container without CAN runs (its pid: stdout)
+	local c
+	c=$(kanto-cm get -n "$plain" 2>&1) || { echo "$c"; return 1; }
+	jq -e '.state.status == 2 and .state.pid > 0' <<<"$c" >/dev/null || { echo "$plain: $(jq -c .state <<<"$c")"; return 1; }
+	jq -r .state.pid <<<"$c"
+}
+check plain-running plain_running
+
 created=$(kanto-cm get -n "$app" 2>/dev/null | jq -r '.created // empty')
+app_pid() { kanto-cm get -n "$app" 2>/dev/null | jq -r '.state.pid // empty'; }
+host_end() { ip -o link show type vxcan | awk '/ kcan/ {sub(":", "", $1); print $1 "/" $2}'; }
+
 if [[ $n -eq 2 ]]; then
 	echo "$created" >"$state/container-created"
+	check package-is-previous installed "$(cat "$debs/previous.version")"
+	# The upgrade, as an owner's apt or dpkg does it: the daemon restarts,
+	# the running container keeps its interface and its rules, untouched.
+	upgrade() {
+		local end0 rules0 pid0 app0 end1 rules1 pid1 app1
+		end0=$(host_end) rules0=$(cangw -L | sort) pid0=$(systemctl show -P MainPID kanto-can.service) app0=$(app_pid)
+		install_kanto_can current || return 1
+		end1=$(host_end) rules1=$(cangw -L | sort) pid1=$(systemctl show -P MainPID kanto-can.service) app1=$(app_pid)
+		[[ -n $end0 && $end1 == "$end0" ]] || { echo "host end (ifindex/name) $end0 before, $end1 after"; return 1; }
+		[[ $rules1 == "$rules0" ]] || { echo "rules before: $rules0; after: $rules1"; return 1; }
+		[[ $pid1 -gt 0 && $pid1 != "$pid0" ]] || { echo "daemon pid $pid0 before, $pid1 after: not restarted"; return 1; }
+		[[ -n $app0 && $app1 == "$app0" ]] || { echo "the container's pid $app0 before, $app1 after"; return 1; }
+	}
+	check upgrade-keeps-attachment upgrade
+	check frames-after-upgrade frames
 	finish reboot
 fi
 # The container Kanto started again, not one made anew from the manifest.
 same() { [[ -n $created && $(cat "$state/container-created") == "$created" ]] || { echo "container created $created, was $(cat "$state/container-created")"; return 1; }; }
 check same-container-after-reboot same
+check package-is-current installed "$(cat "$debs/current.version")"
+
+# ---------------------------------------------------------------------------
+# Boot 3, then: removal, installing again, purge.
+nothing_in_kernel() { # no host end, rule or record of ours
+	local h r f
+	h=$(ip -o link show type vxcan | grep ' kcan')
+	r=$(cangw -L 2>/dev/null | grep -- '-s can0\|-d can0')
+	f=$(find /run/kanto-can -type f ! -name '.*' 2>/dev/null)
+	[[ -z $h && -z $r && -z $f ]] || { echo "left: links [$h] rules [$r] records [$f]"; return 1; }
+}
+cmlog=/var/log/container-management/container-management.log
+plain0=$(plain_running)
+cmlines=$(wc -l <"$cmlog")
+check removed dpkg -r kanto-can
+unit_gone() {
+	local st
+	st=$(systemctl is-active kanto-can.service)
+	[[ $st == inactive ]] || { echo "kanto-can.service $st"; return 1; }
+	[[ ! -e /usr/bin/kanto-can ]] || { echo "/usr/bin/kanto-can is still there"; return 1; }
+}
+check removed-unit-stopped unit_gone
+check removed-nothing-in-kernel nothing_in_kernel
+# The app lost can0 and exits; Kanto's restart policy starts it again and
+# the start fails with a line that says why: runc cannot run the
+# manifest's hook (the binary is gone), or, if the restart came while the
+# package was going, the hook refused (prerm's hold).
+hook_fails() {
+	local line
+	line=$(grep -m1 -E 'kanto-can: no such file or directory|kanto-can package is being removed' \
+		< <(timeout 120 tail -F -n "+$((cmlines + 1))" "$cmlog" 2>/dev/null)) ||
+		{ echo "no failed start naming kanto-can in Kanto's log: $(tail -n 3 "$cmlog")"; return 1; }
+	echo "$line" >"$share/diag/removed-start-line"
+	# Kanto does not retry a start whose hook failed: the container stays
+	# down (Kanto's state follows its log line: polled, there is no event).
+	local st i
+	for i in $(seq 120); do
+		st=$(kanto-cm get -n "$app" 2>/dev/null | jq -r '.state.status')
+		[[ $st == 2 ]] || return 0
+		sleep 0.5
+	done
+	echo "$app still running (status $st) after its failed start"
+	return 1
+}
+plain_same() { local p; p=$(plain_running) || return 1; [[ $p == "$plain0" ]] || { echo "$plain: pid $plain0 before, $p after"; return 1; }; }
+check removed-others-run plain_same
+
+# Installing again, without a reboot: the owner starts the container again
+# (Kanto does not retry a start whose hook failed).
+check reinstalled install_kanto_can current
+restarted() {
+	kanto-cm start -n "$app" >/dev/null || return 1
+	grep -m1 -q '"log":"ready' < <(timeout 120 tail -F -n 0 "$log" 2>/dev/null) || { echo "the app did not start again: $(tail -n 3 "$log")"; return 1; }
+	local starts
+	starts=$(grep -c "devtest start boot=$bootid can0=present" "$log")
+	[[ $starts -eq 2 ]] || { echo "$starts starts with can0 this boot, want 2"; return 1; }
+}
+check reinstalled-container-starts restarted
+check reinstalled-frames-both-ways frames
+check reinstalled-one-attachment rules
+
+# Purge: nothing of the package's left, in the kernel or on the disk.
+dpkg-query -L kanto-can >"$state/files" 2>/dev/null
+check purged dpkg --purge kanto-can
+check purged-nothing-in-kernel nothing_in_kernel
+no_files() {
+	local left='' f
+	while read -r f; do
+		# Directories others share (/usr/bin, /etc) stay; ours must go.
+		if [[ -e $f && ( ! -d $f || $f == *kanto-can* ) ]]; then left+="$f "; fi
+	done <"$state/files"
+	for f in /run/kanto-can /etc/kanto-can /etc/systemd/system/multi-user.target.wants/kanto-can.service \
+		/var/lib/systemd/deb-systemd-helper-enabled/kanto-can.service.dsh-also; do
+		[[ ! -e $f ]] || left+="$f "
+	done
+	[[ $(wc -l <"$state/files") -gt 5 ]] || { echo "dpkg listed $(wc -l <"$state/files") files: not the package's list"; return 1; }
+	[[ -z $(dpkg-query -W -f='${Status}' kanto-can 2>/dev/null | grep -v 'not-installed') ]] || { echo "dpkg: $(dpkg-query -W -f='${Status}' kanto-can)"; return 1; }
+	[[ -z $left ]] || { echo "left: $left"; return 1; }
+}
+check purged-no-files no_files
+check purged-others-run plain_same
 finish poweroff

@@ -103,6 +103,36 @@ func TestAttachIsIdempotentAndDetachIsExact(t *testing.T) {
 	}
 }
 
+// detach --all (what removing the package runs) removes the attachments of
+// every container and nothing else.
+func TestDetachAllIsExact(t *testing.T) {
+	kerneltest.Require(t)
+	untouched := foreign(t)
+	kerneltest.VCAN(t, "allbus", 72)
+	a, b := kerneltest.NewNS(t), kerneltest.NewNS(t)
+	before := [2]string{snapshot(t, a), snapshot(t, b)}
+	mustKC(t, "attach", "--netns", a.Path(), "--bus", "allbus")
+	mustKC(t, "attach", "--netns", b.Path(), "--bus", "allbus:can1,rx=100")
+	if links, _ := enginetest.Ours(t); len(links) != 2 {
+		t.Fatalf("after attaching two: our links %v", links)
+	}
+	out := mustKC(t, "detach", "--all")
+	if n := strings.Count(out, "detached allbus"); n != 2 {
+		t.Errorf("detach --all says %q: want two lines, one per container", out)
+	}
+	requireNothingOfOurs(t)
+	untouched()
+	for i, ns := range []*kerneltest.NS{a, b} {
+		if after := snapshot(t, ns); after != before[i] {
+			t.Errorf("namespace %d after detach --all:\n%s\nwant\n%s", i, after, before[i])
+		}
+	}
+	if _, errOut, code := kc(t, "detach", "--all"); code != 0 || !strings.Contains(errOut, "nothing attached") {
+		t.Errorf("detach --all again: exit %d, %q", code, errOut)
+	}
+	failKC(t, "--all detaches every container", "detach", "--all", "--netns", a.Path())
+}
+
 // Attach with changed filters updates the rules in place.
 func TestReattachUpdatesRules(t *testing.T) {
 	kerneltest.Require(t)

@@ -199,16 +199,22 @@ done
 # that run the real Kanto in the guest. They come as xz-compressed static
 # binaries built from Kanto's source (KANTO_DIST, by default a directory
 # "shared/kanto" beside the repository's directory); unpacked into
-# .cache/kanto/ and checked against the digests below.
+# .cache/kanto/ (the arm64 builds, NAME.arm64.xz, into .cache/kanto/arm64/:
+# the device test bed's arm64 guest) and checked against the digests below.
 kanto_dist=${KANTO_DIST:-$repo/../shared/kanto}
 kanto_cache="$repo/.cache/kanto"
 declare -A kanto_sha=(
 	[container-management]=c1752b1cc5816c3232a2594ae57d45aad398da153b2cea4029541eb663f16203
 	[kanto-cm]=15968ccadaa0ad640fc05358886f97323f05ad61203f045e0cf68f961db28a5c
+	[container-management.arm64]=c2654689fabc1ecb45ecdb1b26a8739c3045ae63f49b9d6172a89579e641aa1a
+	[kanto-cm.arm64]=2e6f3001efb35e8f5bc6180153ababd052b32e576468ca16769d83a790cca327
 )
-mkdir -p "$kanto_cache"
+mkdir -p "$kanto_cache/arm64"
 for bin in "${!kanto_sha[@]}"; do
-	dst=$kanto_cache/$bin
+	case $bin in
+	*.arm64) dst=$kanto_cache/arm64/${bin%.arm64} ;;
+	*) dst=$kanto_cache/$bin ;;
+	esac
 	if [[ -x $dst ]] && echo "${kanto_sha[$bin]}  $dst" | sha256sum --quiet -c - 2>/dev/null; then
 		continue
 	fi

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -33,6 +34,29 @@ var targets = []target{
 	// ARMv7 with hardware floating point: Debian's armhf, Raspberry Pi OS's
 	// 32-bit userland.
 	{goarch: "arm", goarm: "7", deb: "armhf", tar: "linux-armv7"},
+}
+
+// selectTargets is the targets named in list (Debian's architecture names,
+// comma-separated), in their order; all of them for "".
+func selectTargets(list string) ([]target, error) {
+	if list == "" {
+		return targets, nil
+	}
+	var out []target
+	for _, name := range strings.Split(list, ",") {
+		i := slices.IndexFunc(targets, func(t target) bool { return t.deb == name })
+		if i < 0 {
+			var known []string
+			for _, t := range targets {
+				known = append(known, t.deb)
+			}
+			return nil, fmt.Errorf("-arch: unknown architecture %q (known: %s)", name, strings.Join(known, ", "))
+		}
+		if !slices.ContainsFunc(out, func(t target) bool { return t.deb == name }) {
+			out = append(out, targets[i])
+		}
+	}
+	return out, nil
 }
 
 // The binaries, by command directory; all three go in each artifact.
@@ -59,7 +83,7 @@ returns and cleans up after containers that are gone.`
 
 // build writes every artifact of rel into out (emptied first) and returns
 // their names.
-func build(root, out string, rel release) ([]string, error) {
+func build(root, out string, rel release, targets []target) ([]string, error) {
 	if err := os.RemoveAll(out); err != nil {
 		return nil, err
 	}

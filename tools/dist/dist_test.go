@@ -256,7 +256,7 @@ func TestPackageContents(t *testing.T) {
 		for script, wants := range map[string][]string{
 			"postinst": {"deb-systemd-helper enable 'kanto-can.service'", "deb-systemd-invoke $_dh_action 'kanto-can.service'",
 				"deb-systemd-invoke restart systemd-modules-load.service"},
-			"prerm":  {`[ "$1" = remove ]`, "deb-systemd-invoke stop 'kanto-can.service'"},
+			"prerm":  {`[ "$1" = remove ]`, "deb-systemd-invoke stop 'kanto-can.service'", "/usr/bin/kanto-can detach --all"},
 			"postrm": {"deb-systemd-helper purge 'kanto-can.service'", `rm -rf "${DPKG_ROOT:-}/run/kanto-can"`},
 		} {
 			p := filepath.Join(ctl, script)

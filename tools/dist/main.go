@@ -5,8 +5,14 @@
 // time come from the commit (see gitRelease), the builds are -trimpath with
 // no build id, the archives have fixed owners and modes.
 //
-//	dist [-src DIR] [-out DIR]   the artifacts of the checkout DIR into -out
+//	dist [-src DIR] [-out DIR] [-arch LIST] [-version V]
+//	                             the artifacts of the checkout DIR into -out
 //	dist version [-src DIR]      the version the checkout is released as
+//
+// -arch builds only the named architectures (Debian's names: amd64, arm64,
+// armhf; comma-separated). -version releases the checkout under another
+// version than git's (the device test bed's upgrade starts from one that
+// sorts before it).
 //
 // It is a module of its own so that the packaging tools stay out of
 // kanto-can's dependencies.
@@ -35,6 +41,8 @@ func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("dist", flag.ContinueOnError)
 	src := fs.String("src", "../..", "the kanto-can checkout")
 	out := fs.String("out", "", "where the artifacts go (emptied first)")
+	arch := fs.String("arch", "", "only these architectures (amd64, arm64, armhf; comma-separated)")
+	version := fs.String("version", "", "this version instead of the one git gives")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,6 +57,16 @@ func run(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *version != "" {
+		if !debianVersion.MatchString(*version) {
+			return fmt.Errorf("-version %q: not a Debian upstream version (a digit, then letters, digits and . + ~)", *version)
+		}
+		rel.Version = *version
+	}
+	tgs, err := selectTargets(*arch)
+	if err != nil {
+		return err
+	}
 	if printVersion {
 		fmt.Fprintln(stdout, rel.Version)
 		return nil
@@ -60,7 +78,7 @@ func run(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	names, err := build(root, outDir, rel)
+	names, err := build(root, outDir, rel, tgs)
 	if err != nil {
 		return err
 	}

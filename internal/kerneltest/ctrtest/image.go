@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -89,7 +90,7 @@ func buildImage(tb testing.TB, c *Containerd, ns, ref string, files map[string]s
 	if !strings.ContainsAny(ref, "/:") {
 		tb.Fatalf("image ref %q: want a full reference like docker.io/kanto-can/app:1", ref)
 	}
-	oci, diffID, cfg := ociArchive(tb, ref, files, cmd)
+	oci, diffID, cfg := ociArchive(tb, runtime.GOARCH, ref, files, cmd)
 	archive := filepath.Join(c.dir, "image-"+sha256hex([]byte(ns + "\x00" + ref))[:12]+".tar")
 	if err := os.WriteFile(archive, oci, 0o644); err != nil {
 		tb.Fatalf("image tar: %v", err)
@@ -103,10 +104,10 @@ func buildImage(tb testing.TB, c *Containerd, ns, ref string, files map[string]s
 	c.mu.Unlock()
 }
 
-// imageParts returns a one-layer image of files: its gzipped layer, the
-// layer's diff id, its config and the config's JSON. cmd, when not nil, is
-// the default command.
-func imageParts(tb testing.TB, files map[string]string, cmd []string) (layer []byte, diffID string, cfg imageConfig, configJSON []byte) {
+// imageParts returns a one-layer image of files for the Go architecture
+// arch: its gzipped layer, the layer's diff id, its config and the
+// config's JSON. cmd, when not nil, is the default command.
+func imageParts(tb testing.TB, arch string, files map[string]string, cmd []string) (layer []byte, diffID string, cfg imageConfig, configJSON []byte) {
 	tb.Helper()
 	layer, diffID = buildLayer(tb, files)
 	cfg = imageConfig{Env: []string{imagePath}}
@@ -118,7 +119,7 @@ func imageParts(tb testing.TB, files map[string]string, cmd []string) (layer []b
 	}
 	configJSON = mustJSON(tb, map[string]any{
 		"created":      time.Unix(0, 0).UTC(),
-		"architecture": "amd64",
+		"architecture": arch,
 		"os":           "linux",
 		"config":       cfg,
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{diffID}},
@@ -128,16 +129,23 @@ func imageParts(tb testing.TB, files map[string]string, cmd []string) (layer []b
 
 // OCIArchive returns a one-layer image of files (see [BuildImage]) named
 // ref, as an OCI image layout in a tar archive: what `ctr images import`
-// and `podman load` read.
+// and `podman load` read. The image is for the test's own architecture.
 func OCIArchive(tb testing.TB, ref string, files map[string]string) []byte {
 	tb.Helper()
-	b, _, _ := ociArchive(tb, ref, files, nil)
+	return OCIArchiveFor(tb, runtime.GOARCH, ref, files)
+}
+
+// OCIArchiveFor is OCIArchive for another architecture (GOARCH's names):
+// the files must be built for it.
+func OCIArchiveFor(tb testing.TB, arch, ref string, files map[string]string) []byte {
+	tb.Helper()
+	b, _, _ := ociArchive(tb, arch, ref, files, nil)
 	return b
 }
 
-func ociArchive(tb testing.TB, ref string, files map[string]string, cmd []string) ([]byte, string, imageConfig) {
+func ociArchive(tb testing.TB, arch, ref string, files map[string]string, cmd []string) ([]byte, string, imageConfig) {
 	tb.Helper()
-	layer, diffID, cfg, configJSON := imageParts(tb, files, cmd)
+	layer, diffID, cfg, configJSON := imageParts(tb, arch, files, cmd)
 	blobs := map[string][]byte{}
 	add := func(b []byte) string {
 		d := "sha256:" + sha256hex(b)
@@ -158,7 +166,7 @@ func ociArchive(tb testing.TB, ref string, files map[string]string, cmd []string
 			Digest:      add(manifest),
 			Size:        int64(len(manifest)),
 			Annotations: map[string]string{annotRefName: ref},
-			Platform:    &platform{Architecture: "amd64", OS: "linux"},
+			Platform:    &platform{Architecture: arch, OS: "linux"},
 		}},
 	})
 	files2 := map[string][]byte{
@@ -185,7 +193,7 @@ func ociArchive(tb testing.TB, ref string, files map[string]string, cmd []string
 // refuses an OCI layout).
 func DockerArchive(tb testing.TB, ref string, files map[string]string) []byte {
 	tb.Helper()
-	layerGz, diffID, _, configJSON := imageParts(tb, files, nil)
+	layerGz, diffID, _, configJSON := imageParts(tb, runtime.GOARCH, files, nil)
 	zr, err := gzip.NewReader(bytes.NewReader(layerGz))
 	if err != nil {
 		tb.Fatalf("layer: %v", err)
@@ -374,13 +382,13 @@ func (c *Containerd) image(tb testing.TB, ns, ref string) *imageInfo {
 	if doc.MediaType == mediaIndex || doc.MediaType == dockerIndex || len(doc.Manifests) > 0 {
 		var pick string
 		for _, m := range doc.Manifests {
-			if m.Platform == nil || m.Platform.OS == "linux" && m.Platform.Architecture == "amd64" {
+			if m.Platform == nil || m.Platform.OS == "linux" && m.Platform.Architecture == runtime.GOARCH {
 				pick = m.Digest
 				break
 			}
 		}
 		if pick == "" {
-			tb.Fatalf("image %s has no linux/amd64 manifest", ref)
+			tb.Fatalf("image %s has no linux/%s manifest", ref, runtime.GOARCH)
 		}
 		get(pick, &doc)
 	}
