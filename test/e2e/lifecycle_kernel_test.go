@@ -15,6 +15,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 )
 
@@ -131,6 +132,37 @@ func TestDetachAllIsExact(t *testing.T) {
 		t.Errorf("detach --all again: exit %d, %q", code, errOut)
 	}
 	failKC(t, "--all detaches every container", "detach", "--all", "--netns", a.Path())
+}
+
+// While the package's removal holds attachments (record.HoldFile), attach
+// and the hook are refused with the hold's reason, and change nothing.
+func TestHoldRefusesAttach(t *testing.T) {
+	kerneltest.Require(t)
+	kerneltest.VCAN(t, "holdbus", 16)
+	ns := kerneltest.NewNS(t)
+	hold := filepath.Join(record.DefaultDir, record.HoldFile)
+	if err := os.MkdirAll(record.DefaultDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hold, []byte("the kanto-can package is being removed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(hold) })
+	before := snapshot(t, ns)
+	failKC(t, "not attaching: the kanto-can package is being removed", "attach", "--netns", ns.Path(), "--bus", "holdbus")
+	c := newFakeContainer(t, "held", []string{"KANTO_CAN=holdbus"}, false)
+	if stderr, code := c.hook(t, "creating", "prestart"); code == 0 || !strings.Contains(stderr, "not attaching: the kanto-can package is being removed") {
+		t.Errorf("held prestart hook: exit %d, %q", code, stderr)
+	}
+	requireNothingOfOurs(t)
+	if after := snapshot(t, ns); after != before {
+		t.Fatalf("a held attach changed the namespace:\n%s\nwant\n%s", after, before)
+	}
+	if err := os.Remove(hold); err != nil {
+		t.Fatal(err)
+	}
+	mustKC(t, "attach", "--netns", ns.Path(), "--bus", "holdbus")
+	mustKC(t, "detach", "--netns", ns.Path())
 }
 
 // Attach with changed filters updates the rules in place.
