@@ -529,6 +529,17 @@ func ignoreGone(err error) error {
 // whatever namespace it was in: for when the container's process is gone
 // (an OCI poststop hook) but its namespace, and so the pair, may not be.
 func (h *Host) DetachContainer(id string) ([]string, error) {
+	// By poststop the container's namespace, and with it the pair, is
+	// usually gone already: its records must go too.
+	gone, err := h.detachMatching(func(m Meta) bool { return m.Container == id },
+		func(r record.Record) bool { return r.Container == id })
+	return busesOf(gone), err
+}
+
+// detachMatching deletes every host end of ours whose alias matches end
+// (the kernel then drops their rules), then the records that match rec
+// and have no host end left. It returns what each deleted end was.
+func (h *Host) detachMatching(end func(Meta) bool, rec func(record.Record) bool) ([]Meta, error) {
 	unlock, err := h.lock()
 	if err != nil {
 		return nil, err
@@ -538,13 +549,11 @@ func (h *Host) DetachContainer(id string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	gone, err := h.deleteOurs(ends, func(m Meta) bool { return m.Container == id })
+	gone, err := h.deleteOurs(ends, end)
 	if err != nil {
-		return busesOf(gone), err
+		return gone, err
 	}
-	// By poststop the container's namespace, and with it the pair, is
-	// usually gone already: its records must go too.
-	return busesOf(gone), h.forget(func(r record.Record) bool { return r.Container == id })
+	return gone, h.forget(rec)
 }
 
 // forget removes the records that match and whose host end no longer
@@ -611,21 +620,8 @@ func (h *Host) Detach(t *target.Target, hostBuses []string) ([]string, error) {
 // (the containers keep running, without their CAN interfaces). It returns
 // what it removed, one Meta per host end.
 func (h *Host) DetachAll() ([]Meta, error) {
-	unlock, err := h.lock()
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	ends, err := h.VXCAN.Pairs()
-	if err != nil {
-		return nil, err
-	}
-	gone, err := h.deleteOurs(ends, func(Meta) bool { return true })
-	if err != nil {
-		return gone, err
-	}
 	// Records whose pair went with its namespace have no host end left.
-	return gone, h.forget(func(record.Record) bool { return true })
+	return h.detachMatching(func(Meta) bool { return true }, func(record.Record) bool { return true })
 }
 
 // deleteOurs deletes the host ends that are ours and match; the kernel

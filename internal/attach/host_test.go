@@ -427,30 +427,38 @@ func TestSyncFixesRules(t *testing.T) {
 	}
 }
 
+// foreignPair makes what someone else made: a vxcan pair into another
+// namespace (returned) and gateway rules between it and bus, both ways.
+func (e *env) foreignPair(bus fakekernel.Link) (other *os.File, host fakekernel.Link) {
+	e.t.Helper()
+	other, err := e.k.NewNS()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { other.Close() })
+	host, _, err = e.k.AddPair(fakekernel.Host, fakekernel.Link{Name: "vx0", Alias: "someone else's"}, int(other.Fd()), fakekernel.Link{Name: "can0"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, r := range []cangw.Rule{{Src: bus.Index, Dst: host.Index}, {Src: host.Index, Dst: bus.Index, Flags: cangw.FlagEcho}} {
+		if err := e.k.AddRule(fakekernel.Host, r); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return other, host
+}
+
 // Detach removes our host ends and, through the kernel, their rules and
 // records: a foreign vxcan, one named like ours, and foreign rules stay.
 func TestDetachRemovesOnlyOurs(t *testing.T) {
 	e := newEnv(t)
 	bus := e.bus("can0", "can", 16)
 	c := e.container("app")
-	other, err := e.k.NewNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	fv, _, err := e.k.AddPair(fakekernel.Host, fakekernel.Link{Name: "vx0", Alias: "someone else's"}, int(other.Fd()), fakekernel.Link{Name: "can0"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	other, _ := e.foreignPair(bus)
 	// Named like ours, for this very target and bus, without our alias.
 	lookalike := HostEndName(c.ID, "can1")
 	if _, _, err := e.k.AddPair(fakekernel.Host, fakekernel.Link{Name: lookalike}, int(other.Fd()), fakekernel.Link{Name: "can1"}); err != nil {
 		t.Fatal(err)
-	}
-	for _, r := range []cangw.Rule{{Src: bus.Index, Dst: fv.Index}, {Src: fv.Index, Dst: bus.Index, Flags: cangw.FlagEcho}} {
-		if err := e.k.AddRule(fakekernel.Host, r); err != nil {
-			t.Fatal(err)
-		}
 	}
 	before := e.snapshot()
 	if _, err := e.h.Attach(c, specs(t, "can0")); err != nil {
@@ -506,18 +514,7 @@ func TestDetachAllRemovesOnlyOurs(t *testing.T) {
 	e := newEnv(t)
 	bus := e.bus("can0", "can", 16)
 	e.bus("can1", "can", 16)
-	other, err := e.k.NewNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	fv, _, err := e.k.AddPair(fakekernel.Host, fakekernel.Link{Name: "vx0", Alias: "someone else's"}, int(other.Fd()), fakekernel.Link{Name: "can0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.k.AddRule(fakekernel.Host, cangw.Rule{Src: bus.Index, Dst: fv.Index}); err != nil {
-		t.Fatal(err)
-	}
+	e.foreignPair(bus)
 	a, b := e.container("a"), e.container("b")
 	before := e.snapshot()
 	gone := e.container("gone") // its namespace goes after attaching, its records stay

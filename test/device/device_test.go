@@ -49,8 +49,14 @@ var (
 		"removed", "removed-unit-stopped", "removed-nothing-in-kernel", "removed-can-container-fails-clearly", "removed-others-run",
 		"reinstalled", "reinstalled-container-starts", "reinstalled-frames-both-ways", "reinstalled-one-attachment",
 		"purged", "purged-nothing-in-kernel", "purged-no-files", "purged-others-run",
+		"late-setup",
 	}
-	expected = [][]string{installChecks, concat(bootChecks, upgradeChecks), concat(bootChecks, removeChecks)}
+	lateChecks = []string{
+		"late-kanto-can-active", "late-bus-absent", "late-required-fails-clearly", "late-optional-started",
+		"late-module-loaded", "late-optional-routed", "late-optional-frames-both-ways",
+		"late-required-stays-down", "late-required-started-by-owner",
+	}
+	expected = [][]string{installChecks, concat(bootChecks, upgradeChecks), concat(bootChecks, removeChecks), lateChecks}
 )
 
 func concat(lists ...[]string) []string {
@@ -64,6 +70,7 @@ func concat(lists ...[]string) []string {
 const (
 	appName   = "devapp"   // the container that asks for can0
 	plainName = "plainapp" // one that does not
+	lateName  = "lateapp"  // boot 4's, whose bus is optional
 )
 
 func env(key, def string) string {
@@ -125,47 +132,16 @@ func TestDeviceBootsAndReboots(t *testing.T) {
 	entry := `if [ -e /sys/class/net/can0 ]; then c=present; else c=missing; fi; ` +
 		`echo "devtest start boot=$(cat /proc/sys/kernel/random/boot_id) can0=$c"; ` +
 		`[ $c = present ] || exit 1; exec /usr/bin/canapp serve can0`
-	manifest := map[string]any{
-		"container_name": appName,
-		"container_id":   appName,
-		"image":          map[string]any{"name": "docker.io/kanto-can/devapp:1"},
-		"host_config": map[string]any{
-			"network_mode":   "bridge",
-			"restart_policy": map[string]any{"type": "always"},
-		},
-		"config": map[string]any{
-			"env": []string{"KANTO_CAN=can0"},
-			"cmd": []string{"/bin/sh", "-c", entry},
-		},
-		"hooks": []map[string]any{
-			{"path": "/usr/bin/kanto-can", "args": []string{"kanto-can", "hook", "prestart"}, "type": 0},
-			{"path": "/usr/bin/kanto-can", "args": []string{"kanto-can", "hook", "poststop"}, "type": 2},
-		},
+	hooks := []map[string]any{
+		{"path": "/usr/bin/kanto-can", "args": []string{"kanto-can", "hook", "prestart"}, "type": 0},
+		{"path": "/usr/bin/kanto-can", "args": []string{"kanto-can", "hook", "poststop"}, "type": 2},
 	}
-	mj, err := json.MarshalIndent(manifest, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(share, appName+".json"), string(mj)+"\n")
-	// A second container without CAN: it must run whatever happens to
-	// kanto-can (removal included).
-	plain := map[string]any{
-		"container_name": plainName,
-		"container_id":   plainName,
-		"image":          map[string]any{"name": "docker.io/kanto-can/devapp:1"},
-		"host_config": map[string]any{
-			"network_mode":   "bridge",
-			"restart_policy": map[string]any{"type": "always"},
-		},
-		"config": map[string]any{
-			"cmd": []string{"/bin/sh", "-c", "echo plain up; exec sleep 100000"},
-		},
-	}
-	pj, err := json.MarshalIndent(plain, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(share, plainName+".json"), string(pj)+"\n")
+	writeManifest(t, share, appName, []string{"KANTO_CAN=can0"}, entry, hooks)
+	// Boot 4's: the same app on an optional bus (the bus appears late).
+	writeManifest(t, share, lateName, []string{"KANTO_CAN=can0,optional"}, entry, hooks)
+	// A container without CAN: it must run whatever happens to kanto-can
+	// (removal included).
+	writeManifest(t, share, plainName, nil, "echo plain up; exec sleep 100000", nil)
 	// The image for the guest's architecture: its own busybox, taken from
 	// the disk image (debugfs reads the file system without mounting it),
 	// and the test app built for it.
@@ -185,7 +161,11 @@ func TestDeviceBootsAndReboots(t *testing.T) {
 	disk := filepath.Join(t.TempDir(), "disk.qcow2")
 	run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", filepath.Join(cache, "root.img"), disk)
 
-	timeout := 1500 * time.Second
+	// Four boots and what happens between them; arm64 is emulated too.
+	timeout, err := time.ParseDuration(env("DEVTEST_TIMEOUT", "50m"))
+	if err != nil {
+		t.Fatalf("DEVTEST_TIMEOUT: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(repo, "test/device/qemu.sh"), arch,
@@ -271,6 +251,30 @@ func TestDeviceBootsAndReboots(t *testing.T) {
 			showDiag(t, filepath.Join(share, "diag", name))
 		}
 	}
+}
+
+// writeManifest writes a Kanto container manifest NAME.json to dir: the
+// test image, restart policy always, on Kanto's default bridge network.
+func writeManifest(t *testing.T, dir, name string, env []string, entry string, hooks []map[string]any) {
+	t.Helper()
+	m := map[string]any{
+		"container_name": name,
+		"container_id":   name,
+		"image":          map[string]any{"name": "docker.io/kanto-can/devapp:1"},
+		"host_config": map[string]any{
+			"network_mode":   "bridge",
+			"restart_policy": map[string]any{"type": "always"},
+		},
+		"config": map[string]any{"env": env, "cmd": []string{"/bin/sh", "-c", entry}},
+	}
+	if hooks != nil {
+		m["hooks"] = hooks
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, name+".json"), string(b)+"\n")
 }
 
 // showDiag logs the end of what the guest left for a failed boot.

@@ -90,7 +90,8 @@ install_kanto() { # Kanto's binaries, unit and config, as Kanto's package has th
 		systemctl enable container-management.service
 }
 
-plain=plainapp # the container without CAN
+plain=plainapp     # the container without CAN
+lateapp=lateapp # boot 4: the one whose bus is optional
 if [[ $n -eq 1 ]]; then
 	check kanto-installed install_kanto
 	check kanto-can-installed install_kanto_can previous
@@ -103,13 +104,15 @@ if [[ $n -eq 1 ]]; then
 fi
 
 # ---------------------------------------------------------------------------
-# Boots 2 and 3: the device as its owner finds it after a boot.
-check disk-persisted test -s /etc/container-management/containers/$app.json
+# Boots 2 and 3: the device as its owner finds it after a boot (boot 4,
+# with its bus missing at boot, has checks of its own below).
+boot_check() { [[ $n -eq 4 ]] || check "$@"; }
+boot_check disk-persisted test -s /etc/container-management/containers/$app.json
 
 running() {
 	[[ $system == running ]] || { echo "system $system; failed units: $(systemctl list-units --failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')"; return 1; }
 }
-check system-running running
+boot_check system-running running
 
 active_from() { # UNIT FILE: active, enabled, loaded from FILE
 	local st en fp
@@ -117,11 +120,11 @@ active_from() { # UNIT FILE: active, enabled, loaded from FILE
 	[[ $st == active && $en == enabled && $fp == "$2" ]] || { echo "$1: $st, $en, from $fp"; return 1; }
 }
 debian_pkg() { dpkg-query -W -f='${Status} ${Version}\n' "$1" | grep -q '^install ok installed' || { echo "$1 not installed by dpkg"; return 1; }; }
-check containerd-debian debian_pkg containerd
-check containerd-active active_from containerd.service /lib/systemd/system/containerd.service
-check kanto-unit-is-kantos cmp /lib/systemd/system/container-management.service "$share/kanto/units/container-management.service"
-check kanto-active active_from container-management.service /lib/systemd/system/container-management.service
-check kanto-can-active active_from kanto-can.service /lib/systemd/system/kanto-can.service
+boot_check containerd-debian debian_pkg containerd
+boot_check containerd-active active_from containerd.service /lib/systemd/system/containerd.service
+boot_check kanto-unit-is-kantos cmp /lib/systemd/system/container-management.service "$share/kanto/units/container-management.service"
+boot_check kanto-active active_from container-management.service /lib/systemd/system/container-management.service
+boot_check kanto-can-active active_from kanto-can.service /lib/systemd/system/kanto-can.service
 
 caps() { # the daemon's capability sets: CAP_NET_ADMIN (bit 12) only
 	local pid s bad=''
@@ -134,7 +137,7 @@ caps() { # the daemon's capability sets: CAP_NET_ADMIN (bit 12) only
 	[[ $(awk '$1 == "NoNewPrivs:" {print $2}' "/proc/$pid/status") == 1 ]] || bad+="NoNewPrivs!=1 "
 	[[ -z $bad ]] || { echo "$bad"; return 1; }
 }
-check kanto-can-cap-net-admin-only caps
+boot_check kanto-can-cap-net-admin-only caps
 
 can0_up() { # by networkd, at 500 kbit/s, up
 	local setup j
@@ -144,7 +147,7 @@ can0_up() { # by networkd, at 500 kbit/s, up
 	jq -e '.[0].linkinfo.info_data.bittiming.bitrate == 500000 and (.[0].flags | index("UP") != null)' <<<"$j" >/dev/null ||
 		{ echo "can0: $j"; return 1; }
 }
-check can0-by-networkd can0_up
+boot_check can0-by-networkd can0_up
 
 # The container: started by Kanto from the deployment directory, restart
 # policy always. Its entrypoint's first line says whether can0 was there;
@@ -157,22 +160,22 @@ started() {
 	grep -m1 -q "devtest start boot=$bootid" < <(timeout 180 tail -F -n +1 "$log" 2>/dev/null) ||
 		{ echo "no start line of this boot in $log: $(tail -n 3 "$log" 2>&1); kanto-cm: $(kanto-cm list 2>&1)"; return 1; }
 }
-check container-started started
+boot_check container-started started
 policy() {
 	local p
 	p=$(kanto-cm get -n "$app" | jq -r '.host_config.restart_policy.type')
 	[[ $p == always ]] || { echo "restart policy $p"; return 1; }
 }
-check restart-policy-always policy
+boot_check restart-policy-always policy
 before() { # can0 there before the entrypoint ran, and one start this boot
 	local starts
 	if grep -q 'can0=missing' "$log"; then echo "an entrypoint ran without can0: $(grep can0=missing "$log" | head -n1)"; return 1; fi
 	starts=$(grep -c "devtest start boot=$bootid can0=present" "$log")
 	[[ $starts -eq 1 ]] || { echo "$starts starts this boot, want 1"; return 1; }
 }
-check can0-before-entrypoint before
+boot_check can0-before-entrypoint before
 ready() { grep -m1 -q '"log":"ready' < <(timeout 60 tail -F -n +1 "$log" 2>/dev/null); }
-check app-ready ready
+boot_check app-ready ready
 
 frames() { # the ECU on can1 asks, the container's app answers (id+1)
 	local dump got
@@ -189,7 +192,7 @@ frames() { # the ECU on can1 asks, the container's app answers (id+1)
 	ip link set can1 down
 	[[ $got == *"can1 124#11223344"* ]] || { echo "ECU got: '$got'"; return 1; }
 }
-check frames-both-ways frames
+boot_check frames-both-ways frames
 
 rules() { # exactly one attachment: one host end, two gateway rules (classic bus), one record
 	local r h a
@@ -198,19 +201,19 @@ rules() { # exactly one attachment: one host end, two gateway rules (classic bus
 	a=$(kanto-can ls -o json | jq 'if type == "array" then length else (.attachments | length) end')
 	[[ $r -eq 2 && $h -eq 1 && $a -eq 1 ]] || { echo "rules on can0 $r (want 2), host ends $h (want 1), attachments $a (want 1)"; cangw -L; ip -o link show type vxcan; return 1; }
 }
-check one-attachment rules
+boot_check one-attachment rules
 one_container() {
 	local c
 	c=$(kanto-cm list 2>/dev/null | grep -c "$app")
 	[[ $c -eq 1 ]] || { echo "$c containers named $app"; kanto-cm list; return 1; }
 }
-check one-container one_container
+boot_check one-container one_container
 quiet_daemon() { # no warning but the one for a device without a policy file
 	local w
 	w=$(journalctl -b -u kanto-can.service -o cat --no-pager | grep -E 'level=(WARN|ERROR)' | grep -v 'level=WARN msg="policy: none: ')
 	[[ -z $w ]] || { echo "$w"; return 1; }
 }
-check daemon-no-warnings quiet_daemon
+boot_check daemon-no-warnings quiet_daemon
 
 plain_running() { # the container without CAN runs (its pid: stdout)
 	local c
@@ -218,7 +221,7 @@ plain_running() { # the container without CAN runs (its pid: stdout)
 	jq -e '.state.status == 2 and .state.pid > 0' <<<"$c" >/dev/null || { echo "$plain: $(jq -c .state <<<"$c")"; return 1; }
 	jq -r .state.pid <<<"$c"
 }
-check plain-running plain_running
+boot_check plain-running plain_running
 
 created=$(kanto-cm get -n "$app" 2>/dev/null | jq -r '.created // empty')
 app_pid() { kanto-cm get -n "$app" 2>/dev/null | jq -r '.state.pid // empty'; }
@@ -243,6 +246,57 @@ if [[ $n -eq 2 ]]; then
 	check frames-after-upgrade frames
 	finish reboot
 fi
+# ---------------------------------------------------------------------------
+# Boot 4: the bus appears after Kanto started its containers.
+if [[ $n -eq 4 ]]; then
+	check late-kanto-can-active active_from kanto-can.service /lib/systemd/system/kanto-can.service
+	late_absent() { ! ip link show can0 >/dev/null 2>&1 || { echo "can0 is there at boot: the blacklist did not hold"; return 1; }; }
+	check late-bus-absent late_absent
+	# The required bus: the start fails with kanto-can's line in Kanto's log.
+	required_fails() {
+		grep -m1 -q 'host bus can0 does not exist' < <(timeout 180 tail -F -n "+$(($(cat "$state/cmlines") + 1))" "$cmlog" 2>/dev/null) ||
+			{ echo "no line naming the missing bus in Kanto's log: $(tail -n 3 "$cmlog")"; return 1; }
+	}
+	check late-required-fails-clearly required_fails
+	# The optional one: started, with its interface, before the bus exists.
+	latelog=/var/lib/container-management/containers/$lateapp/json.log
+	opt_started() {
+		grep -m1 -q "devtest start boot=$bootid can0=present" < <(timeout 180 tail -F -n +1 "$latelog" 2>/dev/null) ||
+			{ echo "no start line with can0 this boot in $latelog: $(tail -n 3 "$latelog" 2>&1)"; return 1; }
+	}
+	check late-optional-started opt_started
+	# The driver, late; networkd configures can0 when it appears, the daemon
+	# routes the optional bus (awaited in its journal).
+	mark=$(date '+%Y-%m-%d %H:%M:%S')
+	check late-module-loaded modprobe kvaser_pci
+	routed() {
+		grep -m1 -q 'msg=reconciled.*restored=kcan' < <(timeout 120 journalctl -f -u kanto-can.service -o cat --since "$mark" 2>/dev/null) ||
+			{ echo "the daemon did not route can0: $(journalctl -u kanto-can.service -o cat --since "$mark" | tail -n 3)"; return 1; }
+		# networkd's configuration of the new can0 (bitrate, up): its
+		# state, polled (networkd has no wait for a CAN link's setup).
+		local i
+		for i in $(seq 120); do
+			ip -details -json link show can0 2>/dev/null | jq -e '.[0].linkinfo.info_data.bittiming.bitrate == 500000 and (.[0].flags | index("UP") != null)' >/dev/null && return 0
+			sleep 0.5
+		done
+		echo "can0 not configured by networkd: $(networkctl list --no-legend --no-pager can0)"
+		return 1
+	}
+	check late-optional-routed routed
+	check late-optional-frames-both-ways frames
+	# Kanto does not retry a start whose hook failed: the required one
+	# stays down until its owner starts it, and then has can0.
+	req_down() { [[ $(kanto-cm get -n "$app" | jq -r '.state.status') != 2 ]] || { echo "$app runs"; return 1; }; }
+	check late-required-stays-down req_down
+	req_start() {
+		kanto-cm start -n "$app" >/dev/null || return 1
+		grep -m1 -q "devtest start boot=$bootid can0=present" < <(timeout 120 tail -F -n +1 "$log" 2>/dev/null) ||
+			{ echo "no start with can0: $(tail -n 3 "$log")"; return 1; }
+	}
+	check late-required-started-by-owner req_start
+	finish poweroff
+fi
+
 # The container Kanto started again, not one made anew from the manifest.
 same() { [[ -n $created && $(cat "$state/container-created") == "$created" ]] || { echo "container created $created, was $(cat "$state/container-created")"; return 1; }; }
 check same-container-after-reboot same
@@ -327,4 +381,16 @@ no_files() {
 }
 check purged-no-files no_files
 check purged-others-run plain_same
-finish poweroff
+
+# Boot order, for boot 4: the bus's driver loaded late (after Kanto started
+# its containers), as when a controller's module is not autoloaded. The
+# package installed once more; a second CAN container, whose bus is
+# optional, in the deployment directory.
+late_setup() {
+	install_kanto_can current &&
+		echo "blacklist kvaser_pci" >/etc/modprobe.d/devtest-late-bus.conf &&
+		install -m 0644 "$share/$lateapp.json" /etc/container-management/containers/ &&
+		wc -l <"$cmlog" >"$state/cmlines"
+}
+check late-setup late_setup
+finish reboot
