@@ -189,7 +189,7 @@ device-test: setup-device
 	$(GO) vet -tags device ./test/device
 	CGO_ENABLED=0 $(GO) test -c -tags device -o $(OUT)/device/device.test ./test/device
 	cd test/device && DEVTEST_ARCH=$(DEVICE_ARCH) DEVTEST_OUT=$(abspath $(DEVICE_OUT)) KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
-		$(abspath $(OUT)/device/device.test) -test.v -test.timeout 70m
+		$(abspath $(OUT)/device/device.test) -test.v -test.timeout 100m
 
 # The demo is a kernel-tagged Go test (package demo), so `make test` runs it too.
 demo: setup build

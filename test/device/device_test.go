@@ -161,8 +161,9 @@ func TestDeviceBootsAndReboots(t *testing.T) {
 	disk := filepath.Join(t.TempDir(), "disk.qcow2")
 	run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", filepath.Join(cache, "root.img"), disk)
 
-	// Four boots and what happens between them; arm64 is emulated too.
-	timeout, err := time.ParseDuration(env("DEVTEST_TIMEOUT", "50m"))
+	// Four boots and what happens between them, emulated (arm64 on x86
+	// slower than amd64).
+	timeout, err := time.ParseDuration(env("DEVTEST_TIMEOUT", "90m"))
 	if err != nil {
 		t.Fatalf("DEVTEST_TIMEOUT: %v", err)
 	}
