@@ -408,7 +408,7 @@ func TestFloodIsLimited(t *testing.T) {
 	}
 	// A path under this limit would carry at most hi frames: the unlimited
 	// one must have been offered well more (the arm64 guest's emulation
-	// floods at about a third of the amd64 guest's rate).
+	// floods at about a tenth of the amd64 guest's rate).
 	if sentUnl <= 2*hi {
 		t.Fatalf("the flood was too slow to test the unlimited path: %d frames sent on it, the limit lets %d through", sentUnl, hi)
 	}
