@@ -158,9 +158,9 @@ if [[ ! -s $initrd || $(cat "$cache/initramfs.stamp" 2>/dev/null) != "$stamp" ]]
 fi
 
 # ---------------------------------------------------------------------------
-# Job script: stage 2, runs as PID 1 in the guest with the host's bash.
-# It lives in .cache/vm/jobs/ so the guest sees it through the 9p root (an
-# arm64 guest's in its own root's kanto-jobs/: that root is its 9p root).
+# Job script: stage 2, runs as PID 1 in the guest with the host's bash (an
+# arm64 guest's own bash). It lives in .cache/vm/jobs/ so the guest sees it
+# through the 9p root (an arm64 guest's in its root's kanto-jobs/).
 # ---------------------------------------------------------------------------
 if [[ $arch == arm64 ]]; then
 	mkdir -p "$kroot/kanto-jobs" "$vmcache/jobs" "$share"
