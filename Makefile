@@ -8,9 +8,13 @@
 #   make unit-arm       the unit tests built for arm64 and arm (GOARM=7), run on
 #                       the host by qemu-user-static (no binfmt_misc needed)
 #   make kernel-tests   tests tagged "kernel", run in a QEMU guest (test/vm/)
+#   make kernel-tests-arm64  the core kernel tests (ARM64_PKGS) built for arm64,
+#                       run in an arm64 guest (KERNEL=6.1-arm64)
 #   make test           unit, unit-arm, then the kernel matrix: every kernel test on 6.1,
-#                       and on 6.12 all but the slow packages (MATRIX_SKIP_PKGS);
+#                       on 6.12 all but the slow packages (MATRIX_SKIP_PKGS), and
+#                       ARM64_PKGS on 6.1-arm64;
 #                       with KERNEL=NAME: unit, unit-arm, then every kernel test on NAME
+#                       (ARM64_PKGS on an arm64 NAME)
 #   make demo           the end-to-end demo in the guest (package demo)
 #   make bench          benchmarks in the guest (test/bench), figures printed
 #   make soak           the daemon soak test, SOAK_CYCLES (1000) container starts
@@ -33,6 +37,8 @@
 # KERNEL_TEST_FLAGS='-test.run=TestX' is passed to every test binary.
 # KERNEL=6.1|6.1-rt|6.12 picks the guest kernel (Debian's; default 6.1) for
 # kernel-tests, demo, bench and soak, and makes make test run one kernel.
+# KERNEL=6.1-arm64 is an arm64 guest: build and kernel-tests then build for
+# arm64 (GOARCH=arm64) into out/arm64/.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -58,8 +64,26 @@ endif
 KERNEL ?= 6.1
 MATRIX_KERNEL ?= 6.12
 MATRIX_SKIP_PKGS ?= ./test/kanto ./test/bench ./test/cni ./test/podman ./test/docker
+# The arm64 guest of the matrix and what runs there: the packages' own
+# kernel tests and test/e2e (the CLI, the hook, the daemon), which need no
+# container engine; the engines, Kanto, systemd and the benchmarks are not
+# in its root (docs/testing.md).
+ARM64_KERNEL ?= 6.1-arm64
+ARM64_PKGS ?= ./cangw ./canlink ./vxcan ./internal/ratelimit ./internal/kerneltest ./test/e2e
 # What make setup fetches: the kernels make test will use.
-SETUP_KERNELS ?= $(if $(TEST_MATRIX),6.1 $(MATRIX_KERNEL),$(KERNEL))
+SETUP_KERNELS ?= $(if $(TEST_MATRIX),6.1 $(MATRIX_KERNEL) $(ARM64_KERNEL),$(KERNEL))
+
+# An arm64 guest runs arm64 binaries: built with GOARCH=arm64 (by build and
+# kernel-tests, and what they build first) into a tree of their own. Its
+# test binaries are vetted and built with -trimpath, as make unit-arm built
+# the packages for arm64 before: on a fresh machine that halves their build.
+KERNEL_TEST_BUILDFLAGS :=
+ifneq ($(filter %-arm64,$(KERNEL)),)
+OUT := out/arm64
+BIN := $(OUT)/bin/kanto-can
+KERNEL_TEST_BUILDFLAGS := -trimpath
+build kernel-tests: export GOARCH := arm64
+endif
 
 # The guest's time limit for kernel-tests (seconds).
 KERNEL_TEST_TIMEOUT ?= 1800
@@ -67,7 +91,7 @@ KERNEL_TEST_TIMEOUT ?= 1800
 # The device test bed's architecture: amd64 or arm64.
 DEVICE_ARCH ?= amd64
 
-.PHONY: build dist setup setup-device device-test unit unit-arm kernel-tests test demo bench soak
+.PHONY: build dist setup setup-device device-test unit unit-arm kernel-tests kernel-tests-arm64 test demo bench soak
 
 # One guest run of every kernel test binary in $(KERNEL_TEST_DIR).
 KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TEST_TIMEOUT) --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 \
@@ -139,8 +163,8 @@ kernel-tests: build
 			if grep -qE '^//go:build .*\bkernel\b' "$$dir/$$f"; then \
 				name=$$(echo "$$pkg" | sed 's|^github.com/kanto-can/kanto-can/||; s|[/.]|_|g'); \
 				echo "build kernel tests: $$pkg"; \
-				$(GO) vet -tags kernel "$$pkg"; \
-				CGO_ENABLED=0 $(GO) test -c -tags kernel -o "$(KERNEL_TEST_DIR)/$$name.test" "$$pkg"; \
+				$(GO) vet $(KERNEL_TEST_BUILDFLAGS) -tags kernel "$$pkg"; \
+				CGO_ENABLED=0 $(GO) test -c $(KERNEL_TEST_BUILDFLAGS) -tags kernel -o "$(KERNEL_TEST_DIR)/$$name.test" "$$pkg"; \
 				echo "$$dir" >"$(KERNEL_TEST_DIR)/$$name.dir"; \
 				n=$$((n + 1)); \
 				break; \
@@ -152,6 +176,11 @@ kernel-tests: build
 		echo "kernel-tests: the guest hung or trapped (an emulation fault, see above): running the suite once more"; \
 		$(KERNEL_TESTS_IN_GUEST); }
 
+# The core kernel tests in the arm64 guest (make setup KERNEL=6.1-arm64
+# first). Narrow it with ARM64_PKGS=./vxcan.
+kernel-tests-arm64:
+	$(MAKE) kernel-tests KERNEL=$(ARM64_KERNEL) KERNEL_PKGS='$(ARM64_PKGS)'
+
 # make test DEVICE_TEST=1 also runs the device test bed (opt-in: time).
 DEVICE_TEST ?=
 
@@ -161,8 +190,9 @@ test: setup $(if $(DEVICE_TEST),setup-device)
 ifdef TEST_MATRIX
 	$(MAKE) kernel-tests KERNEL=6.1
 	$(MAKE) kernel-tests KERNEL=$(MATRIX_KERNEL) KERNEL_SKIP_PKGS='$(MATRIX_SKIP_PKGS)'
+	$(MAKE) kernel-tests-arm64
 else
-	$(MAKE) kernel-tests
+	$(MAKE) kernel-tests $(if $(filter %-arm64,$(KERNEL)),KERNEL_PKGS='$(ARM64_PKGS)')
 endif
 ifneq ($(DEVICE_TEST),)
 	$(MAKE) device-test

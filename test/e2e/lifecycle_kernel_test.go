@@ -267,6 +267,12 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hostProc.Process.Kill(); hostProc.Wait() })
+	// A file that exists and is no namespace: the test's own (the arm64
+	// guest's root has no /etc/hostname, say).
+	notNS := filepath.Join(t.TempDir(), "not-a-netns")
+	if err := os.WriteFile(notNS, []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	before := snapshot(t, ns)
 	nsArg := []string{"attach", "--netns", ns.Path()}
 	for _, tc := range []struct {
@@ -278,7 +284,7 @@ func TestBadInput(t *testing.T) {
 		{"host bus lo is not a CAN interface", append(nsArg, "--bus", "lo")},
 		{"pid 4000000 does not exist", []string{"attach", "--pid", "4000000", "--bus", "badbus"}},
 		{"pid " + strconv.Itoa(exited) + " has exited", []string{"attach", "--pid", strconv.Itoa(exited), "--bus", "badbus"}},
-		{"is not a network namespace", []string{"attach", "--netns", "/etc/hostname", "--bus", "badbus"}},
+		{"is not a network namespace", []string{"attach", "--netns", notNS, "--bus", "badbus"}},
 		{"no such file", []string{"attach", "--netns", "/run/netns/nosuch", "--bus", "badbus"}},
 		{"shares the host's network namespace", []string{"attach", "--pid", strconv.Itoa(hostProc.Process.Pid), "--bus", "badbus"}},
 		{"at most 15", append(nsArg, "--bus", "badbus:averyveryverylongname")},

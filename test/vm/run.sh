@@ -20,6 +20,14 @@
 # default), 6.1-rt (PREEMPT_RT) or 6.12; $KANTO_CAN_KERNEL is the default's
 # default. Requires test/vm/setup-host.sh NAME to have run (the kernel in
 # .cache/vm/NAME/). The guest sees the name as $KANTO_CAN_KERNEL.
+#
+# A kernel named *-arm64 (6.1-arm64) boots an arm64 machine instead
+# (qemu-system-aarch64 -M virt -cpu max, software emulation). The host's
+# root is amd64, so that guest's root is .cache/vm/NAME/root/ (Debian's
+# arm64 packages, unpacked by setup-host.sh), read-only with a tmpfs overlay
+# as above; the repository is shared at its own path, so CMD, its working
+# directory and the binaries it runs (built for arm64) must be in the
+# repository. The emulated Kvaser controllers sit at PCI slots 05.0, 06.0...
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -63,8 +71,20 @@ kver=$(cat "$cache/kernel-version")
 kroot="$cache/root"
 kernel="$kroot/boot/vmlinuz-$kver"
 [[ -f $kernel ]] || die "missing $kernel: run test/vm/setup-host.sh $kname again"
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found: run test/vm/setup-host.sh"
-[[ -x /bin/busybox ]] || die "/bin/busybox not found (busybox-static): run test/vm/setup-host.sh"
+if [[ $kname == *-arm64 ]]; then
+	arch=arm64
+	qemu_bin=qemu-system-aarch64
+	# The guest's own root: its busybox, its modules at /lib/modules.
+	busybox="$kroot/bin/busybox"
+	[[ $PWD == "$repo" || $PWD == "$repo"/* ]] ||
+		die "an arm64 guest sees only its own root and the repository: run from within $repo"
+else
+	arch=amd64
+	qemu_bin=qemu-system-x86_64
+	busybox=/bin/busybox
+fi
+command -v "$qemu_bin" >/dev/null || die "$qemu_bin not found: run test/vm/setup-host.sh $kname"
+[[ -x $busybox ]] || die "$busybox not found (busybox-static): run test/vm/setup-host.sh $kname"
 [[ $repo != *[[:space:]]* ]] || die "the repo path must not contain white space (it goes on the kernel command line)"
 
 # ---------------------------------------------------------------------------
@@ -105,12 +125,12 @@ INIT
 
 initrd="$cache/initramfs.cpio"
 # Inputs: the kernel, busybox, and this script (init and build recipe).
-stamp=$( { echo "$kver"; sha256sum /bin/busybox "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-32)
+stamp=$( { echo "$kver"; sha256sum "$busybox" "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-32)
 if [[ ! -s $initrd || $(cat "$cache/initramfs.stamp" 2>/dev/null) != "$stamp" ]]; then
 	tmp=$(mktemp -d "$cache/initramfs.XXXXXX")
 	trap 'rm -rf "$tmp"' EXIT
 	mkdir -p "$tmp/bin" "$tmp/modules" "$tmp/proc" "$tmp/sys" "$tmp/dev"
-	cp /bin/busybox "$tmp/bin/busybox"
+	cp "$busybox" "$tmp/bin/busybox"
 	printf '%s\n' "$init_script" >"$tmp/init"
 	chmod 0755 "$tmp/init"
 	# Resolve the load order (dependencies first) from the guest kernel's own tree;
@@ -138,11 +158,19 @@ if [[ ! -s $initrd || $(cat "$cache/initramfs.stamp" 2>/dev/null) != "$stamp" ]]
 fi
 
 # ---------------------------------------------------------------------------
-# Job script: stage 2, runs as PID 1 in the guest with the host's bash.
-# It lives in .cache/vm/jobs/ so the guest sees it through the 9p root.
+# Job script: stage 2, runs as PID 1 in the guest with the host's bash (an
+# arm64 guest's own bash). It lives in .cache/vm/jobs/ so the guest sees it
+# through the 9p root (an arm64 guest's in its root's kanto-jobs/).
 # ---------------------------------------------------------------------------
-mkdir -p "$vmcache/jobs" "$share"
-job=$(mktemp "$vmcache/jobs/job.XXXXXXXX")
+if [[ $arch == arm64 ]]; then
+	mkdir -p "$kroot/kanto-jobs" "$vmcache/jobs" "$share"
+	job=$(mktemp "$kroot/kanto-jobs/job.XXXXXXXX")
+	guest_job=/kanto-jobs/${job##*/}
+else
+	mkdir -p "$vmcache/jobs" "$share"
+	job=$(mktemp "$vmcache/jobs/job.XXXXXXXX")
+	guest_job=$job
+fi
 status=$(mktemp "$vmcache/jobs/status.XXXXXXXX")
 lockup="$status.lockup" # made when the guest's kernel reports a soft lockup
 trap 'rm -f "$job" "$status" "$lockup"' EXIT
@@ -194,24 +222,29 @@ EOF
 	cat <<EOF
 kver=$(q "$kver")
 export KANTO_CAN_KERNEL=$(q "$kname")
-kmods=$(q "$kroot/lib/modules/$kver")
+kmods=$(q "$([[ $arch == arm64 ]] && echo "/lib/modules/$kver" || echo "$kroot/lib/modules/$kver")")
+arch=$(q "$arch")
 repo=$(q "$repo")
 share=$(q "$share")
 cwd=$(q "$PWD")
 EOF
 	cat <<'EOF'
 # A repository under /tmp or /run (a CI clone, say) is hidden by the fresh
-# tmpfs mounted there: bring it back from its own read-only share.
-case $repo in
-/tmp/* | /run/*)
+# tmpfs mounted there: bring it back from its own read-only share. An arm64
+# guest's root is not the host's: it always mounts the repository so.
+case $arch:$repo in
+arm64:* | *:/tmp/* | *:/run/*)
 	mkdir -p "$repo" &&
 		mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 reposhare "$repo" ||
 		fatal "mount the repository at $repo"
 	;;
 esac
-# modprobe looks in /lib/modules/$(uname -r): give it the guest kernel's tree.
-mkdir -p "/lib/modules/$kver" || fatal "mkdir /lib/modules/$kver"
-mount --bind "$kmods" "/lib/modules/$kver" || fatal "bind-mount the guest kernel's modules"
+# modprobe looks in /lib/modules/$(uname -r): give it the guest kernel's tree
+# (an arm64 guest's root has it there already).
+if [ "$kmods" != "/lib/modules/$kver" ]; then
+	mkdir -p "/lib/modules/$kver" || fatal "mkdir /lib/modules/$kver"
+	mount --bind "$kmods" "/lib/modules/$kver" || fatal "bind-mount the guest kernel's modules"
+fi
 # Writable share (host reads results after the run). cache=mmap: no write caching.
 mount -t 9p -o trans=virtio,version=9p2000.L,cache=mmap,msize=512000 vmshare "$share" ||
 	fatal "mount the writable share at $share"
@@ -234,7 +267,9 @@ ip link set lo up
 cd "$cwd" || fatal "working directory $cwd is not visible in the guest (/tmp and /run are fresh tmpfs there; only the repository is shared back)"
 export HOME=/root TERM=dumb
 EOF
-	printf 'export PATH=%s\n' "$(q "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}")"
+	# The host's PATH means nothing to an arm64 guest (other binaries).
+	[[ $arch == arm64 ]] ||
+		printf 'export PATH=%s\n' "$(q "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}")"
 	for e in "${envs[@]}"; do
 		printf 'export %s=%s\n' "${e%%=*}" "$(q "${e#*=}")"
 	done
@@ -251,21 +286,48 @@ EOF
 # ---------------------------------------------------------------------------
 # QEMU
 # ---------------------------------------------------------------------------
-qemu=(
-	qemu-system-x86_64
-	-nodefaults -no-user-config -nographic -no-reboot
-	-bios qboot.rom -machine pc -accel tcg,thread=multi -cpu max -m "$mem" -smp "$smp"
-	-kernel "$kernel" -initrd "$initrd"
-	-append "console=ttyS0 quiet loglevel=1 panic=-1 softlockup_panic=1 8250.nr_uarts=1 tsc=reliable kanto_job=$job"
-	-serial stdio -monitor none -nic none
-	-device isa-debug-exit,iobase=0xf4,iosize=0x04
-	-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
-	-virtfs "local,path=$share,mount_tag=vmshare,security_model=none,multidevs=remap"
-	-virtfs "local,path=$repo,mount_tag=reposhare,security_model=none,readonly=on,multidevs=remap"
-)
+if [[ $arch == arm64 ]]; then
+	# No isa-debug-exit on -M virt: the job's poweroff ends QEMU (PSCI), and
+	# the exit status comes from the console's marker. The 9p devices are
+	# named as PCI devices (what -virtfs means is the machine's choice).
+	qemu=(
+		qemu-system-aarch64
+		-nodefaults -no-user-config -nographic -no-reboot
+		-machine virt -accel tcg,thread=multi -cpu max -m "$mem" -smp "$smp"
+		-kernel "$kernel" -initrd "$initrd"
+		-append "console=ttyAMA0 quiet loglevel=1 panic=-1 softlockup_panic=1 kanto_job=$guest_job"
+		-serial stdio -monitor none -nic none
+		-fsdev "local,id=hostroot,path=$kroot,security_model=none,readonly=on,multidevs=remap"
+		-device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot
+		-fsdev "local,id=vmshare,path=$share,security_model=none,multidevs=remap"
+		-device virtio-9p-pci,fsdev=vmshare,mount_tag=vmshare
+		-fsdev "local,id=reposhare,path=$repo,security_model=none,readonly=on,multidevs=remap"
+		-device virtio-9p-pci,fsdev=reposhare,mount_tag=reposhare
+	)
+else
+	qemu=(
+		qemu-system-x86_64
+		-nodefaults -no-user-config -nographic -no-reboot
+		-bios qboot.rom -machine pc -accel tcg,thread=multi -cpu max -m "$mem" -smp "$smp"
+		-kernel "$kernel" -initrd "$initrd"
+		-append "console=ttyS0 quiet loglevel=1 panic=-1 softlockup_panic=1 8250.nr_uarts=1 tsc=reliable kanto_job=$guest_job"
+		-serial stdio -monitor none -nic none
+		-device isa-debug-exit,iobase=0xf4,iosize=0x04
+		-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
+		-virtfs "local,path=$share,mount_tag=vmshare,security_model=none,multidevs=remap"
+		-virtfs "local,path=$repo,mount_tag=reposhare,security_model=none,readonly=on,multidevs=remap"
+	)
+fi
 if [[ $kvaser -gt 0 ]]; then
 	qemu+=(-object can-bus,id=canbus0)
-	for ((i = 0; i < kvaser; i++)); do qemu+=(-device kvaser_pci,canbus=canbus0); done
+	for ((i = 0; i < kvaser; i++)); do
+		if [[ $arch == arm64 ]]; then
+			# On -M virt only explicit slots gave every controller a channel.
+			qemu+=(-device "kvaser_pci,canbus=canbus0,addr=$(printf '%02x' $((5 + i))).0")
+		else
+			qemu+=(-device kvaser_pci,canbus=canbus0)
+		fi
+	done
 fi
 
 # Stream the console, strip CRs, and catch the exit marker (not printed).
@@ -280,7 +342,9 @@ filter() {
 			continue
 		fi
 		# QEMU's own note when the timeout kills it: we print a clearer one.
-		[[ $line != "qemu-system-x86_64: terminating on signal"* ]] || continue
+		[[ $line != "$qemu_bin: terminating on signal"* ]] || continue
+		# An arm64 guest's poweroff after the marker (no isa-debug-exit there).
+		[[ ! -s $status || $line != *"reboot: Power down"* ]] || continue
 		# softlockup_panic=1 ends such a guest at once (see below).
 		[[ $line != *"soft lockup - CPU"* ]] || : >"$lockup"
 		# A kernel breakpoint trap on code that no longer holds one: the

@@ -3,9 +3,11 @@
 #  - installs the host tools the guest needs (the guest sees the host's root over 9p,
 #    so every binary a test uses inside the guest must exist on the host);
 #  - fetches Debian's guest kernels into <repo>/.cache/vm/<name>/ (the host kernel
-#    may have no CAN support at all, the guest kernel has every CAN module).
+#    may have no CAN support at all, the guest kernel has every CAN module);
+#  - for an arm64 guest (6.1-arm64) also the guest's own root directory, made of
+#    Debian's arm64 packages (the host's root is amd64).
 #
-#   test/vm/setup-host.sh [KERNEL...]   KERNEL: 6.1 (default), 6.1-rt, 6.12, or all
+#   test/vm/setup-host.sh [KERNEL...]   KERNEL: 6.1 (default), 6.1-rt, 6.12, 6.1-arm64, or all
 # Quiet on success; prints a reason and exits non-zero on failure.
 set -euo pipefail
 
@@ -15,7 +17,7 @@ cache="$repo/.cache/vm"
 die() { echo "setup-host: $*" >&2; exit 1; }
 
 # The guest kernels to fetch: names of the matrix (default 6.1), or "all".
-all_kernels=(6.1 6.1-rt 6.12)
+all_kernels=(6.1 6.1-rt 6.12 6.1-arm64)
 kernels=("$@")
 [[ ${#kernels[@]} -gt 0 ]] || kernels=(6.1)
 [[ ${kernels[*]} != all ]] || kernels=("${all_kernels[@]}")
@@ -74,6 +76,10 @@ declare -A want=(
 	[qemu-utils]=/usr/bin/qemu-img             # its per-run copy-on-write overlay
 	[e2fsprogs]=/sbin/mkfs.ext4                # the image's file system, made from a directory
 )
+# The arm64 guest's machine, only when an arm64 kernel is asked for.
+if [[ " ${kernels[*]} " == *-arm64" "* ]]; then
+	want[qemu-system-arm]=/usr/bin/qemu-system-aarch64
+fi
 missing=()
 for pkg in "${!want[@]}"; do
 	# Installed according to dpkg, and the file is really there.
@@ -97,11 +103,14 @@ fi
 #   6.12    linux-image-6.12-amd64 (Debian 12's security archive carries
 #           Debian 13's kernel), else linux-image-amd64 from
 #           bookworm-backports (a source this script adds if it must)
+#   6.1-arm64  linux-image-arm64:arm64 (Debian 12's kernel for arm64; the
+#           root directory beside it is made of arm64 packages, below)
 kernel_metas() {
 	case $1 in
 	6.1) echo linux-image-amd64 ;;
 	6.1-rt) echo linux-image-rt-amd64 ;;
 	6.12) echo linux-image-6.12-amd64 linux-image-amd64 ;;
+	6.1-arm64) echo linux-image-arm64:arm64 ;;
 	*) return 1 ;;
 	esac
 }
@@ -110,11 +119,13 @@ kernel_matches() { # NAME VERSION
 	case $1 in
 	6.1) [[ $2 == 6.1.* && $2 != *-rt-* ]] ;;
 	6.1-rt) [[ $2 == 6.1.*-rt-* ]] ;;
-	6.12) [[ $2 == 6.12.* && $2 != *-rt-* ]] ;;
+	6.12) [[ $2 == 6.12.* && $2 != *-rt-* && $2 != *-arm64 ]] ;;
+	6.1-arm64) [[ $2 == 6.1.*-arm64 && $2 != *-rt-* ]] ;;
 	esac
 }
 # The linux-image-<version> package a meta package depends on, from the
 # candidate version; empty if apt knows no such package. [-t RELEASE] META
+# (an arm64 META, linux-image-arm64:arm64, gives linux-image-X-arm64:arm64)
 resolve_meta() {
 	{ apt-cache "${@:1:$#-1}" depends "${@: -1}" 2>/dev/null || true; } |
 		awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
@@ -132,11 +143,92 @@ add_backports() {
 	updated=1
 }
 
+# An arm64 guest cannot use the host's root (amd64): it boots into a root
+# directory of its own, .cache/vm/NAME/root/, which holds the kernel package
+# and these arm64 packages with their dependencies, unpacked with dpkg-deb -x.
+# No maintainer script runs (this machine may have no binfmt_misc to run
+# arm64 code): nothing in the guest needs one. What the guest runs: bash (the
+# job script), coreutils, grep, mount and util-linux (nsenter, setpriv), kmod
+# (modprobe), iproute2 (ip, tc), can-utils (the tests' witnesses), dash
+# (/bin/sh) and busybox-static (the initramfs, poweroff).
+arm64_root_pkgs=(bash busybox-static can-utils coreutils dash grep iproute2 kmod mount util-linux)
+
+# apt knows arm64 packages once arm64 is a foreign architecture of dpkg's.
+add_arm64() {
+	dpkg --print-foreign-architectures | grep -qx arm64 && return 0
+	echo "setup-host: adding arm64 to dpkg's architectures (dpkg --add-architecture arm64) for the arm64 guest's packages" >&2
+	quiet dpkg --add-architecture arm64
+	quiet apt-get update
+	updated=1
+}
+
+# The arm64 packages PKG... and everything they depend on (Depends and
+# Pre-Depends; of alternatives the first that is a real arm64 package;
+# Architecture: all packages, seen as virtual here, are left out: they are
+# data and maintainer scripts' tools, which the guest does not need). One
+# apt-cache call per level of the dependency tree.
+arm64_closure() {
+	local -A seen=() queued=()
+	local level=("$@") next p line kind dep taken
+	while [[ ${#level[@]} -gt 0 ]]; do
+		for p in "${level[@]}"; do seen[$p]=1; done
+		next=() taken=0
+		while IFS= read -r line; do
+			# Unindented: the next package's section.
+			[[ $line == [[:space:]]* ]] || { taken=0; continue; }
+			read -r kind dep <<<"$line"
+			case $kind in
+			Depends: | PreDepends: | "|Depends:" | "|PreDepends:") ;;
+			*) continue ;; # a virtual package's providers
+			esac
+			if [[ $taken -eq 0 && $dep != "<"* ]]; then
+				dep=${dep%:arm64}
+				if [[ -z ${seen[$dep]:-} && -z ${queued[$dep]:-} ]]; then
+					queued[$dep]=1
+					next+=("$dep")
+				fi
+				taken=1
+			fi
+			# Without "|", this dependency's alternatives end here.
+			[[ $kind == "|"* ]] || taken=0
+		done < <(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
+			--no-replaces --no-enhances "${level[@]/%/:arm64}" 2>/dev/null)
+		level=("${next[@]}")
+	done
+	printf '%s\n' "${!seen[@]}" | LC_ALL=C sort
+}
+
+# The arm64 root directory DIR (the kernel package is unpacked there already).
+make_arm64_root() { # DIR
+	local root=$1 debs=$1.debs pkgs
+	mapfile -t pkgs < <(arm64_closure "${arm64_root_pkgs[@]}")
+	[[ ${#pkgs[@]} -ge ${#arm64_root_pkgs[@]} ]] || die "cannot resolve the arm64 packages of ${arm64_root_pkgs[*]}"
+	mkdir -p "$debs"
+	chmod 0777 "$debs"
+	(cd "$debs" && apt-get download "${pkgs[@]/%/:arm64}" >"$log" 2>&1) ||
+		{ cat "$log" >&2; die "apt-get download of the arm64 guest's packages failed"; }
+	for deb in "$debs"/*.deb; do
+		quiet dpkg-deb -x "$deb" "$root"
+	done
+	rm -rf "$debs"
+	# What maintainer scripts or an installer would have made.
+	mkdir -p "$root"/{proc,sys,dev,run,tmp,root,mnt,var/tmp}
+	[[ -e $root/bin/sh ]] || ln -s dash "$root/bin/sh"
+	for f in bin/bash bin/busybox bin/sh bin/ip sbin/modprobe usr/bin/candump usr/bin/nsenter; do
+		[[ -e $root/$f || -L $root/$f ]] || die "the arm64 guest's root has no /$f"
+	done
+}
+
 fetch_kernel() { # NAME
 	local name=$1 kcache=$cache/$1 pkg='' meta ver tmp
-	if [[ -s $kcache/kernel-version && -d $kcache/root/lib/modules/$(cat "$kcache/kernel-version") ]]; then
+	# An arm64 root is made again when its package list changes.
+	local want_root=''
+	[[ $name != *-arm64 ]] || want_root=$(printf '%s\n' "${arm64_root_pkgs[@]}")
+	if [[ -s $kcache/kernel-version && -d $kcache/root/lib/modules/$(cat "$kcache/kernel-version") &&
+		$want_root == "$(cat "$kcache/root-packages" 2>/dev/null)" ]]; then
 		return 0
 	fi
+	[[ $name != *-arm64 ]] || add_arm64
 	for attempt in cached updated backports; do
 		case $attempt in
 		updated) [[ $updated -eq 0 ]] || continue; apt_update_once ;;
@@ -148,8 +240,9 @@ fetch_kernel() { # NAME
 			else
 				pkg=$(resolve_meta "$meta")
 			fi
-			# linux-image-6.1.0-57-amd64 -> 6.1.0-57-amd64 is uname -r.
-			if [[ -n $pkg ]] && kernel_matches "$name" "${pkg#linux-image-}"; then
+			# linux-image-6.1.0-57-amd64 -> 6.1.0-57-amd64 is uname -r
+			# (linux-image-6.1.0-57-arm64:arm64 -> 6.1.0-57-arm64).
+			if [[ -n $pkg ]] && kernel_matches "$name" "$(p=${pkg#linux-image-} && echo "${p%:arm64}")"; then
 				break 2
 			fi
 			pkg=''
@@ -166,15 +259,21 @@ fetch_kernel() { # NAME
 		apt_update_once
 		(cd "$tmp" && apt-get download "$pkg" >"$log" 2>&1) || { cat "$log" >&2; die "apt-get download $pkg failed"; }
 	fi
-	quiet dpkg -x "$tmp"/"$pkg"_*.deb "$tmp/root"
+	quiet dpkg -x "$tmp"/"${pkg%:arm64}"_*.deb "$tmp/root"
 	ver=$(ls "$tmp/root/lib/modules" | head -n1)
 	[[ -n $ver && -f $tmp/root/boot/vmlinuz-$ver ]] || die "unexpected layout in $pkg: no /boot/vmlinuz-<ver>"
 	kernel_matches "$name" "$ver" || die "$pkg holds kernel $ver, not $name"
+	[[ $name != *-arm64 ]] || make_arm64_root "$tmp/root"
 	# Module dependency maps are generated by the package's postinst normally.
 	quiet depmod -b "$tmp/root" "$ver"
 	rm -rf "$kcache/root"
 	mv "$tmp/root" "$kcache/root"
 	ln -sfn "root/boot/vmlinuz-$ver" "$kcache/vmlinuz"
+	if [[ -n $want_root ]]; then
+		echo "$want_root" >"$kcache/root-packages"
+	else
+		rm -f "$kcache/root-packages"
+	fi
 	echo "$ver" >"$kcache/kernel-version.tmp"
 	mv "$kcache/kernel-version.tmp" "$kcache/kernel-version"
 	rm -rf "$tmp"
