@@ -146,9 +146,11 @@ func TestDeviceBootsAndReboots(t *testing.T) {
 	// the disk image (debugfs reads the file system without mounting it),
 	// and the test app built for it.
 	busybox := filepath.Join(t.TempDir(), "busybox")
-	run(t, "debugfs", "-R", "dump /usr/bin/busybox "+busybox, filepath.Join(cache, "root.img"))
-	if fi, err := os.Stat(busybox); err != nil || fi.Size() == 0 {
-		t.Fatalf("no busybox in the %s image: %v", arch, err)
+	// (dump -p: with the file's mode; without, it is not executable and
+	// runc cannot exec /bin/sh.)
+	run(t, "debugfs", "-R", "dump -p /usr/bin/busybox "+busybox, filepath.Join(cache, "root.img"))
+	if fi, err := os.Stat(busybox); err != nil || fi.Size() == 0 || fi.Mode().Perm()&0o111 == 0 {
+		t.Fatalf("no executable busybox from the %s image: %v %v", arch, fi, err)
 	}
 	img := ctrtest.OCIArchiveFor(t, arch, "docker.io/kanto-can/devapp:1", map[string]string{
 		"/bin/busybox":    busybox,

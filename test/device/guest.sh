@@ -141,6 +141,9 @@ boot_check kanto-can-cap-net-admin-only caps
 
 can0_up() { # by networkd, at 500 kbit/s, up
 	local setup j
+	# networkd may still be configuring it when the boot is over (the
+	# arm64 guest: "pending"): awaited with networkd's own wait.
+	/lib/systemd/systemd-networkd-wait-online --interface=can0:carrier --timeout=120 >/dev/null 2>&1
 	setup=$(networkctl list --no-legend --no-pager can0 | awk '{print $5}')
 	[[ $setup == configured ]] || { echo "networkd: can0 $setup"; return 1; }
 	j=$(ip -details -json link show can0)
