@@ -207,7 +207,8 @@ rules() { # exactly one attachment: one host end, two gateway rules (classic bus
 boot_check one-attachment rules
 one_container() {
 	local c
-	c=$(kanto-cm list 2>/dev/null | grep -c "$app")
+	# By the Name column: the other containers' image is named devapp too.
+	c=$(kanto-cm list 2>/dev/null | awk -F'|' -v n="$app" '{gsub(/[ \t]/, "", $2)} $2 == n' | wc -l)
 	[[ $c -eq 1 ]] || { echo "$c containers named $app"; kanto-cm list; return 1; }
 }
 boot_check one-container one_container
