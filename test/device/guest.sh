@@ -348,6 +348,8 @@ hook_fails() {
 	echo "$app still running (status $st) after its failed start"
 	return 1
 }
+mkdir -p "$share/diag"
+check removed-can-container-fails-clearly hook_fails
 plain_same() { local p; p=$(plain_running) || return 1; [[ $p == "$plain0" ]] || { echo "$plain: pid $plain0 before, $p after"; return 1; }; }
 check removed-others-run plain_same
 
