@@ -156,6 +156,7 @@ boot_check can0-by-networkd can0_up
 # policy always. Its entrypoint's first line says whether can0 was there;
 # Kanto keeps the container's output in its json.log.
 log=/var/lib/container-management/containers/$app/json.log
+cmlog=/var/log/container-management/container-management.log # Kanto's own log
 started() {
 	# Awaited (tail -F follows the file, also before it exists): the
 	# entrypoint's line of this boot, once Kanto's deployment has created
@@ -315,7 +316,6 @@ nothing_in_kernel() { # no host end, rule or record of ours
 	f=$(find /run/kanto-can -type f ! -name '.*' 2>/dev/null)
 	[[ -z $h && -z $r && -z $f ]] || { echo "left: links [$h] rules [$r] records [$f]"; return 1; }
 }
-cmlog=/var/log/container-management/container-management.log
 plain0=$(plain_running)
 cmlines=$(wc -l <"$cmlog")
 check removed dpkg -r kanto-can
