@@ -277,15 +277,9 @@ if [[ $n -eq 4 ]]; then
 	routed() {
 		grep -m1 -q 'msg=reconciled.*restored=kcan' < <(timeout 120 journalctl -f -u kanto-can.service -o cat --since "$mark" 2>/dev/null) ||
 			{ echo "the daemon did not route can0: $(journalctl -u kanto-can.service -o cat --since "$mark" | tail -n 3)"; return 1; }
-		# networkd's configuration of the new can0 (bitrate, up): its
-		# state, polled (networkd has no wait for a CAN link's setup).
-		local i
-		for i in $(seq 120); do
-			ip -details -json link show can0 2>/dev/null | jq -e '.[0].linkinfo.info_data.bittiming.bitrate == 500000 and (.[0].flags | index("UP") != null)' >/dev/null && return 0
-			sleep 0.5
-		done
-		echo "can0 not configured by networkd: $(networkctl list --no-legend --no-pager can0)"
-		return 1
+		# networkd's configuration of the new can0 (bitrate, up), awaited
+		# as at boot.
+		can0_up
 	}
 	check late-optional-routed routed
 	check late-optional-frames-both-ways frames
