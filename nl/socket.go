@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/internal/netns"
 )
 
 // ErrClosed is returned by a Receive or Execute on a socket closed while,
@@ -24,7 +25,7 @@ func dialSocket(cfg Config, groups uint32) (Transport, error) {
 		return openSocket(cfg.Poll, groups)
 	}
 	var t Transport
-	err := inNetNS(cfg.NetNS, func() (err error) {
+	err := netns.Do(cfg.NetNS, func() (err error) {
 		t, err = openSocket(cfg.Poll, groups)
 		return err
 	})
@@ -40,30 +41,6 @@ func watchIn(fd int, groups uint32) (Transport, error) {
 	}
 	defer unix.Close(ns)
 	return dialSocket(Config{Poll: true, NetNS: ns}, groups)
-}
-
-// inNetNS runs fn on the calling thread moved to the network namespace of
-// nsFD, then moves it back: a socket stays in the namespace it was made
-// in. If moving back fails the thread stays locked, and Go discards it
-// when the goroutine ends.
-func inNetNS(nsFD int, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("netlink: own network namespace: %w", err)
-	}
-	defer unix.Close(orig)
-	if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("netlink: enter network namespace: %w", err)
-	}
-	fnErr := fn()
-	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		return errors.Join(fnErr, fmt.Errorf("netlink: return to own network namespace: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return fnErr
 }
 
 // openSocket opens a NETLINK_ROUTE socket in the calling thread's

@@ -3,12 +3,14 @@ package attach
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/canlink"
+	"github.com/kanto-can/kanto-can/internal/bridge"
 	"github.com/kanto-can/kanto-can/internal/fault"
 	"github.com/kanto-can/kanto-can/internal/ratelimit"
 	"github.com/kanto-can/kanto-can/internal/record"
@@ -130,6 +132,9 @@ type Result struct {
 	Created        bool // the pair was made by this call
 	Added, Removed int  // rules
 	RateChanged    bool // the transmit rate limit was set, changed or removed
+	// Bridged: kanto-can-daemon carries the frames (bridge mode; no pair,
+	// no rules).
+	Bridged bool
 }
 
 func (r Result) String() string {
@@ -144,6 +149,13 @@ func (r Result) String() string {
 		if r.RateChanged {
 			what += ", rate limit changed"
 		}
+	}
+	if r.Bridged {
+		what = "bridged by kanto-can-daemon (this kernel has no vxcan, or the policy asks for bridge mode)"
+		if !r.Created {
+			what = "bridged by kanto-can-daemon, grant renewed"
+		}
+		return fmt.Sprintf("%s -> %s (dir=%s, fd=%v): %s", r.Plan.Request.Host, r.Plan.Request.Inside, r.Plan.Request.Dir, r.Plan.FD, what)
 	}
 	if rate := r.Plan.Request.TxRate; rate != nil {
 		what += ", tx rate " + rate.String()
@@ -219,6 +231,9 @@ func (h *Host) check(t *target.Target, reqs []request.Bus) (results []Result, ex
 		}
 		end, err := h.Links.LinkByName(p.HostEnd)
 		if errors.Is(err, canlink.ErrNotFound) {
+			if results[i].Bridged, err = h.existingBridge(t, p); err != nil {
+				return nil, nil, err
+			}
 			continue
 		}
 		if err != nil {
@@ -249,11 +264,13 @@ func (h *Host) attachOne(t *target.Target, r *Result, existing *canlink.Link, ru
 			return err
 		}
 	}
-	if existing == nil {
+	switch {
+	case r.Bridged: // an existing bridge: its record and the daemon's bridge are renewed
+	case existing == nil:
 		if err := h.create(t, r, done); err != nil {
 			return err
 		}
-	} else {
+	default:
 		all, err := rules.get()
 		if err != nil {
 			return err
@@ -263,7 +280,16 @@ func (h *Host) attachOne(t *target.Target, r *Result, existing *canlink.Link, ru
 			return err
 		}
 	}
-	return h.record(t, r, done)
+	if err := h.record(t, r, done); err != nil {
+		return err
+	}
+	if r.Bridged {
+		// The daemon reads the record; the attach returns once it forwards.
+		if err := bridge.Ask(h.Records, r.Plan.HostEnd); err != nil {
+			return fmt.Errorf("bus %s: %w", r.Plan.Request.Host, err)
+		}
+	}
+	return nil
 }
 
 // rollback undoes the changes, newest first, and returns cause, with what
@@ -307,6 +333,9 @@ func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
 	rec := record.Record{HostEnd: r.Plan.HostEnd, Target: t.ID, Label: t.Label, Container: t.Container,
 		Bus: r.Plan.Request.String(), TxRate: r.Plan.Request.TxRate, Virtual: r.Plan.Request.Virtual,
 		EndsWithTask: t.EndsWithTask && t.Container != ""}
+	if r.Bridged {
+		rec.Bridge = &record.Bridge{NetNS: t.NS.Name(), FD: r.Plan.MTU == canlink.MTUFD}
+	}
 	if t.Container != "" && t.PID > 0 {
 		// The container's init process, named for good: the daemon ends
 		// the attachment when it is gone.
@@ -446,11 +475,20 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 		// the way into its namespace.
 		return fmt.Errorf("bus %s: the host end %s is gone and %s's network namespace is unknown", p.Request.Host, p.HostEnd, t.Label)
 	}
+	if p.Request.Bridge == request.BridgeAlways {
+		return h.createBridged(t, r, done)
+	}
 	alias, err := p.Meta(t).Alias()
 	if err != nil {
 		return err
 	}
 	end, err := h.VXCAN.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Request.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: alias})
+	if errors.Is(err, unix.EOPNOTSUPP) { // "Unknown device type": no vxcan module
+		if p.Request.Bridge == request.BridgeNever {
+			return fmt.Errorf("bus %s: this kernel has no vxcan (%v), and the policy says \"bridge\": \"never\" for this bus", p.Request.Host, err)
+		}
+		return h.createBridged(t, r, done)
+	}
 	if errors.Is(err, unix.EEXIST) {
 		if _, again := h.Links.LinkByName(p.HostEnd); again == nil {
 			return fmt.Errorf("bus %s is being attached to %s by someone else at the same time", p.Request.Host, t.Label)
@@ -553,30 +591,40 @@ func (h *Host) detachMatching(end func(Meta) bool, rec func(record.Record) bool)
 	if err != nil {
 		return gone, err
 	}
-	return gone, h.forget(rec)
+	bridged, err := h.forget(rec)
+	return append(gone, bridged...), err
 }
 
 // forget removes the records that match and whose host end no longer
-// exists.
-func (h *Host) forget(match func(record.Record) bool) error {
+// exists, and the bridged attachments that match (their vcan, then their
+// record); it returns what each bridged one was.
+func (h *Host) forget(match func(record.Record) bool) ([]Meta, error) {
 	if h.Records == "" {
-		return nil
+		return nil, nil
 	}
 	recs, err := record.List(h.Records)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var bridged []Meta
 	for _, r := range recs {
 		if !match(r) {
 			continue
 		}
+		if isBridgeRecord(r) {
+			if err := h.removeBridged(r); err != nil {
+				return bridged, err
+			}
+			bridged = append(bridged, bridgeMeta(r))
+			continue
+		}
 		if _, err := h.Links.LinkByName(r.HostEnd); errors.Is(err, canlink.ErrNotFound) {
 			if err := record.Remove(h.Records, r.HostEnd); err != nil {
-				return err
+				return bridged, err
 			}
 		}
 	}
-	return nil
+	return bridged, nil
 }
 
 // Detach removes the target's attachments: those of the named host buses,
@@ -612,7 +660,10 @@ func (h *Host) Detach(t *target.Target, hostBuses []string) ([]string, error) {
 	if err != nil {
 		return busesOf(gone), err
 	}
-	return busesOf(gone), h.forget(func(r record.Record) bool { return r.Target == t.ID })
+	bridged, err := h.forget(func(r record.Record) bool {
+		return r.Target == t.ID && (len(hostBuses) == 0 || slices.Contains(hostBuses, recordHostBus(r)))
+	})
+	return busesOf(append(gone, bridged...)), err
 }
 
 // DetachAll removes every attachment kanto-can made on this host, whatever

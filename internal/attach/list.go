@@ -8,6 +8,7 @@ import (
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/canid"
 	"github.com/kanto-can/kanto-can/internal/ratelimit"
+	"github.com/kanto-can/kanto-can/internal/record"
 )
 
 // Attachment is one (target, bus) wiring as the kernel shows it.
@@ -35,6 +36,13 @@ type Attachment struct {
 	HostBusBitrate     uint32 `json:"bus_bitrate,omitempty"`
 	HostBusDataBitrate uint32 `json:"bus_data_bitrate,omitempty"`
 	HostBusFD          bool   `json:"bus_fd"`
+
+	// Mode is "gateway" (a vxcan pair and can-gw rules) or "bridge"
+	// (kanto-can-daemon carries the frames; no host end, no rules).
+	Mode string `json:"mode"`
+	// BridgeDir is a bridged attachment's direction, which has no rules
+	// to tell it (shown as dir).
+	BridgeDir string `json:"-"`
 }
 
 // RateState is a transmit rate limit and its counters.
@@ -92,6 +100,9 @@ func (h *Host) names() map[string]string {
 
 // Direction is the attachment's direction derived from its rules.
 func (a Attachment) Direction() string {
+	if a.Mode == ModeBridge {
+		return a.BridgeDir
+	}
 	rx, tx := false, false
 	for _, r := range a.Rules {
 		rx = rx || r.Direction == "rx"
@@ -227,6 +238,13 @@ func (h *Host) HostBuses() ([]HostBusStatus, error) {
 	}
 	names := h.names()
 	who := map[string][]string{}
+	bridged, err := h.bridgeRecords()
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range bridged {
+		metas = append(metas, bridgeMeta(rec))
+	}
 	for _, m := range metas {
 		a := Attachment{Label: m.Label, Container: m.Container, Name: names[m.Container]}
 		who[m.HostBus] = append(who[m.HostBus], a.Who())
@@ -260,7 +278,7 @@ func (h *Host) List() ([]Attachment, error) {
 		meta := metas[i]
 		a := Attachment{
 			Target: meta.Target, Label: meta.Label, Container: meta.Container, Name: names[meta.Container], HostBus: meta.HostBus, Inside: meta.Inside,
-			HostEnd: end.Name, HostEndIndex: end.Index, FD: end.MTU == canlink.MTUFD,
+			HostEnd: end.Name, HostEndIndex: end.Index, FD: end.MTU == canlink.MTUFD, Mode: ModeGateway,
 		}
 		bus, ok := byName[meta.HostBus]
 		bs := hostBusStatus(meta.HostBus, bus, ok)
@@ -290,6 +308,27 @@ func (h *Host) List() ([]Attachment, error) {
 			}
 			return !x.FD && y.FD
 		})
+		out = append(out, a)
+	}
+	bridged, err := h.bridgeRecords()
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range bridged {
+		meta := bridgeMeta(rec)
+		a := Attachment{
+			Target: meta.Target, Label: meta.Label, Container: meta.Container, Name: names[meta.Container], HostBus: meta.HostBus, Inside: meta.Inside,
+			HostEnd: ModeBridge, FD: rec.Bridge.FD, Mode: ModeBridge, BridgeDir: "none", Rules: []RuleState{},
+		}
+		if req, err := rec.Request(); err == nil {
+			a.BridgeDir = req.Dir.String()
+			if r := rec.TxRate; r != nil {
+				a.TxRate = &RateState{FramesPerSecond: r.FramesPerSecond, Burst: r.Burst}
+			}
+		}
+		bus, ok := byName[meta.HostBus]
+		bs := hostBusStatus(meta.HostBus, bus, ok)
+		a.HostBusIndex, a.HostBusState, a.HostBusBitrate, a.HostBusDataBitrate, a.HostBusFD = bs.Index, bs.State, bs.Bitrate, bs.DataBitrate, bs.FD
 		out = append(out, a)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -325,4 +364,28 @@ func (h *Host) listRate(a *Attachment) error {
 	}
 	a.TxRate = &RateState{FramesPerSecond: l.FramesPerSecond, Burst: l.Burst, Passed: passed, Dropped: dropped}
 	return nil
+}
+
+// The attachment modes (Attachment.Mode).
+const (
+	ModeGateway = "gateway"
+	ModeBridge  = "bridge"
+)
+
+// bridgeRecords are the records of the bridged attachments.
+func (h *Host) bridgeRecords() ([]record.Record, error) {
+	if h.Records == "" {
+		return nil, nil
+	}
+	recs, err := record.List(h.Records)
+	if err != nil {
+		return nil, err
+	}
+	var out []record.Record
+	for _, r := range recs {
+		if isBridgeRecord(r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }

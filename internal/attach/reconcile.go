@@ -208,6 +208,16 @@ func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[s
 		}
 		end, ok := present[rec.HostEnd]
 		switch {
+		case isBridgeRecord(rec):
+			// The daemon's bridge carries it; it ends with its container.
+			if containerGone(rec) || taskEnded(scope, rec) {
+				if err := h.removeBridged(rec); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				rep.Removed = append(rep.Removed, rec.HostEnd)
+			}
+			continue
 		case !ok:
 			if err := record.Remove(h.Records, rec.HostEnd); err != nil {
 				errs = append(errs, err)

@@ -34,7 +34,7 @@ func fixture() (prev, cur sample.Sample) {
 		return []attach.Attachment{
 			{Target: "netns:4026532701", Label: "container 3f1c", Container: "3f1c", Name: "databroker",
 				HostBus: "can0", HostBusIndex: 3, HostBusState: "error-warning", HostBusBitrate: 500000, HostBusDataBitrate: 2000000, HostBusFD: true,
-				Inside: "can0", HostEnd: "kcan3f1c", HostEndIndex: 11, FD: true,
+				Inside: "can0", HostEnd: "kcan3f1c", HostEndIndex: 11, FD: true, Mode: attach.ModeGateway,
 				Rules: []attach.RuleState{
 					{Direction: "rx", Filter: "7E8", Handled: handled},
 					{Direction: "rx", FD: true, Filter: "7E8"},
@@ -43,10 +43,14 @@ func fixture() (prev, cur sample.Sample) {
 				},
 				TxRate: &attach.RateState{FramesPerSecond: 100, Burst: 10, Passed: uint64(handled / 2), Dropped: uint64(dropped)}},
 			{Target: "netns:4026532702", Label: "pid 4242", HostBus: "vcan0", HostBusIndex: 5, HostBusFD: true,
-				Inside: "vcan0", HostEnd: "kcan4242", HostEndIndex: 12, FD: true,
+				Inside: "vcan0", HostEnd: "kcan4242", HostEndIndex: 12, FD: true, Mode: attach.ModeGateway,
 				Rules: []attach.RuleState{{Direction: "rx", Filter: "all", Handled: handled}, {Direction: "rx", FD: true, Filter: "all"}}},
 			// Its bus is gone: no rules until it comes back.
-			{Target: "netns:4026532703", Label: "netns /run/netns/old", HostBus: "can9", Inside: "can0", HostEnd: "kcanold", HostEndIndex: 13},
+			{Target: "netns:4026532703", Label: "netns /run/netns/old", HostBus: "can9", Inside: "can0", HostEnd: "kcanold", HostEndIndex: 13, Mode: attach.ModeGateway},
+			// Bridged by the daemon: no host end, no rules.
+			{Target: "netns:4026532704", Label: "container 77ab", Container: "77ab", Inside: "can0", FD: true,
+				HostBus: "can0", HostBusIndex: 3, HostBusState: "error-warning", HostBusBitrate: 500000, HostBusDataBitrate: 2000000, HostBusFD: true,
+				HostEnd: attach.ModeBridge, Mode: attach.ModeBridge, BridgeDir: "both", Rules: []attach.RuleState{}},
 		}
 	}
 	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/bridge"
 	"github.com/kanto-can/kanto-can/internal/ditto"
 	"github.com/kanto-can/kanto-can/internal/kanto"
 	"github.com/kanto-can/kanto-can/internal/policy"
@@ -113,6 +114,8 @@ type Daemon struct {
 	policy     *policyWatch
 	audited    condition
 	containerd containerdLink
+	// bridges carries the frames of bridged attachments (bridge mode).
+	bridges *bridge.Server
 	// retry is the first wait before containerd is tried again (250ms).
 	retry time.Duration
 	// The next reconcile: why, and what it must look at. kick wakes the
@@ -137,10 +140,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer host.Close()
 	host.Records = cfg.Records
-	d := &Daemon{cfg: cfg, log: cfg.Log, host: host, kick: make(chan struct{}, 1),
+	// Bridge mode's socket, open before the first reconcile, so that a
+	// hook that asks meanwhile waits rather than finds no daemon.
+	bridges, err := bridge.Listen(cfg.Records, loadBridge(cfg.Records), cfg.Log)
+	if err != nil {
+		return fmt.Errorf("bridge socket: %w", err)
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Log, host: host, kick: make(chan struct{}, 1), bridges: bridges,
 		policy: &policyWatch{path: cfg.Policy, explicit: cfg.PolicyExplicit, log: cfg.Log}}
 	d.metrics = newMetrics(metricsSource{open: openHost(cfg.Records), names: cfg.Kanto.Names,
-		policy: d.policy.read, containerd: cfg.Containerd != "", log: cfg.Log})
+		policy: d.policy.read, bridges: bridges.List, containerd: cfg.Containerd != "", log: cfg.Log})
 	// At start, whatever it is: no policy is a warning.
 	d.policy.read()
 
@@ -189,7 +198,9 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { errc <- d.serveMetrics(ctx, ln) }()
 	}
 
+	go func() { errc <- d.bridges.Serve(ctx) }()
 	d.reconcile("start", attach.Scope{Full: true})
+	d.restoreBridges()
 	if cfg.AuditInterval > 0 {
 		go func() { errc <- d.auditRules(ctx, cfg.AuditInterval) }()
 	}
@@ -213,6 +224,39 @@ func Run(ctx context.Context, cfg Config) error {
 			if len(why) > 0 {
 				d.reconcile(strings.Join(why, ", "), scope)
 			}
+		}
+	}
+}
+
+// loadBridge reads a bridged attachment's record as the bridge's Spec.
+func loadBridge(dir string) func(string) (bridge.Spec, error) {
+	return func(key string) (bridge.Spec, error) {
+		rec, ok, err := record.Get(dir, key)
+		if err != nil {
+			return bridge.Spec{}, err
+		}
+		if !ok {
+			return bridge.Spec{}, fmt.Errorf("no record %s", key)
+		}
+		return attach.BridgeSpec(rec)
+	}
+}
+
+// restoreBridges bridges every recorded bridged attachment again: the
+// daemon's own restart (the kernel keeps the containers' vcans, not the
+// daemon's sockets).
+func (d *Daemon) restoreBridges() {
+	recs, err := record.List(d.cfg.Records)
+	if err != nil {
+		d.log.Warn("bridges", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		if rec.Bridge == nil {
+			continue
+		}
+		if err := d.bridges.Up(rec.HostEnd); err != nil {
+			d.log.Warn("bridge not restored", "record", rec.HostEnd, "err", err)
 		}
 	}
 }

@@ -41,6 +41,9 @@ func (d *Daemon) followLinks(ctx context.Context, w *nl.Watcher) error {
 			if err != nil {
 				continue
 			}
+			if d.bridges != nil && m.Header.Type == unix.RTM_NEWLINK && l.IsCAN() {
+				d.bridges.BusChanged() // a bridged bus may be back
+			}
 			if why, scope, ok := linkEvent(seen, m.Header.Type, l); ok {
 				d.request(why, scope)
 			} else if d.ditto != nil && l.IsCAN() {

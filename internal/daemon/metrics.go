@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/bridge"
 	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/nl"
@@ -42,6 +43,8 @@ type metricsSource struct {
 	names func() map[string]string
 	// policy is the policy in force, read at each scrape; nil: none shown.
 	policy func() (policy.InForce, error)
+	// bridges are the bridged attachments' counters; nil: none.
+	bridges func() []bridge.Status
 	// containerd: the daemon watches containerd (kanto_can_containerd_up).
 	containerd bool
 	log        *slog.Logger
@@ -72,6 +75,9 @@ var (
 	descRate = prometheus.NewDesc("kanto_can_tx_rate_frames_total",
 		"Frames sent by a container with a transmit rate limit, by result: passed or dropped by the limit.",
 		append(attachmentLabels, "result"), nil)
+	descMode = prometheus.NewDesc("kanto_can_attachment_mode",
+		"1 for each attachment, with its mode: gateway (vxcan and can-gw rules) or bridge (kanto-can-daemon's sockets, where the kernel has no vxcan).",
+		append(attachmentLabels, "mode"), nil)
 	descBusUp = prometheus.NewDesc("kanto_can_bus_up",
 		"1 when a host bus with attachments of ours exists and is up, 0 when it is down or gone.", []string{"bus"}, nil)
 	descBusState = prometheus.NewDesc("kanto_can_bus_state",
@@ -204,6 +210,7 @@ type kernelCollector struct {
 
 func (*kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAttachments
+	ch <- descMode
 	ch <- descFrames
 	ch <- descRate
 	ch <- descBusUp
@@ -256,8 +263,19 @@ func (k *kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descAttachments, prometheus.GaugeValue, float64(n))
 	}
+	bridged := map[string]bridge.Status{}
+	if k.src.bridges != nil {
+		for _, b := range k.src.bridges() {
+			bridged[b.Key] = b
+		}
+	}
 	for _, a := range st.list {
 		labels := []string{a.Container, a.Name, a.Target, a.HostBus, a.Inside}
+		ch <- prometheus.MustNewConstMetric(descMode, prometheus.GaugeValue, 1, append(labels, a.Mode)...)
+		if a.Mode == attach.ModeBridge {
+			collectBridge(ch, labels, a, bridged[attach.HostEndName(a.Target, a.HostBus)])
+			continue
+		}
 		type key struct{ dir, result string }
 		sums := map[key]float64{}
 		for _, dir := range []string{"rx", "tx"} {
@@ -352,11 +370,27 @@ func recorded(list []attach.Attachment, records string) ([]attach.Attachment, er
 	}
 	kept := list[:0:0]
 	for _, a := range list {
-		if have[a.HostEnd] {
+		if have[a.HostEnd] || a.Mode == attach.ModeBridge { // a bridged one is listed from its record
 			kept = append(kept, a)
 		}
 	}
 	return kept, nil
+}
+
+// collectBridge gives a bridged attachment's frames as the gateway's are
+// given: handled (forwarded) or dropped, each way; the rate limit's.
+func collectBridge(ch chan<- prometheus.Metric, labels []string, a attach.Attachment, b bridge.Status) {
+	for _, m := range []struct {
+		dir, result string
+		v           uint64
+	}{{"rx", "handled", b.RX}, {"rx", "dropped", b.RXLost}, {"rx", "deleted", 0},
+		{"tx", "handled", b.TX}, {"tx", "dropped", b.TXLost}, {"tx", "deleted", 0}} {
+		ch <- prometheus.MustNewConstMetric(descFrames, prometheus.CounterValue, float64(m.v), append(labels, m.dir, m.result)...)
+	}
+	if a.TxRate != nil {
+		ch <- prometheus.MustNewConstMetric(descRate, prometheus.CounterValue, float64(b.TX), append(labels, "passed")...)
+		ch <- prometheus.MustNewConstMetric(descRate, prometheus.CounterValue, float64(b.TXLimited), append(labels, "dropped")...)
+	}
 }
 
 func boolValue(b bool) float64 {

@@ -78,13 +78,19 @@ func Parse(data []byte) (*Policy, error) {
 			if err := request.CheckIfName("bus name", name); err != nil {
 				return nil, fmt.Errorf("%s: %w", at, err)
 			}
-			bus, err := object(at, bv, "fd", "virtual")
+			bus, err := object(at, bv, "fd", "virtual", "bridge")
 			if err != nil {
 				return nil, err
 			}
 			var b Bus
 			if b.FD, err = fdMode(at+".fd", bus["fd"]); err != nil {
 				return nil, err
+			}
+			if v, ok := bus["bridge"]; ok {
+				str, _ := v.(string)
+				if b.Bridge, err = request.ParseBridgeMode(str); err != nil {
+					return nil, fmt.Errorf("%s.bridge: %v: want \"auto\", \"never\" or \"always\"", at, v)
+				}
 			}
 			if v, ok := bus["virtual"]; ok {
 				if b.Virtual, ok = v.(bool); !ok {

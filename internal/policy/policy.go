@@ -46,6 +46,9 @@ type Bus struct {
 	// Virtual: a vcan that kanto-can creates when a container first asks
 	// for it, so containers can talk to each other without hardware.
 	Virtual bool
+	// Bridge: when kanto-can-daemon bridges the bus into containers
+	// instead of vxcan and can-gw (request.BridgeMode).
+	Bridge request.BridgeMode
 }
 
 // Container is an entry for some containers.
@@ -115,7 +118,7 @@ func (p *Policy) Resolve(names []string, req []request.Bus) ([]request.Bus, erro
 		if err != nil {
 			return nil, fmt.Errorf("policy: %s, bus %s: %w", who, b.Host, err)
 		}
-		r.Virtual = bus.Virtual
+		r.Virtual, r.Bridge = bus.Virtual, bus.Bridge
 		out[i] = r
 	}
 	return out, nil

@@ -41,6 +41,16 @@ type Record struct {
 	Bus          string        `json:"bus"` // the resolved bus, in --bus notation
 	TxRate       *request.Rate `json:"tx_rate,omitempty"`
 	Virtual      bool          `json:"virtual,omitempty"`
+	// Bridge is set when kanto-can-daemon carries the frames (no vxcan
+	// pair: HostEnd only names the record).
+	Bridge *Bridge `json:"bridge,omitempty"`
+}
+
+// Bridge is what the daemon needs to bridge an attachment again after it
+// restarted.
+type Bridge struct {
+	NetNS string `json:"netns"` // a path to the container's network namespace
+	FD    bool   `json:"fd"`    // the container's vcan carries CAN FD
 }
 
 // Request returns the recorded grant as a bus request.

@@ -120,6 +120,40 @@ type Bus struct {
 	// Virtual: the bus is a vcan that kanto-can makes when missing and on
 	// which containers hear each other; set by the policy only.
 	Virtual bool
+	// Bridge says when the container's interface may be a vcan served by
+	// kanto-can-daemon instead of a vxcan pair; set by the policy only.
+	Bridge BridgeMode
+}
+
+// BridgeMode says when an attachment is bridged by kanto-can-daemon (a vcan
+// in the container, CAN_RAW sockets on both sides) rather than made of a
+// vxcan pair and can-gw rules: docs/design.md, "Bridge mode".
+type BridgeMode int
+
+const (
+	BridgeAuto   BridgeMode = iota // only when the kernel has no vxcan
+	BridgeNever                    // fail where the kernel has no vxcan
+	BridgeAlways                   // always bridge
+)
+
+func (m BridgeMode) String() string {
+	switch m {
+	case BridgeNever:
+		return "never"
+	case BridgeAlways:
+		return "always"
+	}
+	return "auto"
+}
+
+// ParseBridgeMode reads auto, never or always.
+func ParseBridgeMode(s string) (BridgeMode, error) {
+	for _, m := range []BridgeMode{BridgeAuto, BridgeNever, BridgeAlways} {
+		if s == m.String() {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("bridge mode %q: want auto, never or always", s)
 }
 
 // Rate is a transmit rate limit: frames per second, and a burst of frames

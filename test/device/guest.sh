@@ -126,18 +126,18 @@ boot_check kanto-unit-is-kantos cmp /lib/systemd/system/container-management.ser
 boot_check kanto-active active_from container-management.service /lib/systemd/system/container-management.service
 boot_check kanto-can-active active_from kanto-can.service /lib/systemd/system/kanto-can.service
 
-caps() { # the daemon's capability sets: CAP_NET_ADMIN (bit 12) only
+caps() { # the daemon's capability sets: CAP_NET_ADMIN (12), CAP_SYS_PTRACE (19), CAP_SYS_ADMIN (21)
 	local pid s bad=''
 	pid=$(systemctl show -P MainPID kanto-can.service)
 	[[ $pid -gt 0 ]] || { echo "no main pid"; return 1; }
 	for s in CapInh CapPrm CapEff CapBnd CapAmb; do
 		v=$(awk -v s="$s:" '$1 == s {print $2}' "/proc/$pid/status")
-		[[ $v == 0000000000001000 ]] || bad+="$s=$v "
+		[[ $v == 0000000000281000 ]] || bad+="$s=$v "
 	done
 	[[ $(awk '$1 == "NoNewPrivs:" {print $2}' "/proc/$pid/status") == 1 ]] || bad+="NoNewPrivs!=1 "
 	[[ -z $bad ]] || { echo "$bad"; return 1; }
 }
-boot_check kanto-can-cap-net-admin-only caps
+boot_check kanto-can-caps caps
 
 can0_up() { # by networkd, at 500 kbit/s, up
 	local setup j

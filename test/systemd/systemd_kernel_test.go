@@ -35,16 +35,17 @@ const (
 	testTarget = "kanto-can-test.target"
 	// Written by the drop-in's ExecStopPost with how the daemon ended.
 	stopLine = "kanto-can-test: stopped"
-	// CAP_NET_ADMIN (12) as /proc/PID/status shows capability sets.
-	capNetAdmin = "0000000000001000"
+	// CAP_NET_ADMIN (12), CAP_SYS_PTRACE (19) and CAP_SYS_ADMIN (21, these
+	// two for bridge mode) as /proc/PID/status shows capability sets.
+	daemonCaps = "0000000000281000"
 	metricsURL  = "http://127.0.0.1:9731/metrics"
 	policyPath  = "/etc/kanto-can/config.json"
 )
 
 // The unit as shipped, with the binary under test installed where the
 // unit's ExecStart has it (as on a device: the checkout may be under /tmp,
-// which the unit's PrivateTmp hides), runs the daemon with CAP_NET_ADMIN
-// and nothing else; the daemon serves metrics
+// which the unit's PrivateTmp hides), runs the daemon with CAP_NET_ADMIN,
+// and for bridge mode CAP_SYS_ADMIN and CAP_SYS_PTRACE, nothing else; the daemon serves metrics
 // at the default address, puts a returning bus's routes back, and stops
 // cleanly on systemctl stop (exit status 0, the unit inactive, not failed).
 func TestUnitUnderSystemd(t *testing.T) {
@@ -77,12 +78,12 @@ ExecStopPost=+/bin/sh -c 'echo "%s: result=$SERVICE_RESULT code=$EXIT_CODE statu
 	journal.await(t, "level=INFO", "msg=policy", "path="+policyPath, "buses=1")
 	journal.await(t, "msg=ready", "metrics=127.0.0.1:9731")
 
-	// Capabilities: CAP_NET_ADMIN in every set that has any, nothing else.
+	// Capabilities: the unit's three in every set that has any, nothing else.
 	pid := sd.hostPID(t, sd.show(t, unitName, "MainPID"))
 	status := procStatus(t, pid)
 	for _, set := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
-		if status[set] != capNetAdmin {
-			t.Errorf("%s of the daemon = %s, want %s (CAP_NET_ADMIN only)", set, status[set], capNetAdmin)
+		if status[set] != daemonCaps {
+			t.Errorf("%s of the daemon = %s, want %s (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE)", set, status[set], daemonCaps)
 		}
 	}
 	if status["NoNewPrivs"] != "1" || !strings.HasPrefix(status["Uid"], "0\t") {

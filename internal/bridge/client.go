@@ -1,0 +1,61 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// SocketName is the daemon's socket in the records' directory.
+const SocketName = "bridge.sock"
+
+// AskTimeout bounds how long Ask waits for the daemon.
+const AskTimeout = 10 * time.Second
+
+// Ask has the daemon whose records are in dir bridge the attachment
+// recorded as key (or bridge it anew after its grant changed), and returns
+// once it forwards. Plain system calls, not package net: this runs on
+// every bridged container's start.
+func Ask(dir, key string) error {
+	s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	path := filepath.Join(dir, SocketName)
+	if err := unix.Connect(s, &unix.SockaddrUnix{Name: path}); err != nil {
+		return fmt.Errorf("bridge mode needs kanto-can-daemon, and it is not running (connect %s: %w)", path, err)
+	}
+	tv := unix.NsecToTimeval(AskTimeout.Nanoseconds())
+	_ = unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	if _, err := unix.Write(s, []byte(key+"\n")); err != nil {
+		return fmt.Errorf("kanto-can-daemon: %w", err)
+	}
+	var reply []byte
+	buf := make([]byte, 512)
+	for !strings.Contains(string(reply), "\n") {
+		n, err := unix.Read(s, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			return fmt.Errorf("kanto-can-daemon did not answer within %v", AskTimeout)
+		}
+		if err != nil {
+			return fmt.Errorf("kanto-can-daemon: %w", err)
+		}
+		if n == 0 {
+			return errors.New("kanto-can-daemon closed the connection without an answer")
+		}
+		reply = append(reply, buf[:n]...)
+	}
+	line, _, _ := strings.Cut(string(reply), "\n")
+	if line == "ok" {
+		return nil
+	}
+	return errors.New(strings.TrimPrefix(line, "error: "))
+}

@@ -1,0 +1,158 @@
+package bridge
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+)
+
+// Server is the daemon's side: it keeps one Bridge per bridged attachment
+// and answers Ask.
+type Server struct {
+	// Load reads an attachment's record as a Spec.
+	Load func(key string) (Spec, error)
+	Log  *slog.Logger
+
+	ln      net.Listener
+	mu      sync.Mutex
+	bridges map[string]*Bridge
+}
+
+// Listen opens the server's socket in dir (the records' directory), in
+// place of one a previous daemon left.
+func Listen(dir string, load func(string) (Spec, error), log *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, SocketName)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return &Server{Load: load, Log: log, ln: ln, bridges: map[string]*Bridge{}}, nil
+}
+
+// Serve answers Ask until ctx is done, then stops every bridge.
+func (s *Server) Serve(ctx context.Context) error {
+	go func() { <-ctx.Done(); s.ln.Close() }()
+	defer s.closeAll()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go s.answer(c)
+	}
+}
+
+func (s *Server) answer(c net.Conn) {
+	defer c.Close()
+	key, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return
+	}
+	key = key[:len(key)-1]
+	reply := "ok\n"
+	if err := s.Up(key); err != nil {
+		reply = "error: " + err.Error() + "\n"
+	}
+	c.Write([]byte(reply))
+}
+
+// Up bridges the attachment recorded as key, in place of its bridge if it
+// has one (its grant may have changed).
+func (s *Server) Up(key string) error {
+	spec, err := s.Load(key)
+	if err != nil {
+		return err
+	}
+	b, err := open(spec)
+	if err != nil {
+		return fmt.Errorf("bridge %s -> %s: %w", spec.HostBus, spec.Inside, err)
+	}
+	s.mu.Lock()
+	old := s.bridges[key]
+	s.bridges[key] = b
+	s.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	go s.forgetWhenDone(key, b)
+	s.Log.Info("bridging", "record", key, "bus", spec.HostBus, "inside", spec.Inside, "netns", spec.NetNS)
+	return nil
+}
+
+// forgetWhenDone drops b once its container side has ended.
+func (s *Server) forgetWhenDone(key string, b *Bridge) {
+	<-b.Done()
+	s.mu.Lock()
+	if s.bridges[key] == b {
+		delete(s.bridges, key)
+		s.Log.Info("bridge ended", "record", key)
+	}
+	s.mu.Unlock()
+}
+
+// BusChanged opens the host side of the bridges whose bus was away.
+func (s *Server) BusChanged() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, b := range s.bridges {
+		if err := b.openHost(); err == nil {
+			continue
+		} else if !isNoDevice(err) {
+			s.Log.Warn("bridge", "record", key, "err", err)
+		}
+	}
+}
+
+// Status is one bridge's state, for metrics and listings.
+type Status struct {
+	Key     string
+	HostBus string
+	Inside  string
+	BusUp   bool // the host side is open
+	Counters
+}
+
+// List returns the bridges, sorted by key.
+func (s *Server) List() []Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Status, 0, len(s.bridges))
+	for key, b := range s.bridges {
+		b.mu.Lock()
+		up := b.host != nil
+		b.mu.Unlock()
+		out = append(out, Status{Key: key, HostBus: b.spec.HostBus, Inside: b.spec.Inside, BusUp: up, Counters: b.Counters()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	bs := s.bridges
+	s.bridges = map[string]*Bridge{}
+	s.mu.Unlock()
+	for _, b := range bs {
+		b.Close()
+	}
+}
