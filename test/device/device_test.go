@@ -38,7 +38,7 @@ var (
 	installChecks = []string{"kanto-installed", "kanto-can-installed", "networkd-can0", "image-imported", "manifests-deployed"}
 	bootChecks    = []string{
 		"disk-persisted", "system-running", "containerd-debian", "containerd-active",
-		"kanto-unit-is-kantos", "kanto-active", "kanto-can-active", "kanto-can-cap-net-admin-only",
+		"kanto-unit-is-kantos", "kanto-active", "kanto-can-active", "kanto-can-caps",
 		"can0-by-networkd", "container-started", "restart-policy-always", "can0-before-entrypoint",
 		"app-ready", "frames-both-ways", "one-attachment", "one-container", "daemon-no-warnings",
 		"plain-running",
