@@ -78,13 +78,17 @@ func deleteInside(nsPath, targetID, inside string) error {
 	return ignoreGone(links.Delete(l.Index))
 }
 
-// removeBridged ends a bridged attachment: its vcan (the daemon's bridge
-// ends with it) and its record.
+// removeBridged ends a bridged attachment: its vcan, its record, and the
+// daemon's bridge, whose socket in the container's namespace would keep
+// that namespace (and so the vcan) alive after the container is gone.
 func (h *Host) removeBridged(rec record.Record) error {
 	if err := deleteInside(rec.Bridge.NetNS, rec.Target, bridgeInside(rec)); err != nil {
 		return fmt.Errorf("%s: %w", rec.HostEnd, err)
 	}
-	return record.Remove(h.Records, rec.HostEnd)
+	if err := record.Remove(h.Records, rec.HostEnd); err != nil {
+		return err
+	}
+	return bridge.Release(h.Records, rec.HostEnd)
 }
 
 // bridgeInside is the recorded attachment's inside name.
@@ -160,4 +164,47 @@ func isBridgeRecord(rec record.Record) bool { return rec.Bridge != nil }
 func bridgeMeta(rec record.Record) Meta {
 	b, _ := request.ParseBus(rec.Bus)
 	return Meta{Target: rec.Target, Label: rec.Label, HostBus: b.Host, Inside: b.Inside, Container: rec.Container}
+}
+
+// BridgeEnded is told that the daemon's bridge of the record key ended by
+// itself (its vcan went: the container's namespace ended, or a detach):
+// the record goes too, unless the vcan is still there (a new attach made
+// it again meanwhile). It reports whether the record was removed.
+func (h *Host) BridgeEnded(key string) (bool, error) {
+	unlock, err := h.lock()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	rec, ok, err := record.Get(h.Records, key)
+	if err != nil || !ok || !isBridgeRecord(rec) {
+		return false, err
+	}
+	if insideExists(rec.Bridge.NetNS, rec.Target, bridgeInside(rec)) {
+		return false, nil
+	}
+	return true, record.Remove(h.Records, key)
+}
+
+// insideExists reports whether a container's vcan of ours is there.
+func insideExists(nsPath, targetID, inside string) bool {
+	ns, err := target.FromPath(nsPath)
+	if err != nil {
+		return false
+	}
+	defer ns.Close()
+	if ns.ID != targetID {
+		return false
+	}
+	links, err := canlink.DialNetNS(int(ns.NS.Fd()))
+	if err != nil {
+		return true // cannot tell: keep the record
+	}
+	defer links.Close()
+	l, err := links.LinkByName(inside)
+	if err != nil {
+		return !errors.Is(err, canlink.ErrNotFound)
+	}
+	m, ok := ParseAlias(l.Alias)
+	return ok && l.Kind == "vcan" && m.Target == targetID
 }

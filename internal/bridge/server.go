@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -18,7 +19,10 @@ import (
 type Server struct {
 	// Load reads an attachment's record as a Spec.
 	Load func(key string) (Spec, error)
-	Log  *slog.Logger
+	// Ended, if set, is told of a bridge that ended by itself (its vcan
+	// went), not by Up or Close.
+	Ended func(key string)
+	Log   *slog.Logger
 
 	ln      net.Listener
 	mu      sync.Mutex
@@ -64,16 +68,36 @@ func (s *Server) Serve(ctx context.Context) error {
 
 func (s *Server) answer(c net.Conn) {
 	defer c.Close()
-	key, err := bufio.NewReader(c).ReadString('\n')
+	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
 		return
 	}
-	key = key[:len(key)-1]
+	op, key, _ := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+	switch op {
+	case "up":
+		err = s.Up(key)
+	case "down":
+		s.Down(key)
+	default:
+		err = fmt.Errorf("unknown request %q", op)
+	}
 	reply := "ok\n"
-	if err := s.Up(key); err != nil {
+	if err != nil {
 		reply = "error: " + err.Error() + "\n"
 	}
 	c.Write([]byte(reply))
+}
+
+// Down stops the bridge of key, if there is one.
+func (s *Server) Down(key string) {
+	s.mu.Lock()
+	b := s.bridges[key]
+	delete(s.bridges, key)
+	s.mu.Unlock()
+	if b != nil {
+		b.Close()
+		s.Log.Info("bridge stopped", "record", key)
+	}
 }
 
 // Up bridges the attachment recorded as key, in place of its bridge if it
@@ -103,11 +127,17 @@ func (s *Server) Up(key string) error {
 func (s *Server) forgetWhenDone(key string, b *Bridge) {
 	<-b.Done()
 	s.mu.Lock()
-	if s.bridges[key] == b {
+	ended := s.bridges[key] == b
+	if ended {
 		delete(s.bridges, key)
-		s.Log.Info("bridge ended", "record", key)
 	}
 	s.mu.Unlock()
+	if ended {
+		s.Log.Info("bridge ended", "record", key)
+		if s.Ended != nil {
+			s.Ended(key)
+		}
+	}
 }
 
 // BusChanged opens the host side of the bridges whose bus was away.

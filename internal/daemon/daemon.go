@@ -198,6 +198,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { errc <- d.serveMetrics(ctx, ln) }()
 	}
 
+	bridges.Ended = d.bridgeEnded
 	go func() { errc <- d.bridges.Serve(ctx) }()
 	d.reconcile("start", attach.Scope{Full: true})
 	d.restoreBridges()
@@ -258,6 +259,18 @@ func (d *Daemon) restoreBridges() {
 		if err := d.bridges.Up(rec.HostEnd); err != nil {
 			d.log.Warn("bridge not restored", "record", rec.HostEnd, "err", err)
 		}
+	}
+}
+
+// bridgeEnded forgets a bridged attachment whose vcan went.
+func (d *Daemon) bridgeEnded(key string) {
+	removed, err := d.host.BridgeEnded(key)
+	switch {
+	case err != nil:
+		d.log.Warn("bridge ended", "record", key, "err", err)
+	case removed:
+		d.log.Info("reconciled", "why", "bridge ended", "removed", key)
+		d.kickDitto()
 	}
 }
 

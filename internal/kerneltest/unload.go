@@ -44,6 +44,46 @@ func UnloadModule(tb testing.TB, name string) (reload func()) {
 		})
 	}
 	tb.Cleanup(reload)
+	removeModule(tb, name)
+	return reload
+}
+
+// WithoutModule makes the kernel one without the module, as a device
+// whose kernel was built without it (a Raspberry Pi's without vxcan): the
+// module is removed and an "install NAME /bin/false" line in modprobe.d
+// makes every load of it fail, on demand or by hand, while other modules
+// still load. Cleanup removes the line and loads the module again.
+func WithoutModule(tb testing.TB, name string) {
+	tb.Helper()
+	Require(tb)
+	name = moduleName(name)
+	requireModules(tb, name)
+	conf := filepath.Join("/etc/modprobe.d", "kanto-can-test-without-"+name+".conf")
+	if err := os.WriteFile(conf, []byte("install "+name+" /bin/false\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := os.Remove(conf); err != nil {
+			tb.Errorf("remove %s: %v", conf, err)
+		}
+		if out, err := exec.Command("modprobe", name).CombinedOutput(); err != nil {
+			tb.Errorf("modprobe %s: %v: %s", name, err, bytes.TrimSpace(out))
+		}
+	})
+	removeModule(tb, name)
+	if err := exec.Command("modprobe", name).Run(); err == nil {
+		tb.Fatalf("modprobe %s succeeded with %s in place", name, conf)
+	}
+	// Require's check (vxcan is a base module) must not try to load it
+	// meanwhile: counted as loaded, as it is again after cleanup.
+	modules.Lock()
+	modules.loaded[name] = true
+	modules.Unlock()
+}
+
+// removeModule unloads a module and forgets that it was loaded.
+func removeModule(tb testing.TB, name string) {
+	tb.Helper()
 	modules.Lock()
 	delete(modules.loaded, name)
 	modules.Unlock()
@@ -62,7 +102,6 @@ func UnloadModule(tb testing.TB, name string) (reload func()) {
 	if _, err := os.Stat(filepath.Join("/sys/module", name)); err == nil {
 		tb.Fatalf("modprobe -r %s: still in /sys/module (built in?)", name)
 	}
-	return reload
 }
 
 // Count is how many of the log lines read so far contain every one of
