@@ -37,6 +37,9 @@ func (h *Host) createBridged(t *target.Target, r *Result, done *undoList) error 
 	}
 	defer links.Close()
 	_, err = links.CreateVCAN(p.Request.Inside, p.MTU, alias)
+	if errors.Is(err, unix.EEXIST) && removeStale(links, t.ID, p.Request.Inside) {
+		_, err = links.CreateVCAN(p.Request.Inside, p.MTU, alias)
+	}
 	if errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("inside name %s is already taken in %s's network namespace", p.Request.Inside, t.Label)
 	}
@@ -47,6 +50,44 @@ func (h *Host) createBridged(t *target.Target, r *Result, done *undoList) error 
 	*done = append(*done, func() error { return deleteInside(ns, t.ID, p.Request.Inside) })
 	r.Created, r.Bridged = true, true
 	return nil
+}
+
+// removeStale deletes a vcan of ours for this target that has no record
+// (existingBridge found none): left by an attachment whose removal could
+// not reach the namespace. It reports whether one was deleted.
+func removeStale(links *canlink.Conn, targetID, inside string) bool {
+	l, err := links.LinkByName(inside)
+	if err != nil || !isOurVCAN(l, targetID) {
+		return false
+	}
+	return links.Delete(l.Index) == nil
+}
+
+// isOurVCAN reports whether a link in a container is a bridged vcan of ours
+// for this target.
+func isOurVCAN(l canlink.Link, targetID string) bool {
+	return isOurVCAN(l, targetID)
+}
+
+// DeleteBridgedVCAN deletes a stopped bridge's vcan, if it is ours, in the
+// namespace nsFD (the daemon's, asked of the bridge's socket).
+func DeleteBridgedVCAN(nsFD int, spec bridge.Spec) error {
+	links, err := canlink.DialNetNS(nsFD)
+	if err != nil {
+		return err
+	}
+	defer links.Close()
+	l, err := links.LinkByName(spec.Inside)
+	if errors.Is(err, canlink.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !isOurVCAN(l, spec.Target) {
+		return nil
+	}
+	return ignoreGone(links.Delete(l.Index))
 }
 
 // deleteInside deletes a container's vcan if it is ours; a namespace or
@@ -72,7 +113,7 @@ func deleteInside(nsPath, targetID, inside string) error {
 	if err != nil {
 		return err
 	}
-	if m, ok := ParseAlias(l.Alias); !ok || l.Kind != "vcan" || m.Target != targetID {
+	if !isOurVCAN(l, targetID) {
 		return nil // not ours: never touched
 	}
 	return ignoreGone(links.Delete(l.Index))
@@ -205,6 +246,5 @@ func insideExists(nsPath, targetID, inside string) bool {
 	if err != nil {
 		return !errors.Is(err, canlink.ErrNotFound)
 	}
-	m, ok := ParseAlias(l.Alias)
-	return ok && l.Kind == "vcan" && m.Target == targetID
+	return isOurVCAN(l, targetID)
 }

@@ -100,6 +100,21 @@ func (b *Bridge) openHost() error {
 	return nil
 }
 
+// netNS returns a new descriptor of the container's network namespace,
+// asked of the bridge's socket there (SIOCGSKNS).
+func (b *Bridge) netNS() (int, error) {
+	rc, err := b.ctr.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	ns := -1
+	cerr := rc.Control(func(fd uintptr) { ns, err = unix.IoctlRetInt(int(fd), unix.SIOCGSKNS) })
+	if cerr != nil {
+		return -1, cerr
+	}
+	return ns, err
+}
+
 // Close stops the bridge.
 func (b *Bridge) Close() {
 	b.mu.Lock()
@@ -178,12 +193,25 @@ func (b *Bridge) fromContainer() {
 			b.txLost.Add(1)
 			continue
 		}
-		if _, err := h.Write(buf[:n]); err != nil {
+		if err := sendToBus(h, buf[:n]); err != nil {
 			b.txLost.Add(1)
 			continue
 		}
 		b.tx.Add(1)
 	}
+}
+
+// sendToBus writes a frame to the bus, waiting while the controller's
+// transmit queue is full (ENOBUFS, which the poller does not wait for): the
+// frames behind it wait in the container socket's buffer, as they would in
+// the app's own queue on a bus of its own, rather than being lost.
+func sendToBus(h *os.File, frame []byte) error {
+	_, err := h.Write(frame)
+	for wait := 50 * time.Microsecond; errors.Is(err, unix.ENOBUFS) && wait < time.Second; wait *= 2 {
+		time.Sleep(wait) // a back-off: the kernel says nothing when the queue drains
+		_, err = h.Write(frame)
+	}
+	return err
 }
 
 // bucket is a token bucket: Burst frames at once, refilled at

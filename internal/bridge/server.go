@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Server is the daemon's side: it keeps one Bridge per bridged attachment
@@ -22,6 +24,9 @@ type Server struct {
 	// Ended, if set, is told of a bridge that ended by itself (its vcan
 	// went), not by Up or Close.
 	Ended func(key string)
+	// DeleteInside, if set, deletes a stopped bridge's vcan in the
+	// namespace nsFD.
+	DeleteInside func(nsFD int, spec Spec) error
 	Log   *slog.Logger
 
 	ln      net.Listener
@@ -88,16 +93,28 @@ func (s *Server) answer(c net.Conn) {
 	c.Write([]byte(reply))
 }
 
-// Down stops the bridge of key, if there is one.
+// Down stops the bridge of key, if there is one, and deletes its vcan: the
+// attachment is removed, and whoever removed it may no longer reach the
+// container's namespace (the container's process gone while the namespace
+// lives on), which the bridge's own socket still names.
 func (s *Server) Down(key string) {
 	s.mu.Lock()
 	b := s.bridges[key]
 	delete(s.bridges, key)
 	s.mu.Unlock()
-	if b != nil {
-		b.Close()
-		s.Log.Info("bridge stopped", "record", key)
+	if b == nil {
+		return
 	}
+	if s.DeleteInside != nil {
+		if ns, err := b.netNS(); err == nil {
+			if err := s.DeleteInside(ns, b.spec); err != nil {
+				s.Log.Warn("bridge stopped", "record", key, "err", err)
+			}
+			unix.Close(ns)
+		}
+	}
+	b.Close()
+	s.Log.Info("bridge stopped", "record", key)
 }
 
 // Up bridges the attachment recorded as key, in place of its bridge if it

@@ -198,7 +198,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { errc <- d.serveMetrics(ctx, ln) }()
 	}
 
-	bridges.Ended = d.bridgeEnded
+	bridges.Ended, bridges.DeleteInside = d.bridgeEnded, attach.DeleteBridgedVCAN
 	go func() { errc <- d.bridges.Serve(ctx) }()
 	d.reconcile("start", attach.Scope{Full: true})
 	d.restoreBridges()

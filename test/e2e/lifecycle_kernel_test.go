@@ -15,8 +15,8 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/record"
 )
 
 // foreign makes objects kanto-can did not make: a vxcan pair and a can-gw

@@ -38,8 +38,8 @@ const (
 	// CAP_NET_ADMIN (12), CAP_SYS_PTRACE (19) and CAP_SYS_ADMIN (21, these
 	// two for bridge mode) as /proc/PID/status shows capability sets.
 	daemonCaps = "0000000000281000"
-	metricsURL  = "http://127.0.0.1:9731/metrics"
-	policyPath  = "/etc/kanto-can/config.json"
+	metricsURL = "http://127.0.0.1:9731/metrics"
+	policyPath = "/etc/kanto-can/config.json"
 )
 
 // The unit as shipped, with the binary under test installed where the
