@@ -66,7 +66,8 @@ func removeStale(links *canlink.Conn, targetID, inside string) bool {
 // isOurVCAN reports whether a link in a container is a bridged vcan of ours
 // for this target.
 func isOurVCAN(l canlink.Link, targetID string) bool {
-	return isOurVCAN(l, targetID)
+	m, ok := ParseAlias(l.Alias)
+	return ok && l.Kind == "vcan" && m.Target == targetID
 }
 
 // DeleteBridgedVCAN deletes a stopped bridge's vcan, if it is ours, in the
