@@ -117,7 +117,9 @@ func TestRealKantoBridgeWithoutVxcan(t *testing.T) {
 	k.Start(t, c.Name)
 	k.WaitLog(t, c.ID, "ready", 2, wait)
 	ecuBothWays(t, ecu, 0x104, 7)
-	requireOneAttachment(t, c)
+	if mine := attachmentsOf(t, c.ID); len(mine) != 1 || mine[0].Mode != attach.ModeBridge {
+		t.Fatalf("after a stop and start: %+v, want one bridged attachment", mine)
+	}
 	k.Remove(t, c.Name)
 	requireNothingOfOurs(t)
 
