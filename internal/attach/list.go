@@ -40,9 +40,17 @@ type Attachment struct {
 	// Mode is "gateway" (a vxcan pair and can-gw rules) or "bridge"
 	// (kanto-can-daemon carries the frames; no host end, no rules).
 	Mode string `json:"mode"`
-	// BridgeDir is a bridged attachment's direction, which has no rules
-	// to tell it (shown as dir).
-	BridgeDir string `json:"-"`
+	// Bridge is what a bridged attachment's record grants, which it has no
+	// rules to tell: nil in gateway mode.
+	Bridge *BridgeGrant `json:"-"`
+}
+
+// BridgeGrant is a bridged attachment's direction and allowed ids each
+// way, in the notation of RuleState.Filter ("all": every id; none: that
+// direction is not allowed).
+type BridgeGrant struct {
+	Dir    string
+	RX, TX []string
 }
 
 // RateState is a transmit rate limit and its counters.
@@ -100,8 +108,8 @@ func (h *Host) names() map[string]string {
 
 // Direction is the attachment's direction derived from its rules.
 func (a Attachment) Direction() string {
-	if a.Mode == ModeBridge {
-		return a.BridgeDir
+	if a.Bridge != nil {
+		return a.Bridge.Dir
 	}
 	rx, tx := false, false
 	for _, r := range a.Rules {
@@ -318,13 +326,10 @@ func (h *Host) List() ([]Attachment, error) {
 		meta := bridgeMeta(rec)
 		a := Attachment{
 			Target: meta.Target, Label: meta.Label, Container: meta.Container, Name: names[meta.Container], HostBus: meta.HostBus, Inside: meta.Inside,
-			HostEnd: ModeBridge, FD: rec.Bridge.FD, Mode: ModeBridge, BridgeDir: "none", Rules: []RuleState{},
+			HostEnd: ModeBridge, FD: rec.Bridge.FD, Mode: ModeBridge, Bridge: bridgeGrant(rec), Rules: []RuleState{},
 		}
-		if req, err := rec.Request(); err == nil {
-			a.BridgeDir = req.Dir.String()
-			if r := rec.TxRate; r != nil {
-				a.TxRate = &RateState{FramesPerSecond: r.FramesPerSecond, Burst: r.Burst}
-			}
+		if r := rec.TxRate; r != nil {
+			a.TxRate = &RateState{FramesPerSecond: r.FramesPerSecond, Burst: r.Burst}
 		}
 		bus, ok := byName[meta.HostBus]
 		bs := hostBusStatus(meta.HostBus, bus, ok)
@@ -388,4 +393,30 @@ func (h *Host) bridgeRecords() ([]record.Record, error) {
 		}
 	}
 	return out, nil
+}
+
+// bridgeGrant is what a bridged attachment's record grants.
+func bridgeGrant(rec record.Record) *BridgeGrant {
+	g := &BridgeGrant{Dir: "none"}
+	req, err := rec.Request()
+	if err != nil {
+		return g
+	}
+	g.Dir = req.Dir.String()
+	list := func(ids *canid.List, allowed bool) []string {
+		if !allowed {
+			return nil
+		}
+		fs, err := compile(ids)
+		if err != nil {
+			return nil
+		}
+		var out []string
+		for _, f := range fs {
+			out = append(out, FilterString(f))
+		}
+		return out
+	}
+	g.RX, g.TX = list(req.RX, req.Dir.Receives()), list(req.TX, req.Dir.Transmits())
+	return g
 }

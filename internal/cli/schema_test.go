@@ -50,7 +50,7 @@ func fixture() (prev, cur sample.Sample) {
 			// Bridged by the daemon: no host end, no rules.
 			{Target: "netns:4026532704", Label: "container 77ab", Container: "77ab", Inside: "can0", FD: true,
 				HostBus: "can0", HostBusIndex: 3, HostBusState: "error-warning", HostBusBitrate: 500000, HostBusDataBitrate: 2000000, HostBusFD: true,
-				HostEnd: attach.ModeBridge, Mode: attach.ModeBridge, BridgeDir: "both", Rules: []attach.RuleState{}},
+				HostEnd: attach.ModeBridge, Mode: attach.ModeBridge, Bridge: &attach.BridgeGrant{Dir: "both", RX: []string{"7E8"}, TX: []string{"all"}}, Rules: []attach.RuleState{}},
 		}
 	}
 	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)

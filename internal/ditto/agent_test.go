@@ -759,3 +759,32 @@ func TestManagerShowsPolicyAndContainerd(t *testing.T) {
 	}
 	validate(t, "CANManager", v)
 }
+
+// A bridged attachment (kanto-can-daemon carries its frames; it has no
+// rules) is routed while its bus exists, with the ids its record grants,
+// and says its mode; a gateway one does not.
+func TestBridgedAttachmentFeature(t *testing.T) {
+	st := State{
+		Buses: []attach.HostBusStatus{{Name: "can0", Index: 3, Kind: "can", Up: true, MTU: 16, Attachments: 2}},
+		Attachments: []attach.Attachment{
+			{Target: "netns:1", Container: "ctr-1", Name: "app", HostBus: "can0", HostBusIndex: 3, Inside: "can0", Mode: attach.ModeBridge,
+				Bridge: &attach.BridgeGrant{Dir: "both", RX: []string{"7E8"}, TX: []string{"all"}}, TxRate: &attach.RateState{FramesPerSecond: 10, Burst: 5}},
+			{Target: "netns:2", Container: "ctr-2", HostBus: "can0", HostBusIndex: 3, Inside: "can0", Mode: attach.ModeGateway,
+				Rules: []attach.RuleState{{Direction: "rx", Filter: "all"}}},
+		},
+	}
+	f, err := Features(st, "v", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := f["CANBus:can0"]
+	validate(t, "CANBus", v)
+	for _, want := range []string{
+		`"ctr-1":{"name":"app","label":"","inside":"can0","direction":"both","rxFilters":["7E8"],"txFilters":["all"],"txRateLimit":{"framesPerSecond":10,"burst":5},"state":"routed","mode":"bridge"}`,
+		`"ctr-2":{"label":"","inside":"can0","direction":"rx","rxFilters":["all"],"txFilters":[],"state":"routed"}`,
+	} {
+		if !strings.Contains(string(v), want) {
+			t.Errorf("CANBus:can0 = %s\nwant it to contain %s", v, want)
+		}
+	}
+}

@@ -174,6 +174,9 @@ type AttachmentStatus struct {
 	TxFilters   []string   `json:"txFilters"`
 	TxRateLimit *RateLimit `json:"txRateLimit,omitempty"`
 	State       string     `json:"state"` // routed, or unrouted (no gateway rule)
+	// Mode is "bridge" when kanto-can-daemon carries the frames (a kernel
+	// without vxcan); absent for the gateway (vxcan and can-gw).
+	Mode string `json:"mode,omitempty"`
 }
 
 // RateLimit is an attachment's transmit rate limit.
@@ -310,6 +313,13 @@ func attachmentStatus(a attach.Attachment) AttachmentStatus {
 	}
 	if len(a.Rules) == 0 {
 		s.State = "unrouted"
+	}
+	if g := a.Bridge; g != nil {
+		// Routed by the daemon while the bus exists (this feature is only
+		// made for a bus that does).
+		s.Mode, s.State = attach.ModeBridge, "routed"
+		s.RxFilters = append(s.RxFilters, g.RX...)
+		s.TxFilters = append(s.TxFilters, g.TX...)
 	}
 	if a.TxRate != nil {
 		s.TxRateLimit = &RateLimit{FramesPerSecond: a.TxRate.FramesPerSecond, Burst: a.TxRate.Burst}
