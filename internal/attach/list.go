@@ -140,7 +140,10 @@ type HostBusStatus struct {
 	DataBitrate uint32 `json:"data_bitrate,omitempty"`
 	FD          bool   `json:"fd"`
 	MTU         int    `json:"mtu"`
-	Attachments int    `json:"attachments"` // host ends of ours that name the bus
+	Attachments int    `json:"attachments"` // host ends of ours that name the bus, and bridges
+	// Bridged is how many of them are bridged by kanto-can-daemon (bridge
+	// mode: no host end).
+	Bridged int `json:"bridged,omitempty"`
 	// Who are the attachments' targets (Attachment.Who), sorted.
 	Who []string `json:"who"`
 	// Counters are the bus interface's frame counters; nil when the bus
@@ -250,8 +253,11 @@ func (h *Host) HostBuses() ([]HostBusStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	bridgedOn := map[string]int{}
 	for _, rec := range bridged {
-		metas = append(metas, bridgeMeta(rec))
+		m := bridgeMeta(rec)
+		metas = append(metas, m)
+		bridgedOn[m.HostBus]++
 	}
 	for _, m := range metas {
 		a := Attachment{Label: m.Label, Container: m.Container, Name: names[m.Container]}
@@ -262,7 +268,7 @@ func (h *Host) HostBuses() ([]HostBusStatus, error) {
 		l, ok := byName[name]
 		s := hostBusStatus(name, l, ok)
 		sort.Strings(containers)
-		s.Attachments, s.Who = len(containers), containers
+		s.Attachments, s.Who, s.Bridged = len(containers), containers, bridgedOn[name]
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -27,7 +27,7 @@ type Server struct {
 	// DeleteInside, if set, deletes a stopped bridge's vcan in the
 	// namespace nsFD.
 	DeleteInside func(nsFD int, spec Spec) error
-	Log   *slog.Logger
+	Log          *slog.Logger
 
 	ln      net.Listener
 	mu      sync.Mutex

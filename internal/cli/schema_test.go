@@ -22,7 +22,7 @@ func fixture() (prev, cur sample.Sample) {
 	buses := func(rxFrames uint64) []attach.HostBusStatus {
 		return []attach.HostBusStatus{
 			{Name: "can0", Index: 3, Kind: "can", Up: true, State: "error-warning", Bitrate: 500000, DataBitrate: 2000000, FD: true, MTU: 72,
-				Attachments: 1, Who: []string{"container databroker"},
+				Attachments: 2, Bridged: 1, Who: []string{"container 77ab", "container databroker"},
 				Counters: &attach.BusCounters{RxFrames: rxFrames, TxFrames: 40, RxBytes: 8 * rxFrames, TxBytes: 320},
 				Errors:   &attach.BusErrors{TxErrorCounter: &tx, RxErrorCounter: &rx, ErrorWarning: 1}},
 			{Name: "can9", Attachments: 1, Who: []string{"netns /run/netns/old"}},

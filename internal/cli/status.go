@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -32,13 +33,15 @@ each: its ifindex, kind (can: a controller; vcan, vxcan: virtual), whether
 it is up, for a CAN controller its error state (error-active,
 error-warning, error-passive, bus-off, stopped when down, sleeping) and
 bitrate in bit/s (nominal/data for CAN FD), whether it carries CAN FD, and
-how many attachments it has and whose they are (containers by Kanto name).
-A bus that is gone is shown "(missing)" (bus_index 0 in JSON).
+how many attachments it has ("2 (1 bridged)": how many of them
+kanto-can-daemon bridges, where the kernel has no vxcan) and whose they are
+(containers by Kanto name). A bus that is gone is shown "(missing)" (bus_index 0 in JSON).
 
 In JSON (schema: docs/cli/status.schema.json): policy (path, present,
 sha256, buses, containers, default, summary, error) and buses, each with
 bus, bus_index, kind, up, state, bitrate, data_bitrate (the last three
-absent when not applicable or not set), fd, mtu, attachments, who,
+absent when not applicable or not set), fd, mtu, attachments, bridged
+(absent when none), who,
 counters (the bus interface's frames, bytes, errors and drops since it was
 made: rx_frames, tx_frames, rx_bytes, tx_bytes, rx_errors, tx_errors,
 rx_dropped, tx_dropped; absent when the bus is gone) and errors (a CAN
@@ -113,12 +116,16 @@ func printStatus(out io.Writer, v statusView) {
 	}
 	for _, b := range v.Buses {
 		who := strings.Join(b.Who, ", ")
+		count := strconv.Itoa(b.Attachments)
+		if b.Bridged > 0 {
+			count += fmt.Sprintf(" (%d bridged)", b.Bridged)
+		}
 		if b.Index == 0 {
-			fmt.Fprintf(w, "%s (missing)\t-\t-\t-\t-\t-\t-\t%d\t%s\n", b.Name, b.Attachments, who)
+			fmt.Fprintf(w, "%s (missing)\t-\t-\t-\t-\t-\t-\t%s\t%s\n", b.Name, count, who)
 			continue
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.Name, b.Index, b.Kind, yesNo(b.Up, true),
-			dash(b.State), bitrate(b.Bitrate, b.DataBitrate), yesNo(b.FD, true), b.Attachments, who)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, b.Index, b.Kind, yesNo(b.Up, true),
+			dash(b.State), bitrate(b.Bitrate, b.DataBitrate), yesNo(b.FD, true), count, who)
 	}
 	w.Flush()
 }

@@ -40,6 +40,7 @@ type Bus struct {
 	Counters    *attach.BusCounters `json:"counters,omitempty"`
 	Errors      *attach.BusErrors   `json:"errors,omitempty"`
 	Attachments int                 `json:"attachments"`
+	Bridged     int                 `json:"bridged,omitempty"` // of them bridged by the daemon (bridge mode)
 	Who         []string            `json:"who"`
 }
 
@@ -137,7 +138,7 @@ func busBetween(prev, cur attach.HostBusStatus, dt float64) Bus {
 	b := Bus{
 		Name: cur.Name, Index: cur.Index, Kind: cur.Kind, Up: cur.Up, Gone: cur.Index == 0, State: cur.State,
 		Bitrate: cur.Bitrate, DataBitrate: cur.DataBitrate, FD: cur.FD, MTU: cur.MTU,
-		Counters: cur.Counters, Errors: cur.Errors, Attachments: cur.Attachments, Who: cur.Who,
+		Counters: cur.Counters, Errors: cur.Errors, Attachments: cur.Attachments, Bridged: cur.Bridged, Who: cur.Who,
 	}
 	// Counters of another interface (the bus was re-created) are not a
 	// delta: rates start at the next sample.

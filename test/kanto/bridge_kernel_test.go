@@ -10,6 +10,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/kantotest"
 )
 
@@ -141,5 +142,40 @@ func TestRealKantoBridgeWithoutVxcan(t *testing.T) {
 	requireNothingOfOurs(t)
 	if n := receiversOn(t, bus); n != receivers {
 		t.Errorf("after the removals: %d receivers on %s, %d before: a bridge socket of the daemon's is left", n, bus, receivers)
+	}
+}
+
+// A bridged container whose network namespace outlives it (a sandbox) and
+// whose poststop hook did not run: containerd's exit event makes the daemon
+// remove the attachment; the container's process is gone, so only the
+// bridge's own socket still reaches the namespace: the daemon deletes the
+// vcan through it and closes the bridge. Nothing is left: no record, no
+// vcan in the namespace, no receiver of the daemon's on the bus.
+func TestBridgeCleanedUpAfterAContainerWhoseNamespaceLivesOn(t *testing.T) {
+	kerneltest.VCAN(t, "kgoneb", 16)
+	installPolicy(t, `{"buses": {"kgoneb": {"bridge": "always"}}, "default": {"buses": {"kgoneb": {}}}}`)
+	c := env(t)
+	d := startDaemon(t, c)
+	sandbox := kerneltest.NewNS(t)
+	prestartOnly := hooks(t)
+	prestartOnly.Poststop = nil
+	ct := c.Run(t, ns, "sandboxed-bridge", ctrtest.Spec{Image: imageRef, Args: serve, Env: []string{"KANTO_CAN=kgoneb:can0"},
+		Hooks: prestartOnly, NetNS: sandbox.Path()})
+	ct.WaitOutput(t, "ready", wait)
+	if list := ls(t); len(list) != 1 || list[0].Container != "sandboxed-bridge" || list[0].Mode != attach.ModeBridge {
+		t.Fatalf("attachments: %+v", list)
+	}
+	host := kerneltest.Open(t, nil, "kgoneb")
+	host.Send(t, frame(0x100, 1))
+	host.Expect(t, []kerneltest.Frame{frame(0x101, 1)}, wait) // serve answers id+1
+	ct.Stop(t)
+	d.AwaitLog(t, "msg=reconciled", "container event", "removed=kcan")
+	d.AwaitLogEver(t, `msg="bridge stopped"`)
+	requireNothingOfOurs(t)
+	if _, _, code := kerneltest.Run(t, "ip", "-n", sandbox.Name(), "link", "show", "can0"); code == 0 {
+		t.Fatal("can0 is still in the sandbox namespace")
+	}
+	if n := receiversOn(t, "kgoneb"); n != 1 { // the test's own socket
+		t.Errorf("%d receivers on kgoneb, want 1 (the test's): the daemon's bridge socket is left", n)
 	}
 }
