@@ -6,6 +6,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/canlink"
+	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
 )
@@ -36,6 +37,12 @@ func (h *Host) Check(t *target.Target, reqs []request.Bus) error {
 		}
 		end, err := h.Links.LinkByName(p.HostEnd)
 		if errors.Is(err, canlink.ErrNotFound) {
+			if err := h.checkBridged(t, p, inside); !errors.Is(err, errNotBridged) {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			return fmt.Errorf("bus %s: host end %s is missing", req.Host, p.HostEnd)
 		}
 		if err != nil {
@@ -110,4 +117,44 @@ func ruleString(r cangw.Rule, hostEnd int) string {
 		kind = "FD"
 	}
 	return fmt.Sprintf("%s %s %s", dir, kind, FilterString(r.Filter))
+}
+
+// errNotBridged: the bus has no bridged attachment to check.
+var errNotBridged = errors.New("not bridged")
+
+// checkBridged checks a bridged attachment: its record grants what the
+// request asks, and its vcan, ours, is inside (when inside is open).
+func (h *Host) checkBridged(t *target.Target, p Plan, inside *canlink.Conn) error {
+	bridged, err := h.existingBridge(t, p)
+	if err != nil {
+		return err
+	}
+	if !bridged {
+		return errNotBridged
+	}
+	rec, _, err := record.Get(h.Records, p.HostEnd)
+	if err != nil {
+		return err
+	}
+	if rec.Bus != p.Request.String() || !sameRate(rec.TxRate, p.Request.TxRate) {
+		return fmt.Errorf("bus %s: bridged as %s, not as the grant %s asks", p.Request.Host, rec.Bus, p.Request)
+	}
+	if inside == nil {
+		return nil
+	}
+	l, err := inside.LinkByName(p.Request.Inside)
+	if errors.Is(err, canlink.ErrNotFound) {
+		return fmt.Errorf("bus %s: interface %s is missing in %s", p.Request.Host, p.Request.Inside, t.Label)
+	}
+	if err != nil {
+		return err
+	}
+	if !isOurVCAN(l, t.ID) {
+		return fmt.Errorf("bus %s: interface %s in %s is not the vcan kanto-can made", p.Request.Host, p.Request.Inside, t.Label)
+	}
+	return nil
+}
+
+func sameRate(a, b *request.Rate) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
