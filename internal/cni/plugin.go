@@ -186,7 +186,7 @@ func (p *Plugin) Check(a *skel.CmdArgs) error {
 		return types.NewError(types.ErrInternal, err.Error(), "")
 	}
 	defer h.Close()
-	h.Records = ""
+	h.Records = pr.conf.RecordsDir() // a bridged attachment is checked against its record
 	if err := h.Check(t, pr.buses); err != nil {
 		return types.NewError(ErrCheck, fmt.Sprintf("%s: %v", t.Label, err), "")
 	}

@@ -68,6 +68,12 @@ ExecStopPost=+/bin/sh -c 'echo "%s: result=$SERVICE_RESULT code=$EXIT_CODE statu
 	kerneltest.MustRun(t, kc, "attach", "--netns", ns.Path(), "--bus", "sdbus:can0")
 	t.Cleanup(func() { kerneltest.Run(t, kc, "detach", "--netns", ns.Path()) })
 	inside := kerneltest.Open(t, ns, "can0")
+	// A bus and a namespace for bridge mode, made before the unit starts
+	// (the unit has a mount namespace of its own).
+	kerneltest.VCAN(t, "sdbr", kerneltest.MTUClassic)
+	brNS := kerneltest.NewNS(t)
+	brPolicy := filepath.Join(t.TempDir(), "bridge.json")
+	install(t, brPolicy, `{"buses": {"sdbr": {"bridge": "always"}}, "default": {"buses": {"sdbr": {}}}}`)
 	// The admin's policy, as on a device: the daemon reports it (without
 	// one it warns).
 	install(t, policyPath, `{"buses": {"sdbus": {}}, "default": {"buses": {"sdbus": {}}}}`)
@@ -125,6 +131,28 @@ ExecStopPost=+/bin/sh -c 'echo "%s: result=$SERVICE_RESULT code=$EXIT_CODE statu
 	if n := sd.show(t, unitName, "NRestarts"); n != "0" {
 		t.Errorf("NRestarts = %s: the daemon exited on its own and was restarted", n)
 	}
+
+	// Bridge mode under the unit's sandbox (its capabilities, AF_CAN): the
+	// daemon enters the namespace and carries frames both ways; after
+	// systemctl restart the bridge is back from the record.
+	kerneltest.MustRun(t, kc, "--config", brPolicy, "attach", "--netns", brNS.Path(), "--bus", "sdbr:can0")
+	journal.await(t, "msg=bridging", "bus=sdbr")
+	brHost := kerneltest.Open(t, nil, "sdbr")
+	brInside := kerneltest.Open(t, brNS, "can0")
+	bridged := func(n byte) {
+		t.Helper()
+		brHost.Send(t, kerneltest.Frame{ID: 0x200, Data: []byte{n}})
+		brInside.Expect(t, []kerneltest.Frame{{ID: 0x200, Data: []byte{n}}}, 10*time.Second)
+		brInside.Send(t, kerneltest.Frame{ID: 0x201, Data: []byte{n}})
+		brHost.Expect(t, []kerneltest.Frame{{ID: 0x201, Data: []byte{n}}}, 10*time.Second)
+	}
+	bridged(1)
+	sd.systemctl(t, "restart", unitName)
+	journal.await(t, "msg=bridging", "bus=sdbr")
+	bridged(2)
+	kerneltest.MustRun(t, kc, "detach", "--netns", brNS.Path())
+	journal.await(t, `msg="bridge `)
+	pid = sd.hostPID(t, sd.show(t, unitName, "MainPID"))
 
 	// A clean stop: SIGTERM, the daemon says so and exits 0, systemd
 	// counts it a success; the unit is inactive, not failed.
