@@ -17,7 +17,13 @@
 // (can-gw not loaded, containerd unreachable) are logged when they start
 // and when they end, not at every try.
 //
-// The daemon is optional: hooks and the CLI attach and detach correctly
-// without it. It lives in its own binary (kanto-can-daemon) so that the
+// In bridge mode (a kernel without vxcan, or the policy's "bridge":
+// "always") the daemon is the data path: package bridge's server, on
+// bridge.sock in the records' directory, carries each bridged
+// attachment's frames, restores them from the records at start and ends
+// them with their attachments.
+//
+// Otherwise the daemon is optional: hooks and the CLI attach and detach
+// correctly without it. It lives in its own binary (kanto-can-daemon) so that the
 // gRPC and Prometheus libraries stay off the container start path.
 package daemon
