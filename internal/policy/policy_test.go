@@ -95,6 +95,18 @@ func TestVirtualBus(t *testing.T) {
 	}
 }
 
+// A bus's bridge mode reaches every request for it; auto by default.
+func TestBridgeMode(t *testing.T) {
+	p := mustParse(t, `{"buses": {"can0": {"bridge": "always"}, "can1": {"bridge": "never"}, "can2": {}}, "default": {"buses": {"can0": {}, "can1": {}, "can2": {}}}}`)
+	got, err := p.Resolve(nil, buses(t, "can0;can1;can2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Bridge != request.BridgeAlways || got[1].Bridge != request.BridgeNever || got[2].Bridge != request.BridgeAuto {
+		t.Errorf("bridge modes %v %v %v, want always never auto", got[0].Bridge, got[1].Bridge, got[2].Bridge)
+	}
+}
+
 func TestNoPolicyAllowsAll(t *testing.T) {
 	var p *Policy
 	req := buses(t, "can0;can1,dir=rx")
@@ -122,6 +134,8 @@ func TestParseErrors(t *testing.T) {
 		{`{"buses": {"can0": {}}, "default": {"buses": {"can0": {"rx": "7DF"}}}}`, "default.buses.can0.rx: want an array"},
 		{`{"buses": {"averyveryverylongname": {}}}`, "buses.averyveryverylongname: bus name"},
 		{`{"buses": {"sim0": {"virtual": "yes"}}}`, "buses.sim0.virtual: want true or false"},
+		{`{"buses": {"can0": {"bridge": "sometimes"}}}`, `buses.can0.bridge: sometimes: want "auto", "never" or "always"`},
+		{`{"buses": {"can0": {"bridge": true}}}`, `buses.can0.bridge: true: want "auto", "never" or "always"`},
 	} {
 		_, err := Parse([]byte(tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
