@@ -22,3 +22,6 @@ bench BenchmarkTopReading 20x
 # of 100 container starts and stops.
 bench BenchmarkBusReappear 10x
 bench BenchmarkDaemonResources 1x
+# Bridge mode: kanto-can-daemon killed and started again under a stream of
+# 500 frames/s: restore time, outage, frames lost.
+bench BenchmarkBridgeDaemonRestart 5x
