@@ -243,7 +243,7 @@ bench: setup build
 	echo "$(abspath test/bench)" >$(OUT)/bench/bench.dir
 	test/vm/run.sh --kernel $(KERNEL) --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 --env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
 		--env KANTO_CAN_NOOP_BIN=$(abspath $(OUT)/bench/noop) --env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
-		--env KANTO_CAN_CNI=$(abspath $(OUT)/bin/kanto-can-cni) \
+		--env KANTO_CAN_CNI=$(abspath $(OUT)/bin/kanto-can-cni) --env KANTO_CAN_CANNELLONI=$(abspath .cache/peers/cannelloni) \
 		$(if $(BENCH),--env BENCH='$(BENCH)') \
 		-- test/bench/run-in-guest.sh $(abspath $(OUT)/bench/bench.test) $(BENCH_TIME) $(BENCH_TIME_CONTAINERS)
 

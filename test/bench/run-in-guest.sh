@@ -22,6 +22,9 @@ bench BenchmarkTopReading 20x
 # of 100 container starts and stops.
 bench BenchmarkBusReappear 10x
 bench BenchmarkDaemonResources 1x
+# Bridge mode against the vxcan path and cannelloni (over UDP, built by make
+# setup): latency, lossless rates and CPU, 1 and 10 containers.
+bench BenchmarkBridge 1x
 # Bridge mode: kanto-can-daemon killed and started again under a stream of
 # 500 frames/s: restore time, outage, frames lost.
 bench BenchmarkBridgeDaemonRestart 5x

@@ -75,6 +75,8 @@ declare -A want=(
 	[debootstrap]=/usr/sbin/debootstrap        # the device test bed's image (test/device/build-image.sh)
 	[qemu-utils]=/usr/bin/qemu-img             # its per-run copy-on-write overlay
 	[e2fsprogs]=/sbin/mkfs.ext4                # the image's file system, made from a directory
+	[cmake]=/usr/bin/cmake                     # cannelloni, the peer of BenchmarkBridge (below)
+	[g++]=/usr/bin/g++                         # the same
 )
 # The arm64 guest's machine, only when an arm64 kernel is asked for.
 if [[ " ${kernels[*]} " == *-arm64" "* ]]; then
@@ -343,3 +345,28 @@ for f in "${!kanto_units_sha[@]}"; do
 	cp "$kanto_dist/units/$f" "$dst.tmp"
 	mv "$dst.tmp" "$dst"
 done
+
+# cannelloni 2.1.2 (CAN over UDP; GPL-2.0), what users run where vxcan is
+# missing: BenchmarkBridge (test/bench) compares bridge mode with it. Built
+# here from PEERS_DIST (by default shared/peers beside the repository's
+# directory; its README.md says how) into .cache/peers/cannelloni, which the
+# guest sees at the same path; rebuilt only when the tarball changes.
+peers_dist=${PEERS_DIST:-$repo/../shared/peers}
+peers_cache="$repo/.cache/peers"
+cannelloni_sha=a78ac389c4ba42f1808abe0b090a5089978f1ae21a1cf10dfe6a7156ff85f183
+if [[ ! -x $peers_cache/cannelloni || $(cat "$peers_cache/cannelloni.sha256" 2>/dev/null) != "$cannelloni_sha" ]]; then
+	tarball=$peers_dist/cannelloni-2.1.2.tar.xz
+	[[ -f $tarball ]] || die "no cannelloni-2.1.2.tar.xz in $peers_dist: set PEERS_DIST to the directory that has it"
+	echo "$cannelloni_sha  $tarball" | sha256sum --quiet -c - 2>/dev/null || die "$tarball: sha256 is not $cannelloni_sha"
+	src="$peers_cache/cannelloni-src"
+	rm -rf "$src"
+	mkdir -p "$src/build"
+	tar -xJf "$tarball" -C "$src" --strip-components=1
+	# g++ 12 warns where 2.1.2's authors' compiler did not: no -Werror.
+	sed -i 's/ -Werror//' "$src/CMakeLists.txt"
+	(cd "$src/build" && quiet cmake -DCMAKE_BUILD_TYPE=Release -DSCTP_SUPPORT=OFF .. && quiet make -j"$(nproc)")
+	cp "$src/build/cannelloni" "$peers_cache/cannelloni.tmp"
+	mv "$peers_cache/cannelloni.tmp" "$peers_cache/cannelloni"
+	echo "$cannelloni_sha" >"$peers_cache/cannelloni.sha256"
+	rm -rf "$src"
+fi
