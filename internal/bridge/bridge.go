@@ -3,7 +3,6 @@ package bridge
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,26 +29,37 @@ type Spec struct {
 
 // Counters are a bridge's frames, each way.
 type Counters struct {
-	RX uint64 // bus -> container, delivered
+	RX uint64 // bus -> container, delivered to the container's vcan
 	TX uint64 // container -> bus, sent
+	// RXLost: frames from the bus the daemon could not deliver: its socket
+	// on the bus was full (the daemon did not keep up), or the write to
+	// the container's vcan failed.
+	RXLost uint64
 	// TXLimited were dropped by the rate limit; TXLost could not be sent
-	// (the bus away, down, or its queue full).
+	// (the bus away, down, or its queue full for a second) or overflowed
+	// the daemon's socket on the container's vcan.
 	TXLimited, TXLost uint64
-	RXLost            uint64 // could not be written to the container's vcan
 }
 
 // Bridge forwards frames between a host bus and a container's vcan until
 // the vcan goes (the container's namespace ended, or a detach) or Close.
 type Bridge struct {
 	spec Spec
-	ctr  *os.File
+	ctr  *canSocket // closed by Close, once every reader has ended
 
-	mu     sync.Mutex
-	host   *os.File // nil while the host bus is away
+	// mu guards host and closed. A write to the bus holds it for reading,
+	// so that the host socket is never closed (and its descriptor reused)
+	// under a write.
+	mu     sync.RWMutex
+	host   *canSocket // nil while the host bus is away
 	closed bool
+	// busDrops adds the overflows of host sockets closed already.
+	busDrops uint64
 
 	rx, tx, txLimited, txLost, rxLost atomic.Uint64
+	readers                           sync.WaitGroup
 	done                              chan struct{} // closed when the container side ends
+	closeOnce                         sync.Once
 }
 
 // open makes both sockets; the host bus may be missing (its socket comes
@@ -76,9 +86,10 @@ func open(spec Spec) (*Bridge, error) {
 		return nil, fmt.Errorf("container side: %w", err)
 	}
 	if err := b.openHost(); err != nil && !isNoDevice(err) {
-		b.ctr.Close()
+		b.ctr.close()
 		return nil, err
 	}
+	b.readers.Add(1)
 	go b.fromContainer()
 	return b, nil
 }
@@ -96,6 +107,7 @@ func (b *Bridge) openHost() error {
 		return fmt.Errorf("host side: %w", err)
 	}
 	b.host = h
+	b.readers.Add(1)
 	go b.fromBus(h)
 	return nil
 }
@@ -103,34 +115,43 @@ func (b *Bridge) openHost() error {
 // netNS returns a new descriptor of the container's network namespace,
 // asked of the bridge's socket there (SIOCGSKNS).
 func (b *Bridge) netNS() (int, error) {
-	rc, err := b.ctr.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	ns := -1
-	cerr := rc.Control(func(fd uintptr) { ns, err = unix.IoctlRetInt(int(fd), unix.SIOCGSKNS) })
-	if cerr != nil {
-		return -1, cerr
-	}
-	return ns, err
+	return unix.IoctlRetInt(b.ctr.fd, unix.SIOCGSKNS)
 }
 
-// Close stops the bridge.
+// Close stops the bridge: its readers notice within wakeEvery, then the
+// sockets are closed. It may be called more than once.
 func (b *Bridge) Close() {
-	b.mu.Lock()
-	b.closed = true
-	if b.host != nil {
-		b.host.Close()
-		b.host = nil
-	}
-	b.mu.Unlock()
-	b.ctr.Close()
-	<-b.done
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		b.readers.Wait()
+		b.mu.Lock()
+		if b.host != nil {
+			b.host.close()
+			b.host = nil
+		}
+		b.mu.Unlock()
+		b.ctr.close()
+	})
+}
+
+func (b *Bridge) isClosed() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.closed
 }
 
 // Counters returns the frames counted so far.
 func (b *Bridge) Counters() Counters {
-	return Counters{RX: b.rx.Load(), TX: b.tx.Load(), TXLimited: b.txLimited.Load(), TXLost: b.txLost.Load(), RXLost: b.rxLost.Load()}
+	b.mu.RLock()
+	busDrops := b.busDrops
+	if b.host != nil {
+		busDrops += uint64(atomic.LoadUint32(&b.host.drops))
+	}
+	b.mu.RUnlock()
+	return Counters{RX: b.rx.Load(), TX: b.tx.Load(), TXLimited: b.txLimited.Load(),
+		TXLost: b.txLost.Load() + uint64(atomic.LoadUint32(&b.ctr.drops)), RXLost: b.rxLost.Load() + busDrops}
 }
 
 // Done is closed when the container's side has ended.
@@ -139,23 +160,28 @@ func (b *Bridge) Done() <-chan struct{} { return b.done }
 // fromBus copies frames from the host bus to the container until the bus
 // goes away (its socket then says ENODEV and is closed; BusChanged opens a
 // new one when it is back) or the bridge closes.
-func (b *Bridge) fromBus(h *os.File) {
-	var buf [canFDMTU]byte
+func (b *Bridge) fromBus(h *canSocket) {
+	defer b.readers.Done()
+	buf, oob := make([]byte, canFDMTU), make([]byte, oobSize)
 	for {
-		n, err := h.Read(buf[:])
+		n, err := h.read(buf, oob)
 		switch {
-		case errors.Is(err, unix.ENETDOWN):
-			continue // the bus was set down; the socket stays bound
+		case err == errWake || errors.Is(err, unix.ENETDOWN): // the bus set down: the socket stays bound
+			if b.isClosed() {
+				return
+			}
+			continue
 		case err != nil:
 			b.mu.Lock()
-			if b.host == h {
+			if b.host == h && !b.closed {
+				b.busDrops += uint64(atomic.LoadUint32(&h.drops))
 				b.host = nil
-				h.Close()
+				h.close()
 			}
 			b.mu.Unlock()
 			return
 		}
-		if _, err := b.ctr.Write(buf[:n]); err != nil {
+		if err := b.ctr.write(buf[:n]); err != nil {
 			b.rxLost.Add(1)
 			continue
 		}
@@ -167,33 +193,36 @@ func (b *Bridge) fromBus(h *os.File) {
 // transmit filters let the kernel give this socket) to the bus, within
 // the rate limit, until the vcan goes or the bridge closes.
 func (b *Bridge) fromContainer() {
+	defer b.readers.Done()
 	defer close(b.done)
 	var limit *bucket
 	if r := b.spec.Rate; r != nil {
 		limit = newBucket(*r, time.Now())
 	}
-	var buf [canFDMTU]byte
+	buf, oob := make([]byte, canFDMTU), make([]byte, oobSize)
 	for {
-		n, err := b.ctr.Read(buf[:])
+		n, err := b.ctr.read(buf, oob)
 		switch {
-		case errors.Is(err, unix.ENETDOWN):
-			continue // the app set its interface down
+		case err == errWake || errors.Is(err, unix.ENETDOWN): // the app set its interface down
+			if b.isClosed() {
+				return
+			}
+			continue
 		case err != nil:
-			// The vcan is gone (ENODEV) or the bridge closed.
-			return
+			return // the vcan is gone (ENODEV)
 		}
 		if limit != nil && !limit.take(time.Now()) {
 			b.txLimited.Add(1)
 			continue
 		}
-		b.mu.Lock()
-		h := b.host
-		b.mu.Unlock()
-		if h == nil {
-			b.txLost.Add(1)
-			continue
+		b.mu.RLock()
+		if b.host == nil {
+			err = unix.ENODEV
+		} else {
+			err = sendToBus(b.host, buf[:n])
 		}
-		if err := sendToBus(h, buf[:n]); err != nil {
+		b.mu.RUnlock()
+		if err != nil {
 			b.txLost.Add(1)
 			continue
 		}
@@ -202,14 +231,14 @@ func (b *Bridge) fromContainer() {
 }
 
 // sendToBus writes a frame to the bus, waiting while the controller's
-// transmit queue is full (ENOBUFS, which the poller does not wait for): the
-// frames behind it wait in the container socket's buffer, as they would in
-// the app's own queue on a bus of its own, rather than being lost.
-func sendToBus(h *os.File, frame []byte) error {
-	_, err := h.Write(frame)
+// transmit queue is full (ENOBUFS: the kernel says nothing when it drains):
+// the frames behind it wait in the container socket's buffer, as they
+// would in the app's own queue on a bus of its own, rather than being lost.
+func sendToBus(h *canSocket, frame []byte) error {
+	err := h.write(frame)
 	for wait := 50 * time.Microsecond; errors.Is(err, unix.ENOBUFS) && wait < time.Second; wait *= 2 {
-		time.Sleep(wait) // a back-off: the kernel says nothing when the queue drains
-		_, err = h.Write(frame)
+		time.Sleep(wait) // a back-off
+		err = h.write(frame)
 	}
 	return err
 }

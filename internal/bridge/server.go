@@ -140,9 +140,11 @@ func (s *Server) Up(key string) error {
 	return nil
 }
 
-// forgetWhenDone drops b once its container side has ended.
+// forgetWhenDone drops b once its container side has ended, and closes
+// it (its bus side too).
 func (s *Server) forgetWhenDone(key string, b *Bridge) {
 	<-b.Done()
+	b.Close()
 	s.mu.Lock()
 	ended := s.bridges[key] == b
 	if ended {
