@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -57,9 +58,11 @@ type Bridge struct {
 	busDrops uint64
 
 	rx, tx, txLimited, txLost, rxLost atomic.Uint64
-	readers                           sync.WaitGroup
-	done                              chan struct{} // closed when the container side ends
-	closeOnce                         sync.Once
+	// stop is an eventfd, signalled by Close, that wakes the readers.
+	stop      int
+	readers   sync.WaitGroup
+	done      chan struct{} // closed when the container side ends
+	closeOnce sync.Once
 }
 
 // open makes both sockets; the host bus may be missing (its socket comes
@@ -77,16 +80,22 @@ func open(spec Spec) (*Bridge, error) {
 	if id := fmt.Sprintf("netns:%d", st.Ino); id != spec.Target {
 		return nil, fmt.Errorf("container network namespace is gone (%s is now %s, not %s)", spec.NetNS, id, spec.Target)
 	}
-	b := &Bridge{spec: spec, done: make(chan struct{})}
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	b := &Bridge{spec: spec, stop: stop, done: make(chan struct{})}
 	err = netns.Do(ns, func() (err error) {
 		b.ctr, err = openCAN(spec.Inside, spec.FD, spec.TX)
 		return err
 	})
 	if err != nil {
+		unix.Close(stop)
 		return nil, fmt.Errorf("container side: %w", err)
 	}
 	if err := b.openHost(); err != nil && !isNoDevice(err) {
 		b.ctr.close()
+		unix.Close(stop)
 		return nil, err
 	}
 	b.readers.Add(1)
@@ -118,13 +127,16 @@ func (b *Bridge) netNS() (int, error) {
 	return unix.IoctlRetInt(b.ctr.fd, unix.SIOCGSKNS)
 }
 
-// Close stops the bridge: its readers notice within wakeEvery, then the
-// sockets are closed. It may be called more than once.
+// Close stops the bridge: it wakes its readers, waits for them to end,
+// then closes the sockets. It may be called more than once.
 func (b *Bridge) Close() {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
 		b.closed = true
 		b.mu.Unlock()
+		one := make([]byte, 8)
+		binary.NativeEndian.PutUint64(one, 1)
+		unix.Write(b.stop, one) // an eventfd write only fails on overflow
 		b.readers.Wait()
 		b.mu.Lock()
 		if b.host != nil {
@@ -133,13 +145,8 @@ func (b *Bridge) Close() {
 		}
 		b.mu.Unlock()
 		b.ctr.close()
+		unix.Close(b.stop)
 	})
-}
-
-func (b *Bridge) isClosed() bool {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.closed
 }
 
 // Counters returns the frames counted so far.
@@ -164,13 +171,12 @@ func (b *Bridge) fromBus(h *canSocket) {
 	defer b.readers.Done()
 	buf, oob := make([]byte, canFDMTU), make([]byte, oobSize)
 	for {
-		n, err := h.read(buf, oob)
+		n, err := h.read(buf, oob, b.stop)
 		switch {
-		case err == errWake || errors.Is(err, unix.ENETDOWN): // the bus set down: the socket stays bound
-			if b.isClosed() {
-				return
-			}
+		case errors.Is(err, unix.ENETDOWN): // the bus set down: the socket stays bound
 			continue
+		case err == errStopped:
+			return
 		case err != nil:
 			b.mu.Lock()
 			if b.host == h && !b.closed {
@@ -201,15 +207,12 @@ func (b *Bridge) fromContainer() {
 	}
 	buf, oob := make([]byte, canFDMTU), make([]byte, oobSize)
 	for {
-		n, err := b.ctr.read(buf, oob)
+		n, err := b.ctr.read(buf, oob, b.stop)
 		switch {
-		case err == errWake || errors.Is(err, unix.ENETDOWN): // the app set its interface down
-			if b.isClosed() {
-				return
-			}
+		case errors.Is(err, unix.ENETDOWN): // the app set its interface down
 			continue
 		case err != nil:
-			return // the vcan is gone (ENODEV)
+			return // the vcan is gone (ENODEV), or stopped
 		}
 		if limit != nil && !limit.take(time.Now()) {
 			b.txLimited.Add(1)

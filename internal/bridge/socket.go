@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -16,24 +15,21 @@ import (
 // classic frames).
 const rcvBuf = 1 << 20
 
-// wakeEvery bounds a read's wait, so that a reader notices Close: a
-// blocking read on a socket is not woken by closing it, and CAN_RAW has no
-// shutdown.
-const wakeEvery = 100 * time.Millisecond
-
 // canFDMTU is the size of struct canfd_frame, the largest a CAN_RAW socket
 // reads (x/sys/unix lacks the constant).
 const canFDMTU = 72
 
-// errWake is a read that timed out (wakeEvery) without a frame.
-var errWake = errors.New("no frame yet")
+// errStopped is a read ended by the bridge's stop signal.
+var errStopped = errors.New("bridge stopped")
 
-// canSocket is a blocking CAN_RAW socket. The bridge reads each on a
-// goroutine of its own with plain system calls, not through Go's network
-// poller: a frame then wakes one thread, which goes on with the frame
-// itself, instead of the poller handing a ready goroutine to a scheduler
-// thread (under emulation that hand-off alone cost more than the frame's
-// whole trip through the kernel: docs/benchmarks.md).
+// canSocket is a CAN_RAW socket that the bridge reads on a goroutine of its
+// own with plain system calls, not through Go's network poller: a frame
+// then wakes one thread, which goes on with the frame itself (docs/
+// benchmarks.md has the poller's figures). While frames are queued a read
+// is one recvmsg; when none is, the thread waits in poll on the socket and
+// the bridge's stop signal (an eventfd), which a blocking read could not
+// be woken by: closing a socket does not wake its reader, and CAN_RAW has
+// no shutdown. Idle, it costs nothing.
 type canSocket struct {
 	fd int
 	// drops is the kernel's count of frames this socket's full receive
@@ -45,7 +41,7 @@ type canSocket struct {
 // calling thread's network namespace. fd lets CAN FD frames through.
 // filters is what the socket receives: nil every frame, empty none.
 func openCAN(ifname string, fd bool, filters []unix.CanFilter) (*canSocket, error) {
-	s, err := unix.Socket(unix.AF_CAN, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.CAN_RAW)
+	s, err := unix.Socket(unix.AF_CAN, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.CAN_RAW)
 	if err != nil {
 		return nil, fmt.Errorf("CAN_RAW socket: %w", err)
 	}
@@ -81,42 +77,62 @@ func setupCAN(s int, ifname string, fd bool, filters []unix.CanFilter) error {
 	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1); err != nil {
 		return fmt.Errorf("SO_RXQ_OVFL: %w", err)
 	}
-	tv := unix.NsecToTimeval(wakeEvery.Nanoseconds())
-	if err := unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fmt.Errorf("SO_RCVTIMEO: %w", err)
-	}
 	if err := unix.Bind(s, &unix.SockaddrCAN{Ifindex: int(ifr.Uint32())}); err != nil {
 		return fmt.Errorf("bind: %w", err)
 	}
 	return nil
 }
 
-// read reads one frame into buf; errWake when none came within wakeEvery.
-func (s *canSocket) read(buf, oob []byte) (int, error) {
-	n, oobn, _, _, err := unix.Recvmsg(s.fd, buf, oob, 0)
-	switch {
-	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
-		return 0, errWake
-	case err != nil:
-		return 0, err
+// read reads one frame into buf, waiting for one; errStopped once the
+// eventfd stop is signalled.
+func (s *canSocket) read(buf, oob []byte, stop int) (int, error) {
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(s.fd, buf, oob, 0)
+		if err == nil {
+			s.countDrops(oob[:oobn])
+			return n, nil
+		}
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			return 0, err
+		}
+		fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(stop), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
+			return 0, err
+		}
+		if fds[1].Revents != 0 {
+			return 0, errStopped
+		}
 	}
+}
+
+// countDrops takes the drop count from a frame's control messages.
+func (s *canSocket) countDrops(oob []byte) {
 	// The only control message asked for: the drop count, sent while it
 	// is not zero.
-	if data := unix.CmsgLen(0); oobn >= data+4 {
+	if data := unix.CmsgLen(0); len(oob) >= data+4 {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL {
 			atomic.StoreUint32(&s.drops, binary.NativeEndian.Uint32(oob[data:]))
 		}
 	}
-	return n, nil
 }
 
 // oobSize is room for the drop count's control message.
 var oobSize = unix.CmsgSpace(4)
 
+// write sends a frame. The socket is non-blocking (for read's sake): a
+// full send buffer is waited out in poll.
 func (s *canSocket) write(frame []byte) error {
-	_, err := unix.Write(s.fd, frame)
-	return err
+	for {
+		_, err := unix.Write(s.fd, frame)
+		if !errors.Is(err, unix.EAGAIN) {
+			return err
+		}
+		fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(fds, 1000); err != nil && !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 func (s *canSocket) close() error { return unix.Close(s.fd) }
