@@ -232,6 +232,9 @@ func Run(ctx context.Context, cfg Config) error {
 // loadBridge reads a bridged attachment's record as the bridge's Spec.
 func loadBridge(dir string) func(string) (bridge.Spec, error) {
 	return func(key string) (bridge.Spec, error) {
+		if !strings.HasPrefix(key, attach.HostEndPrefix) || strings.ContainsAny(key, "/.") {
+			return bridge.Spec{}, fmt.Errorf("%q is not the name of an attachment's record", key)
+		}
 		rec, ok, err := record.Get(dir, key)
 		if err != nil {
 			return bridge.Spec{}, err

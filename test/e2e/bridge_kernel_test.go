@@ -57,7 +57,7 @@ func requireGoneInside(t *testing.T, ns *kerneltest.NS, inside string) {
 func TestBridgeCarriesFramesBothWays(t *testing.T) {
 	kerneltest.Require(t)
 	kerneltest.VCAN(t, "brbus", kerneltest.MTUFD)
-	d := startDaemon(t)
+	d := startDaemon(t, "--metrics-address=127.0.0.1:9761")
 	pol := bridgePolicy(t, "brbus", "always", "{}")
 	ns := kerneltest.NewNS(t)
 	host := kerneltest.Open(t, nil, "brbus")
@@ -88,6 +88,19 @@ func TestBridgeCarriesFramesBothWays(t *testing.T) {
 	}
 	if table := mustKC(t, "ls"); !strings.Contains(table, "bridge") {
 		t.Errorf("ls does not show the mode:\n%s", table)
+	}
+	if status := mustKC(t, "status"); !strings.Contains(status, "1 (1 bridged)") {
+		t.Errorf("status does not count the bridged attachment:\n%s", status)
+	}
+	// The metrics: the mode, and the bridge's own counts as the frames.
+	m := kerneltest.Scrape(t, "http://127.0.0.1:9761/metrics")
+	if v, ok := m.Value("kanto_can_attachment_mode", map[string]string{"bus": "brbus", "mode": "bridge"}); !ok || v != 1 {
+		t.Errorf("kanto_can_attachment_mode{bus=brbus,mode=bridge} = %v (%v), want 1", v, ok)
+	}
+	for _, dir := range []string{"rx", "tx"} {
+		if v, ok := m.Value("kanto_can_frames_total", map[string]string{"bus": "brbus", "direction": dir, "result": "handled"}); !ok || v != 2 {
+			t.Errorf("kanto_can_frames_total{bus=brbus,direction=%s,result=handled} = %v (%v), want 2 (a classic and an FD frame)", dir, v, ok)
+		}
 	}
 
 	if out := mustKC(t, "detach", "--netns", ns.Path()); !strings.Contains(out, "brbus") {
