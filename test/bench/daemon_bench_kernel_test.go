@@ -598,20 +598,7 @@ const clockTicks = 100
 
 // cpuTime is the CPU time (user + system) the process has used so far.
 func cpuTime(b *testing.B, pid int) time.Duration {
-	s, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// The fields after the command name, which is in parentheses: state
-	// (field 3) first, utime and stime are fields 14 and 15.
-	i := strings.LastIndexByte(string(s), ')')
-	f := strings.Fields(string(s[i+1:]))
-	utime, err1 := strconv.ParseUint(f[11], 10, 64)
-	stime, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		b.Fatalf("/proc/%d/stat: %v", pid, err)
-	}
-	return time.Duration(utime+stime) * time.Second / clockTicks
+	return statCPU(b, fmt.Sprintf("/proc/%d/stat", pid))
 }
 
 // cpuTimeFine is the time the process's threads spent on a CPU, from
