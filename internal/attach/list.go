@@ -2,6 +2,8 @@ package attach
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"sort"
 
 	"github.com/kanto-can/kanto-can/cangw"
@@ -389,6 +391,11 @@ func (h *Host) bridgeRecords() ([]record.Record, error) {
 		return nil, nil
 	}
 	recs, err := record.List(h.Records)
+	if errors.Is(err, fs.ErrPermission) {
+		// Records written before they were readable by all (0600): a
+		// user who may not read them sees the gateway's attachments only.
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

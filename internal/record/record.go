@@ -84,6 +84,12 @@ func Write(dir string, r Record) error {
 		return fmt.Errorf("records: %w", err)
 	}
 	_, err = tmp.Write(b)
+	if err == nil {
+		// Readable by anyone, as the same facts are in the kernel (the
+		// host end's alias): ls and top as a user list bridged
+		// attachments from their records.
+		err = tmp.Chmod(0o644)
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

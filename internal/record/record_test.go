@@ -3,6 +3,7 @@ package record
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -121,4 +122,20 @@ func TestLockIsBounded(t *testing.T) {
 		t.Fatalf("after the holder released it: %v", err)
 	}
 	u()
+}
+
+// A record is readable by anyone (ls and top run as users list bridged
+// attachments from the records; the same facts are in the kernel).
+func TestRecordsAreReadable(t *testing.T) {
+	dir := t.TempDir()
+	if err := Write(dir, Record{HostEnd: "kcan0123456789a", Target: "netns:1", Bus: "can0"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "kcan0123456789a.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := st.Mode().Perm(); mode != 0o644 {
+		t.Errorf("record file mode %v, want -rw-r--r--", mode)
+	}
 }
