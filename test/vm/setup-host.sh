@@ -296,7 +296,7 @@ for k in "${kernels[@]}"; do
 	fetch_kernel "$k"
 done
 
-# Eclipse Kanto container-management and kanto-cm, for the tests and the demo
+# Eclipse Kanto container-management, kanto-cm and suite-connector, for the tests and the demo
 # that run the real Kanto in the guest. They come as xz-compressed static
 # binaries built from Kanto's source (KANTO_DIST, by default a directory
 # "shared/kanto" beside the repository's directory); unpacked into
@@ -309,6 +309,9 @@ declare -A kanto_sha=(
 	[kanto-cm]=15968ccadaa0ad640fc05358886f97323f05ad61203f045e0cf68f961db28a5c
 	[container-management.arm64]=c2654689fabc1ecb45ecdb1b26a8739c3045ae63f49b9d6172a89579e641aa1a
 	[kanto-cm.arm64]=2e6f3001efb35e8f5bc6180153ababd052b32e576468ca16769d83a790cca327
+	# suite-connector: the link to the cloud (test/ditto, the demo)
+	[suite-connector]=c3bc5e0ca7b1f5cef5be0737f45805315e485a8598ea894c02efbb6edc1c4cbc
+	[suite-connector.arm64]=1f337220cfd608c01a3ebf35b88cf09e394886575276310a695e874d8afcb2b0
 )
 mkdir -p "$kanto_cache/arm64"
 for bin in "${!kanto_sha[@]}"; do

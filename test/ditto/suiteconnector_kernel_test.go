@@ -1,0 +1,161 @@
+//go:build kernel
+
+package ditto
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/kantotest"
+)
+
+// hub is the cloud's side: a second mosquitto where Eclipse Hono's MQTT
+// adapter would be, and a subscriber that plays the backend.
+type hub struct {
+	broker *kerneltest.Mosquitto
+	c      mqtt.Client
+	msgs   *kerneltest.Lines // JSON of msg
+}
+
+func startHub(t *testing.T) *hub {
+	t.Helper()
+	h := &hub{broker: kerneltest.StartMosquitto(t, 0, wait), msgs: kerneltest.NewLines()}
+	connected := make(chan struct{}, 1)
+	opts := mqtt.NewClientOptions().AddBroker(h.broker.URL()).SetClientID("test-backend").SetCleanSession(true).
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).SetOrderMatters(false).
+		SetOnConnectHandler(func(c mqtt.Client) {
+			c.Subscribe("#", 1, func(_ mqtt.Client, m mqtt.Message) {
+				e := msg{Topic: m.Topic(), Raw: string(m.Payload())}
+				json.Unmarshal(m.Payload(), &e.Env)
+				b, _ := json.Marshal(e)
+				h.msgs.Add(string(b))
+			}).Wait()
+			select {
+			case connected <- struct{}{}:
+			default:
+			}
+		})
+	h.c = mqtt.NewClient(opts)
+	h.c.Connect()
+	select {
+	case <-connected:
+	case <-time.After(wait):
+		t.Fatalf("the backend did not connect to the hub %s", h.broker.URL())
+	}
+	t.Cleanup(func() { h.c.Disconnect(100) })
+	return h
+}
+
+// await returns the first message on the hub from index from on that ok
+// accepts, and the index after it.
+func (h *hub) await(t *testing.T, from int, what string, ok func(msg) bool) (msg, int) {
+	t.Helper()
+	var m msg
+	found := false
+	defer func() {
+		if !found {
+			t.Logf("on the hub:\n%s", h.msgs.Text())
+		}
+	}()
+	_, i := h.msgs.AwaitIndex(t, from, wait, func(s string) bool {
+		var x msg
+		json.Unmarshal([]byte(s), &x)
+		if ok(x) {
+			m = x
+			return true
+		}
+		return false
+	})
+	found = true
+	t.Logf("on the hub, %s: %s %s", what, m.Topic, m.Raw)
+	return m, i + 1
+}
+
+// startSuiteConnector runs Kanto's suite-connector between the local
+// broker and the hub, as device org.example:gw1 of tenant t1.
+func startSuiteConnector(t *testing.T, local *kerneltest.Mosquitto, h *hub) {
+	t.Helper()
+	bin := filepath.Join(os.Getenv(kantotest.EnvDir), "suite-connector")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("suite-connector: %v (make setup unpacks it from KANTO_DIST)", err)
+	}
+	log := filepath.Join(t.TempDir(), "suite-connector.log")
+	cmd := exec.Command(bin, "-address", h.broker.URL(), "-localAddress", local.URL(), "-deviceId", "org.example:gw1",
+		"-tenantId", "t1", "-username", "u", "-password", "p", "-logFile", log, "-caCert", "/dev/null")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(log)
+			t.Logf("suite-connector's log:\n%s", b)
+		}
+	})
+}
+
+// onHub is a twin command about a feature, as it arrives on the hub.
+func onHub(id, command string, ok func(value map[string]any) bool) func(msg) bool {
+	return func(m msg) bool {
+		if m.Topic != "event/t1/org.example:gw1" || m.Env.Path != "/features/"+id ||
+			m.Env.Topic != "org.example/gw1/things/twin/commands/"+command {
+			return false
+		}
+		if ok == nil {
+			return true
+		}
+		var v map[string]any
+		json.Unmarshal(m.Env.Value, &v)
+		return ok(v)
+	}
+}
+
+// The real chain: kanto-can-daemon --ditto -> the local mosquitto -> Kanto's
+// suite-connector -> a second mosquitto as the hub. The backend on the hub
+// sees CANManager and CANBus:<bus> with the attachment, and a refresh it
+// sends is answered 204 on the hub, with its correlation id.
+func TestRealSuiteConnector(t *testing.T) {
+	kerneltest.VCAN(t, "scbus", 16)
+	local := kerneltest.StartMosquitto(t, 0, wait)
+	h := startHub(t)
+	startSuiteConnector(t, local, h)
+	kerneltest.StartDaemon(t, wait, "--ditto", "--mqtt-broker="+local.URL(), "--ditto-poll=1s")
+	kc := kerneltest.Binary(t)
+	ns := kerneltest.NewNS(t)
+	kerneltest.MustRun(t, kc, "attach", "--netns", ns.Path(), "--bus", "scbus")
+	t.Cleanup(func() { kerneltest.Run(t, kc, "detach", "--netns", ns.Path()) })
+
+	m, _ := h.await(t, 0, "CANManager", onHub("CANManager", "modify", nil))
+	validate(t, "CANManager", m.Env.Value)
+	m, _ = h.await(t, 0, "CANBus:scbus with the attachment", onHub("CANBus:scbus", "modify", func(v map[string]any) bool {
+		n, _ := status(v)["attachmentCount"].(float64)
+		return n == 1
+	}))
+	validate(t, "CANBus", m.Env.Value)
+
+	from := h.msgs.Len()
+	env, _ := json.Marshal(map[string]any{
+		"topic":   "org.example/gw1/things/live/messages/refresh",
+		"headers": map[string]any{"correlation-id": "hub-1", "response-required": true},
+		"path":    "/features/CANManager/inbox/messages/refresh",
+	})
+	if tok := h.c.Publish("command//org.example:gw1/req/r-hub/refresh", 1, false, env); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("refresh on the hub: %v", tok.Error())
+	}
+	m, _ = h.await(t, from, "the refresh's 204", func(m msg) bool {
+		return strings.HasSuffix(m.Topic, "/res/r-hub/204") && m.Env.Status == 204
+	})
+	if c, _ := m.Env.Headers["correlation-id"].(string); c != "hub-1" {
+		t.Errorf("the reply's correlation id is %q, want hub-1: %s", c, m.Raw)
+	}
+	h.await(t, from, "CANBus:scbus again after the refresh", onHub("CANBus:scbus", "modify", nil))
+}
