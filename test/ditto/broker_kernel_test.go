@@ -25,13 +25,55 @@ type msg struct {
 	Env   ditto.Envelope
 }
 
+// inbox collects what a test's MQTT client receives, each message as JSON
+// of msg; where names the client in the log of a failed await.
+type inbox struct {
+	*kerneltest.Lines
+	where string
+}
+
+func newInbox(where string) inbox { return inbox{Lines: kerneltest.NewLines(), where: where} }
+
+// collect is an MQTT message handler that keeps every message.
+func (in inbox) collect(_ mqtt.Client, m mqtt.Message) {
+	e := msg{Topic: m.Topic(), Raw: string(m.Payload())}
+	json.Unmarshal(m.Payload(), &e.Env)
+	b, _ := json.Marshal(e)
+	in.Add(string(b))
+}
+
+// await returns the first message from index from on that ok accepts,
+// and the index after it.
+func (in inbox) await(t *testing.T, from int, what string, ok func(msg) bool) (msg, int) {
+	t.Helper()
+	var m msg
+	found := false
+	defer func() {
+		if !found {
+			t.Logf("%s:\n%s", in.where, in.Text())
+		}
+	}()
+	_, i := in.AwaitIndex(t, from, wait, func(s string) bool {
+		var x msg
+		json.Unmarshal([]byte(s), &x)
+		if ok(x) {
+			m = x
+			return true
+		}
+		return false
+	})
+	found = true
+	t.Logf("%s, %s: %s %s", in.where, what, m.Topic, m.Raw)
+	return m, i + 1
+}
+
 // connector is a stand-in for Kanto's suite-connector: it answers
 // edge/thing/request (and sends the answer unprompted on each connect, as
 // suite-connector does on each cloud reconnect), publishes the retained
 // remote status, and collects the events (e, e/#) and command replies.
 type connector struct {
 	c       mqtt.Client
-	msgs    *kerneltest.Lines // JSON of msg
+	msgs    inbox
 	answer  string
 	mu      sync.Mutex
 	remote  bool
@@ -42,19 +84,13 @@ const thingAnswer = `{"deviceId":"org.example:gw1","tenantId":"t-demo","policyId
 
 func startConnector(t *testing.T, b *kerneltest.Mosquitto) *connector {
 	t.Helper()
-	k := &connector{msgs: kerneltest.NewLines(), answer: thingAnswer, remote: true}
-	collect := func(_ mqtt.Client, m mqtt.Message) {
-		e := msg{Topic: m.Topic(), Raw: string(m.Payload())}
-		json.Unmarshal(m.Payload(), &e.Env)
-		b, _ := json.Marshal(e)
-		k.msgs.Add(string(b))
-	}
+	k := &connector{msgs: newInbox("messages seen by the stand-in"), answer: thingAnswer, remote: true}
 	connected := make(chan struct{}, 1)
 	opts := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("test-connector").SetCleanSession(true).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
 		SetMaxReconnectInterval(time.Second).SetOrderMatters(false).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			c.SubscribeMultiple(map[string]byte{"e": 1, "e/#": 1, "command///res/#": 1, "command//org.example:gw1/res/#": 1}, collect).Wait()
+			c.SubscribeMultiple(map[string]byte{"e": 1, "e/#": 1, "command///res/#": 1, "command//org.example:gw1/res/#": 1}, k.msgs.collect).Wait()
 			c.Subscribe(ditto.TopicThingRequest, 1, func(c mqtt.Client, _ mqtt.Message) {
 				k.mu.Lock()
 				k.thingRq++
@@ -108,35 +144,22 @@ func (k *connector) send(t *testing.T, reqID, feature, subject string, headers m
 	}
 }
 
-// await returns the first message from index from on that ok accepts,
-// and the index after it.
+// await is the stand-in's inbox's await.
 func (k *connector) await(t *testing.T, from int, what string, ok func(msg) bool) (msg, int) {
 	t.Helper()
-	var m msg
-	found := false
-	defer func() {
-		if !found {
-			t.Logf("messages seen:\n%s", k.msgs.Text())
-		}
-	}()
-	_, i := k.msgs.AwaitIndex(t, from, wait, func(s string) bool {
-		var x msg
-		json.Unmarshal([]byte(s), &x)
-		if ok(x) {
-			m = x
-			return true
-		}
-		return false
-	})
-	found = true
-	t.Logf("seen %s: %s %s", what, m.Topic, m.Raw)
-	return m, i + 1
+	return k.msgs.await(t, from, what, ok)
 }
 
-// feature is a twin command about a feature, on the thing's event topic.
+// feature is a twin command about a feature, on the thing's event topic
+// as the stand-in answers the thing id.
 func feature(id, command string, ok func(value map[string]any) bool) func(msg) bool {
+	return featureOn("e/t-demo/org.example:gw1", id, command, ok)
+}
+
+// featureOn is a twin command about a feature, on topic.
+func featureOn(topic, id, command string, ok func(value map[string]any) bool) func(msg) bool {
 	return func(m msg) bool {
-		if m.Topic != "e/t-demo/org.example:gw1" || m.Env.Path != "/features/"+id ||
+		if m.Topic != topic || m.Env.Path != "/features/"+id ||
 			m.Env.Topic != "org.example/gw1/things/twin/commands/"+command {
 			return false
 		}

@@ -22,22 +22,17 @@ import (
 type hub struct {
 	broker *kerneltest.Mosquitto
 	c      mqtt.Client
-	msgs   *kerneltest.Lines // JSON of msg
+	msgs   inbox
 }
 
 func startHub(t *testing.T) *hub {
 	t.Helper()
-	h := &hub{broker: kerneltest.StartMosquitto(t, 0, wait), msgs: kerneltest.NewLines()}
+	h := &hub{broker: kerneltest.StartMosquitto(t, 0, wait), msgs: newInbox("on the hub")}
 	connected := make(chan struct{}, 1)
 	opts := mqtt.NewClientOptions().AddBroker(h.broker.URL()).SetClientID("test-backend").SetCleanSession(true).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).SetOrderMatters(false).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			c.Subscribe("#", 1, func(_ mqtt.Client, m mqtt.Message) {
-				e := msg{Topic: m.Topic(), Raw: string(m.Payload())}
-				json.Unmarshal(m.Payload(), &e.Env)
-				b, _ := json.Marshal(e)
-				h.msgs.Add(string(b))
-			}).Wait()
+			c.Subscribe("#", 1, h.msgs.collect).Wait()
 			select {
 			case connected <- struct{}{}:
 			default:
@@ -52,31 +47,6 @@ func startHub(t *testing.T) *hub {
 	}
 	t.Cleanup(func() { h.c.Disconnect(100) })
 	return h
-}
-
-// await returns the first message on the hub from index from on that ok
-// accepts, and the index after it.
-func (h *hub) await(t *testing.T, from int, what string, ok func(msg) bool) (msg, int) {
-	t.Helper()
-	var m msg
-	found := false
-	defer func() {
-		if !found {
-			t.Logf("on the hub:\n%s", h.msgs.Text())
-		}
-	}()
-	_, i := h.msgs.AwaitIndex(t, from, wait, func(s string) bool {
-		var x msg
-		json.Unmarshal([]byte(s), &x)
-		if ok(x) {
-			m = x
-			return true
-		}
-		return false
-	})
-	found = true
-	t.Logf("on the hub, %s: %s %s", what, m.Topic, m.Raw)
-	return m, i + 1
 }
 
 // startSuiteConnector runs Kanto's suite-connector between the local
@@ -105,18 +75,7 @@ func startSuiteConnector(t *testing.T, local *kerneltest.Mosquitto, h *hub) {
 
 // onHub is a twin command about a feature, as it arrives on the hub.
 func onHub(id, command string, ok func(value map[string]any) bool) func(msg) bool {
-	return func(m msg) bool {
-		if m.Topic != "event/t1/org.example:gw1" || m.Env.Path != "/features/"+id ||
-			m.Env.Topic != "org.example/gw1/things/twin/commands/"+command {
-			return false
-		}
-		if ok == nil {
-			return true
-		}
-		var v map[string]any
-		json.Unmarshal(m.Env.Value, &v)
-		return ok(v)
-	}
+	return featureOn("event/t1/org.example:gw1", id, command, ok)
 }
 
 // The real chain: kanto-can-daemon --ditto -> the local mosquitto -> Kanto's
@@ -134,9 +93,9 @@ func TestRealSuiteConnector(t *testing.T) {
 	kerneltest.MustRun(t, kc, "attach", "--netns", ns.Path(), "--bus", "scbus")
 	t.Cleanup(func() { kerneltest.Run(t, kc, "detach", "--netns", ns.Path()) })
 
-	m, _ := h.await(t, 0, "CANManager", onHub("CANManager", "modify", nil))
+	m, _ := h.msgs.await(t, 0, "CANManager", onHub("CANManager", "modify", nil))
 	validate(t, "CANManager", m.Env.Value)
-	m, _ = h.await(t, 0, "CANBus:scbus with the attachment", onHub("CANBus:scbus", "modify", func(v map[string]any) bool {
+	m, _ = h.msgs.await(t, 0, "CANBus:scbus with the attachment", onHub("CANBus:scbus", "modify", func(v map[string]any) bool {
 		n, _ := status(v)["attachmentCount"].(float64)
 		return n == 1
 	}))
@@ -144,17 +103,17 @@ func TestRealSuiteConnector(t *testing.T) {
 
 	from := h.msgs.Len()
 	h.send(t, "r-hub", "CANManager", "refresh", nil)
-	m, _ = h.await(t, from, "the refresh's 204", hubReply("r-hub", 204))
+	m, _ = h.msgs.await(t, from, "the refresh's 204", hubReply("r-hub", 204))
 	if c, _ := m.Env.Headers["correlation-id"].(string); c != "hub-r-hub" {
 		t.Errorf("the reply's correlation id is %q, want hub-r-hub: %s", c, m.Raw)
 	}
-	h.await(t, from, "CANBus:scbus again after the refresh", onHub("CANBus:scbus", "modify", nil))
+	h.msgs.await(t, from, "CANBus:scbus again after the refresh", onHub("CANBus:scbus", "modify", nil))
 
 	// Metrics asked for from the hub: data arrives there.
 	from = h.msgs.Len()
 	h.send(t, "r-metrics", "CANMetrics", "request", map[string]any{"frequency": "1s"})
-	h.await(t, from, "the metrics request's 204", hubReply("r-metrics", 204))
-	h.await(t, from, "metrics data", metricsData(nil))
+	h.msgs.await(t, from, "the metrics request's 204", hubReply("r-metrics", 204))
+	h.msgs.await(t, from, "metrics data", metricsData(nil))
 }
 
 // hubReply is the answer on the hub to request reqID with status: suite-
