@@ -3,6 +3,7 @@ package kerneltest
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,4 +29,18 @@ func ProcStatus(tb testing.TB, pid int, field string) float64 {
 	}
 	tb.Fatalf("%s: no %s", path, field)
 	return 0
+}
+
+// InstallFile writes a file in the guest for the test (a config where a
+// program reads it) and removes it at cleanup. The guest's root is a tmpfs
+// overlay: nothing reaches the host.
+func InstallFile(tb testing.TB, path, content string) {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.Remove(path) })
 }

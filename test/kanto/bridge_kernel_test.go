@@ -4,7 +4,6 @@ package kanto
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,14 +17,7 @@ import (
 // test.
 func installPolicy(t *testing.T, content string) {
 	t.Helper()
-	const path = "/etc/kanto-can/config.json"
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(path) })
+	kerneltest.InstallFile(t, "/etc/kanto-can/config.json", content)
 }
 
 // receiversOn counts the CAN receivers registered on a host interface

@@ -188,18 +188,8 @@ ExecStopPost=+/bin/sh -c 'echo "%s: result=$SERVICE_RESULT code=$EXIT_CODE statu
 	}
 }
 
-// install writes a file for the test and removes it at cleanup. The guest's
-// /etc is a tmpfs overlay: nothing reaches the host.
-func install(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(path) })
-}
+// install writes a file for the test (kerneltest.InstallFile).
+func install(t *testing.T, path, content string) { kerneltest.InstallFile(t, path, content) }
 
 // execStart returns the program of the unit's ExecStart=.
 func execStart(t *testing.T, unit string) string {
