@@ -66,7 +66,12 @@ type Agent struct {
 	published map[string][]byte    // as last published
 	lastPub   map[string]time.Time // when each was last published
 	stale     map[string]bool      // to publish even if unchanged
-	state     State                // the last state read
+	// deleted: features deleted since the last republish. A delete
+	// published while the hub was away reached no one, so the next
+	// republish (a thing answer: the cloud link is up again) sends it
+	// once more.
+	deleted map[string]bool
+	state   State // the last state read
 
 	metrics     metricsRequest
 	metricsTick *time.Ticker
@@ -91,6 +96,7 @@ func New(cfg Config) *Agent {
 		cfg: cfg, log: cfg.Log, events: make(chan func(*Agent), 64), kick: make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		published: map[string][]byte{}, lastPub: map[string]time.Time{}, stale: map[string]bool{},
+		deleted: map[string]bool{},
 	}
 	if cfg.ThingID != "" {
 		a.thing, a.fixed = Thing{ID: cfg.ThingID}, true
@@ -230,7 +236,7 @@ func (a *Agent) setThing(t Thing) {
 		if a.thing.ID != "" {
 			a.log.Info("thing id changed: starting over", "was", a.thing.ID, "thing", t.ID)
 		}
-		a.published, a.lastPub, a.stale = map[string][]byte{}, map[string]time.Time{}, map[string]bool{}
+		a.published, a.lastPub, a.stale, a.deleted = map[string][]byte{}, map[string]time.Time{}, map[string]bool{}, map[string]bool{}
 		a.stopMetrics()
 		a.thing = t
 		if err := a.client.Subscribe(t.commandTopic()); err != nil {
@@ -242,12 +248,19 @@ func (a *Agent) setThing(t Thing) {
 	a.republish()
 }
 
-// republish publishes every feature again (as soon as the debounce lets).
+// republish publishes every feature again, and the deletes since the last
+// republish, as soon as the debounce lets.
 func (a *Agent) republish() {
 	a.read()
 	for id := range a.desired {
 		a.stale[id] = true
 	}
+	for id := range a.deleted {
+		if _, back := a.desired[id]; !back {
+			a.stale[id] = true
+		}
+	}
+	a.deleted = map[string]bool{}
 	a.flush()
 }
 
@@ -321,6 +334,13 @@ func (a *Agent) flush() {
 			ids = append(ids, id)
 		}
 	}
+	for id := range a.stale {
+		_, has := a.desired[id]
+		_, was := a.published[id]
+		if !has && !was {
+			ids = append(ids, id) // a delete to send again
+		}
+	}
 	slices.Sort(ids)
 	for _, id := range ids {
 		want, has := a.desired[id]
@@ -351,10 +371,14 @@ func (a *Agent) flush() {
 		delete(a.stale, id)
 		if has {
 			a.published[id] = want
+			delete(a.deleted, id)
 			a.log.Debug("ditto: published", "feature", id)
-		} else {
+		} else if was {
 			delete(a.published, id)
+			a.deleted[id] = true
 			a.log.Info("ditto: deleted", "feature", id)
+		} else {
+			a.log.Info("ditto: deleted again", "feature", id)
 		}
 	}
 	if !next.IsZero() {

@@ -788,3 +788,31 @@ func TestBridgedAttachmentFeature(t *testing.T) {
 		}
 	}
 }
+
+// A delete that went out while nothing carried it to the cloud (the hub
+// down, suite-connector stopped) would leave the backend's twin with the
+// feature forever: the next thing answer, which comes when the cloud link
+// is up again, sends it once more with the rest; the one after does not.
+func TestDeletesAreSentAgainOnTheNextThingAnswer(t *testing.T) {
+	h := start(t, Config{})
+	h.online()
+	h.a.Message(TopicRemoteStatus, []byte(`{"connected":false}`))
+	st := sample()
+	st.Buses[2].Index = 0 // vcan0 goes
+	h.k.set(st)
+	h.a.Kick()
+	if del := h.features(2)["/features/CANBus:vcan0"]; !strings.HasSuffix(del.env.Topic, "/delete") {
+		t.Fatalf("vcan0 gone: %s", del.raw)
+	}
+	h.a.Message(TopicRemoteStatus, []byte(`{"connected":true}`))
+	h.a.Message(TopicThingResponse, []byte(thingAnswer))
+	got := h.features(4)
+	if del := got["/features/CANBus:vcan0"]; !strings.HasSuffix(del.env.Topic, "/delete") {
+		t.Errorf("after the thing answer: %v, want CANBus:vcan0 deleted again", keys(got))
+	}
+	h.a.Message(TopicThingResponse, []byte(thingAnswer))
+	if got := h.features(3); got["/features/CANBus:vcan0"].raw != nil {
+		t.Errorf("the delete sent a third time: %s", got["/features/CANBus:vcan0"].raw)
+	}
+	h.none(500 * time.Millisecond)
+}
