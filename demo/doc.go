@@ -9,8 +9,9 @@
 // each container's can0 and the emulated ECU on can1 (QEMU's Kvaser PCI
 // controllers on one emulated CAN bus); kanto-can ls and status name the
 // containers as Kanto does, kanto-can top --once shows their traffic, and
-// kanto-can-daemon --ditto publishes them as Ditto features on a local
-// mosquitto (a subscriber prints what a fleet backend would get);
+// kanto-can-daemon --ditto publishes them as Ditto features, which Kanto's
+// own suite-connector carries to a second mosquitto standing for the cloud
+// (a subscriber there prints what a fleet backend gets);
 // kanto-cm remove leaves nothing behind.
 //
 // It is written as a (kernel-tagged) Go test so that it runs on the same

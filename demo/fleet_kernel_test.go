@@ -11,36 +11,37 @@ import (
 	"testing"
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/kantotest"
 )
 
-// showFleetView starts kanto-can-daemon with --ditto on a local broker and
-// prints the features a fleet backend would get: each message on the
-// events topic, as a subscriber on the broker sees it.
+// showFleetView starts kanto-can-daemon with --ditto on a local broker,
+// Kanto's suite-connector between it and a second mosquitto that stands
+// where the cloud's MQTT endpoint (Eclipse Hono) would be, and prints what
+// a fleet backend gets there: each message on the device's event topic.
 func showFleetView(t *testing.T) {
-	say("The fleet's view: kanto-can-daemon --ditto publishes the CAN state as Eclipse Ditto features on Kanto's local MQTT broker")
-	m := kerneltest.StartMosquitto(t, 0, wait)
-	port := fmt.Sprint(m.Port)
-	// suite-connector answers edge/thing/request with the device's thing
-	// id; here a retained answer stands in for it.
-	thing := `{"deviceId":"demo:vehicle-1","tenantId":"demo-tenant"}`
-	show(t, "/usr/bin/mosquitto_pub", "-p", port, "-r", "-t", "edge/thing/response", "-m", thing)
-	fmt.Println("(a retained thing id stands in for suite-connector's answer)")
+	say("The fleet's view: kanto-can-daemon --ditto publishes the CAN state as Eclipse Ditto features; Kanto's suite-connector carries them to the cloud")
+	local := kerneltest.StartMosquitto(t, 0, wait)
+	hub := kerneltest.StartMosquitto(t, 0, wait)
+	fmt.Printf("(a second mosquitto on port %d stands in for the cloud's MQTT endpoint)\n", hub.Port)
+	fmt.Printf("$ suite-connector -localAddress %s -address %s -deviceId %s -tenantId %s ...\n",
+		local.URL(), hub.URL(), kantotest.DeviceID, kantotest.TenantID)
+	kantotest.StartSuiteConnector(t, local.URL(), hub.URL(), wait)
 
-	// What the connector would relay: 4 features (CANManager, CANMetrics,
+	// What reaches the cloud: 4 features (CANManager, CANMetrics,
 	// CANBus:can0, CANBus:can1).
-	sub := exec.Command("/usr/bin/mosquitto_sub", "-p", port, "-i", "fleet-view", "-v", "-t", "e", "-t", "e/#", "-C", "4", "-W", "120")
+	sub := exec.Command("/usr/bin/mosquitto_sub", "-p", fmt.Sprint(hub.Port), "-i", "fleet-view", "-v", "-t", "event/#", "-C", "4", "-W", "120")
 	var out bytes.Buffer
 	sub.Stdout, sub.Stderr = &out, &out
 	if err := sub.Start(); err != nil {
 		t.Fatal(err)
 	}
-	m.Log.Await(t, 0, wait, func(l string) bool { return strings.Contains(l, "Received SUBSCRIBE from fleet-view") })
-	fmt.Printf("$ kanto-can daemon --ditto --mqtt-broker tcp://127.0.0.1:%s\n", port)
-	kerneltest.StartDaemon(t, wait, "--ditto", "--mqtt-broker=tcp://127.0.0.1:"+port, "--containerd-address=")
+	hub.Log.Await(t, 0, wait, func(l string) bool { return strings.Contains(l, "Received SUBSCRIBE from fleet-view") })
+	fmt.Printf("$ kanto-can daemon --ditto --mqtt-broker %s\n", local.URL())
+	kerneltest.StartDaemon(t, wait, "--ditto", "--mqtt-broker="+local.URL(), "--containerd-address=")
 	if err := sub.Wait(); err != nil {
 		t.Fatalf("mosquitto_sub: %v: %s", err, out.String())
 	}
-	fmt.Printf("$ mosquitto_sub -v -t e -t 'e/#'\n")
+	fmt.Printf("$ mosquitto_sub -p %d -v -t 'event/#'    # on the cloud's side\n", hub.Port)
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		topic, payload, _ := strings.Cut(line, " ")
 		var env struct {
