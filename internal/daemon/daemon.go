@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -162,6 +163,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		d.ditto = ditto.New(ditto.Config{
 			ThingID: cfg.Ditto.ThingID, Poll: cfg.Ditto.Poll, Version: version.Version(), Log: cfg.Log,
+			// Beside the records: it lasts as long as they do (a
+			// restarted daemon, not a reboot).
+			Memory: filepath.Join(cfg.Records, record.DittoMemory),
 			Read: func() (ditto.State, error) {
 				list, buses, err := readState(openHost(cfg.Records), cfg.Kanto.Names)
 				if err != nil {

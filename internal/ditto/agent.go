@@ -38,7 +38,11 @@ type Config struct {
 	Version string
 	// SysModule is where the kernel lists its modules (/sys/module).
 	SysModule string
-	Log       *slog.Logger
+	// Memory is a file where the agent keeps which features it published,
+	// so that a restarted agent deletes those that went meanwhile; ""
+	// keeps none.
+	Memory string
+	Log    *slog.Logger
 }
 
 // Agent publishes the features and answers commands: a state machine run
@@ -71,6 +75,10 @@ type Agent struct {
 	// republish (a thing answer: the cloud link is up again) sends it
 	// once more.
 	deleted map[string]bool
+	// remembered: what a previous run published (Config.Memory), until
+	// the thing is known; saved: what is in the memory file now.
+	remembered memory
+	saved      string
 	state   State // the last state read
 
 	metrics     metricsRequest
@@ -98,10 +106,59 @@ func New(cfg Config) *Agent {
 		published: map[string][]byte{}, lastPub: map[string]time.Time{}, stale: map[string]bool{},
 		deleted: map[string]bool{},
 	}
+	if cfg.Memory != "" {
+		m, err := loadMemory(cfg.Memory)
+		if err != nil {
+			a.log.Warn("ditto: what was published before is not known", "err", err)
+		}
+		a.remembered = m
+	}
 	if cfg.ThingID != "" {
 		a.thing, a.fixed = Thing{ID: cfg.ThingID}, true
+		a.recall()
 	}
 	return a
+}
+
+// recall takes what a previous run published for the thing as deleted:
+// the next republish deletes those that are not there now.
+func (a *Agent) recall() {
+	if a.remembered.Thing == a.thing.ID {
+		for _, id := range a.remembered.Features {
+			a.deleted[id] = true
+		}
+	}
+	a.remembered = memory{}
+}
+
+// remember saves what has been published, and the deletes still to be
+// sent again, when that changed.
+func (a *Agent) remember() {
+	if a.cfg.Memory == "" || a.thing.ID == "" {
+		return
+	}
+	m := memory{Thing: a.thing.ID, Features: []string{}}
+	for id := range a.published {
+		m.Features = append(m.Features, id)
+	}
+	for id := range a.deleted {
+		m.Features = append(m.Features, id)
+	}
+	for id := range a.stale {
+		if _, has := a.published[id]; !has && !a.deleted[id] {
+			m.Features = append(m.Features, id)
+		}
+	}
+	slices.Sort(m.Features)
+	b, _ := json.Marshal(m)
+	if string(b) == a.saved {
+		return
+	}
+	if err := m.save(a.cfg.Memory); err != nil {
+		a.log.Warn("ditto: saving what was published", "err", err)
+		return
+	}
+	a.saved = string(b)
 }
 
 // post hands ev to Run's goroutine (dropped once Run returned).
@@ -239,6 +296,7 @@ func (a *Agent) setThing(t Thing) {
 		a.published, a.lastPub, a.stale, a.deleted = map[string][]byte{}, map[string]time.Time{}, map[string]bool{}, map[string]bool{}
 		a.stopMetrics()
 		a.thing = t
+		a.recall()
 		if err := a.client.Subscribe(t.commandTopic()); err != nil {
 			a.log.Warn("mqtt subscribe", "err", err)
 		}
@@ -384,6 +442,7 @@ func (a *Agent) flush() {
 	if !next.IsZero() {
 		a.debounce.Reset(time.Until(next))
 	}
+	a.remember()
 }
 
 func (a *Agent) send(topic string, env Envelope) error {

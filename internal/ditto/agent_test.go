@@ -816,3 +816,39 @@ func TestDeletesAreSentAgainOnTheNextThingAnswer(t *testing.T) {
 	}
 	h.none(500 * time.Millisecond)
 }
+
+// What a run published is remembered (Config.Memory): a restarted agent
+// deletes what went while it was away (vcan0 here), and only for the
+// same thing.
+func TestRestartDeletesWhatWentMeanwhile(t *testing.T) {
+	mem := filepath.Join(t.TempDir(), "ditto-features")
+	first := start(t, Config{Memory: mem})
+	first.online()
+	first.cancel()
+	b, err := os.ReadFile(mem)
+	if err != nil || !strings.Contains(string(b), `"thing":"org.example:gw1"`) || !strings.Contains(string(b), `"CANBus:vcan0"`) {
+		t.Fatalf("memory after the first run: %s, %v", b, err)
+	}
+
+	st := sample()
+	st.Buses[2].Index = 0 // vcan0 went while no agent ran
+	again := start(t, Config{Memory: mem})
+	again.k.set(st)
+	got := again.online()
+	if del := got["/features/CANBus:vcan0"]; !strings.HasSuffix(del.env.Topic, "/delete") {
+		t.Errorf("after the restart: %v, want CANBus:vcan0 deleted", keys(got))
+	}
+	b, _ = os.ReadFile(mem)
+	if strings.Contains(string(b), "vcan0") {
+		t.Errorf("memory still has vcan0 after its delete was sent: %s", b)
+	}
+
+	// Another thing's memory deletes nothing.
+	other := start(t, Config{Memory: mem, ThingID: "org.other:gw2"})
+	other.a.Connected()
+	for _, p := range other.features(4) {
+		if strings.HasSuffix(p.env.Topic, "/delete") {
+			t.Errorf("deleted for another thing: %s", p.raw)
+		}
+	}
+}

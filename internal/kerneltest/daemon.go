@@ -2,12 +2,16 @@ package kerneltest
 
 import (
 	"bufio"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kanto-can/kanto-can/internal/record"
 )
 
 // Daemon is a kanto-can-daemon started by a test, with debug logs.
@@ -38,6 +42,11 @@ func StartDaemon(tb testing.TB, wait time.Duration, args ...string) *Daemon {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if slices.Contains(args, "--ditto") {
+		// What it remembers publishing is the test's: another test's
+		// daemon would delete those features again on its hub.
+		tb.Cleanup(func() { os.Remove(filepath.Join(record.DefaultDir, record.DittoMemory)) })
+	}
 	lines := make(chan string, 10000)
 	go func() {
 		defer close(lines)

@@ -157,6 +157,10 @@ func List(dir string) ([]Record, error) {
 	return out, nil
 }
 
+// DittoMemory, in the records' directory, is where kanto-can-daemon
+// --ditto remembers which features it published, across its restarts.
+const DittoMemory = "ditto-features"
+
 // HoldFile, in the records' directory, holds every new attachment while it
 // exists; its first line says why. The package's removal writes it before
 // it detaches every container (deploy/debian/prerm), so that a container

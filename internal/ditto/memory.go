@@ -1,0 +1,53 @@
+package ditto
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// memory is what the agent keeps in Config.Memory: the features it
+// published for a thing, so that after a restart it deletes on the hub
+// those that went while it was away (a bus gone, its last attachment
+// detached), which it would otherwise never know it had published.
+type memory struct {
+	Thing    string   `json:"thing"`
+	Features []string `json:"features"`
+}
+
+// loadMemory reads path; a missing file is an empty memory.
+func loadMemory(path string) (memory, error) {
+	var m memory
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return m, nil
+	}
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return memory{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// save writes m to path whole or not at all (a new file renamed over the
+// old one).
+func (m memory) save(path string) error {
+	slices.Sort(m.Features)
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
