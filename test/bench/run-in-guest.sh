@@ -28,3 +28,6 @@ bench BenchmarkBridge 1x
 # Bridge mode: kanto-can-daemon killed and started again under a stream of
 # 500 frames/s: restore time, outage, frames lost.
 bench BenchmarkBridgeDaemonRestart 5x
+# The way to the fleet with Kanto's suite-connector and a hub broker: 10 Kanto
+# containers, command round trips, bytes per message, idle traffic.
+bench BenchmarkFleetPath 1x
