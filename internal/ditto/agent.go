@@ -70,6 +70,7 @@ type Agent struct {
 	published map[string][]byte    // as last published
 	lastPub   map[string]time.Time // when each was last published
 	stale     map[string]bool      // to publish even if unchanged
+	state     State                // the last state read
 	// deleted: features deleted since the last republish. A delete
 	// published while the hub was away reached no one, so the next
 	// republish (a thing answer: the cloud link is up again) sends it
@@ -79,7 +80,6 @@ type Agent struct {
 	// the thing is known; saved: what is in the memory file now.
 	remembered memory
 	saved      string
-	state   State // the last state read
 
 	metrics     metricsRequest
 	metricsTick *time.Ticker

@@ -51,30 +51,38 @@ func StartMosquitto(tb testing.TB, port int, wait time.Duration) *Mosquitto {
 // URL is the broker's address for MQTT clients.
 func (m *Mosquitto) URL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.Port) }
 
-// Start runs mosquitto (again, after Stop) and waits until it listens.
+// Start runs mosquitto (again, after Stop) and waits until it listens:
+// it says it opens the socket, then that it runs.
 func (m *Mosquitto) Start(tb testing.TB) {
 	tb.Helper()
 	m.cmd = exec.Command("/usr/sbin/mosquitto", "-c", m.conf)
-	// Its log on stderr: unbuffered (on stdout it would come in blocks).
-	out, err := m.cmd.StderrPipe()
+	StartLogged(tb, m.cmd, m.Log, m.wait, func(l string) bool { return strings.Contains(l, " running") })
+}
+
+// StartLogged starts cmd with each line of its stderr (unbuffered, where
+// stdout would come in blocks) added to log, "<exited>" after the last,
+// and waits within wait for a line that ready accepts. It fails the test
+// if cmd exits first.
+func StartLogged(tb testing.TB, cmd *exec.Cmd, log *Lines, wait time.Duration, ready func(string) bool) {
+	tb.Helper()
+	out, err := cmd.StderrPipe()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := m.cmd.Start(); err != nil {
-		tb.Fatalf("mosquitto: %v", err)
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("%s: %v", cmd.Path, err)
 	}
-	from := m.Log.Len()
+	from := log.Len()
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			m.Log.Add(sc.Text())
+			log.Add(sc.Text())
 		}
-		m.Log.Add("<exited>")
+		log.Add("<exited>")
 	}()
-	// It says it opens the socket, then that it runs: then it listens.
-	l := m.Log.Await(tb, from, m.wait, func(s string) bool { return strings.Contains(s, " running") || s == "<exited>" })
+	l := log.Await(tb, from, wait, func(l string) bool { return ready(l) || l == "<exited>" })
 	if l == "<exited>" {
-		tb.Fatalf("mosquitto exited at start: %s", m.Log.Text())
+		tb.Fatalf("%s exited at start:\n%s", cmd.Path, log.Text())
 	}
 }
 

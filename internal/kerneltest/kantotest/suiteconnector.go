@@ -1,7 +1,6 @@
 package kantotest
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,25 +73,7 @@ func (s *SuiteConnector) Start(tb testing.TB) {
 	tb.Helper()
 	s.cmd = exec.Command(s.args[0], s.args[1:]...)
 	s.cmd.Env = append(os.Environ(), "HUB_CONNECT_INIT=1", "HUB_CONNECT_MAX=2")
-	out, err := s.cmd.StderrPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		tb.Fatalf("suite-connector: %v", err)
-	}
-	from := s.Log.Len()
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			s.Log.Add(sc.Text())
-		}
-		s.Log.Add("<exited>")
-	}()
-	l := s.Log.Await(tb, from, s.wait, func(l string) bool { return strings.Contains(l, "Config parameters") || l == "<exited>" })
-	if l == "<exited>" {
-		tb.Fatalf("suite-connector exited at start:\n%s", s.Log.Text())
-	}
+	kerneltest.StartLogged(tb, s.cmd, s.Log, s.wait, func(l string) bool { return strings.Contains(l, "Config parameters") })
 }
 
 // Stop stops suite-connector as systemd does (SIGTERM) and waits for its
