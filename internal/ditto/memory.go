@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 )
 
 // memory is what the agent keeps in Config.Memory: the features it
@@ -37,7 +36,6 @@ func loadMemory(path string) (memory, error) {
 // save writes m to path whole or not at all (a new file renamed over the
 // old one).
 func (m memory) save(path string) error {
-	slices.Sort(m.Features)
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
