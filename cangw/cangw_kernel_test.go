@@ -15,6 +15,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // These tests need a kernel with can-gw, vcan and can-raw, and root: they
@@ -51,7 +52,7 @@ func setup(t *testing.T, n int) *env {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	e.c, err = cangw.DialNetNS(int(f.Fd()))
+	e.c, err = cangw.DialConfig(nl.Config{NetNS: int(f.Fd())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,47 +4,43 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kanto-can/kanto-can/internal/rtconn"
 	"github.com/kanto-can/kanto-can/nl"
 )
 
 // Conn is a route netlink socket for managing can-gw rules in one network
 // namespace. It is safe for concurrent use: requests are serialized.
 type Conn struct {
-	c *nl.Conn
+	c rtconn.Conn
 }
 
 // NewConn returns a Conn over c, e.g. a socket opened with nl.DialConfig
-// or the scripted kernel of package nl/nltest. Closing the Conn closes c.
-func NewConn(c *nl.Conn) *Conn { return &Conn{c: c} }
+// or the scripted kernel of package nl/nltest. c stays the caller's: the
+// Conn's Close leaves it open, so one socket may serve a Conn of each of
+// canlink, vxcan and cangw and be closed once, by whoever opened it.
+func NewConn(c *nl.Conn) *Conn { return newConn(rtconn.Borrow(c)) }
 
-// Dial opens a Conn in the calling thread's network namespace.
-func Dial() (*Conn, error) {
-	c, err := nl.Dial()
+// Dial opens a Conn with a socket of its own in the calling thread's
+// network namespace.
+func Dial() (*Conn, error) { return DialConfig(nl.Config{}) }
+
+// DialConfig opens a Conn with a socket of its own as cfg says: cfg.NetNS
+// names another network namespace: rules are per namespace, and interface indexes
+// are that namespace's (an open /proc/PID/ns/net or a
+// bind mount of one, which stays the caller's).
+func DialConfig(cfg nl.Config) (*Conn, error) {
+	c, err := rtconn.Dial("cangw", cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cangw: open route netlink socket: %w", err)
+		return nil, err
 	}
-	return NewConn(c), nil
+	return newConn(c), nil
 }
 
-// DialNetNS opens a Conn in the network namespace of fd (an open
-// /proc/PID/ns/net or /run/netns/NAME). Rules are per namespace, and
-// interface indexes are those of that namespace. The caller may close fd
-// after DialNetNS returns.
-func DialNetNS(fd int) (*Conn, error) {
-	if fd <= 0 {
-		return nil, fmt.Errorf("cangw: DialNetNS: invalid namespace file descriptor %d", fd)
-	}
-	c, err := nl.DialNetNS(fd)
-	if err != nil {
-		return nil, fmt.Errorf("cangw: open route netlink socket: %w", err)
-	}
-	return NewConn(c), nil
-}
+// Close closes the socket if the Conn opened it (Dial, DialConfig); a Conn
+// made by NewConn leaves its socket to the caller.
+func (c *Conn) Close() error { return c.c.Close() }
 
-// Close closes the socket.
-func (c *Conn) Close() error {
-	return c.c.Close()
-}
+func newConn(c rtconn.Conn) *Conn { return &Conn{c: c} }
 
 // Add installs r. The kernel does not check for duplicates: adding the same
 // rule twice forwards every frame twice, so List first when unsure. If r has
@@ -70,7 +66,7 @@ func (c *Conn) change(op string, typ nl.HeaderType, r Rule) error {
 	if err != nil {
 		return err
 	}
-	if err := c.execute(typ, nl.Request|nl.Acknowledge, b); err != nil {
+	if _, err := c.c.Execute(typ, nl.Acknowledge, b); err != nil {
 		return kernelError(op, &r, err)
 	}
 	return nil
@@ -87,7 +83,7 @@ func (c *Conn) Flush() error {
 	if err != nil {
 		return fmt.Errorf("cangw: flush: %w", err)
 	}
-	if err := c.execute(rtmDelRoute, nl.Request|nl.Acknowledge, append(header(0), attrs...)); err != nil {
+	if _, err := c.c.Execute(rtmDelRoute, nl.Acknowledge, append(header(0), attrs...)); err != nil {
 		return kernelError("flush", nil, err)
 	}
 	return nil
@@ -96,10 +92,7 @@ func (c *Conn) Flush() error {
 // List returns every rule in the Conn's network namespace, newest first
 // (the kernel's order), with their counters. It needs no privileges.
 func (c *Conn) List() ([]Rule, error) {
-	msgs, err := c.c.Execute(nl.Message{
-		Header: nl.Header{Type: rtmGetRoute, Flags: nl.Request | nl.Dump},
-		Data:   header(0),
-	})
+	msgs, err := c.c.Execute(rtmGetRoute, nl.Dump, header(0))
 	if err != nil {
 		return nil, kernelError("list", nil, err)
 	}
@@ -120,12 +113,4 @@ func (c *Conn) List() ([]Rule, error) {
 		rules = append(rules, r)
 	}
 	return rules, nil
-}
-
-func (c *Conn) execute(typ nl.HeaderType, flags nl.HeaderFlags, data []byte) error {
-	_, err := c.c.Execute(nl.Message{
-		Header: nl.Header{Type: typ, Flags: flags},
-		Data:   data,
-	})
-	return err
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/kanto-can/kanto-can/cangw"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // Forward every classic frame from can0 to vcan0, unless the rule exists.
@@ -88,7 +89,7 @@ func ExampleDialNetNS() {
 		log.Fatal(err)
 	}
 	defer ns.Close()
-	c, err := cangw.DialNetNS(int(ns.Fd()))
+	c, err := cangw.DialConfig(nl.Config{NetNS: int(ns.Fd())})
 	if err != nil {
 		log.Fatal(err)
 	}

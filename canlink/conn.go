@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kanto-can/kanto-can/internal/rtconn"
 	"github.com/kanto-can/kanto-can/nl"
 )
 
@@ -15,44 +16,35 @@ var ErrNotFound = errors.New("no such interface")
 // Conn is a route netlink socket in one network namespace, for its links.
 // It is safe for concurrent use: requests are serialized.
 type Conn struct {
-	c *nl.Conn
+	c rtconn.Conn
 }
 
 // NewConn returns a Conn over c, e.g. a socket opened with nl.DialConfig
-// or the scripted kernel of package nl/nltest. Closing the Conn closes c.
-func NewConn(c *nl.Conn) *Conn { return &Conn{c: c} }
+// or the scripted kernel of package nl/nltest. c stays the caller's: the
+// Conn's Close leaves it open, so one socket may serve a Conn of each of
+// canlink, vxcan and cangw and be closed once, by whoever opened it.
+func NewConn(c *nl.Conn) *Conn { return newConn(rtconn.Borrow(c)) }
 
-// Dial opens a Conn in the calling thread's network namespace.
-func Dial() (*Conn, error) {
-	c, err := nl.Dial()
+// Dial opens a Conn with a socket of its own in the calling thread's
+// network namespace.
+func Dial() (*Conn, error) { return DialConfig(nl.Config{}) }
+
+// DialConfig opens a Conn with a socket of its own as cfg says: cfg.NetNS
+// names another network namespace (an open /proc/PID/ns/net or a
+// bind mount of one, which stays the caller's).
+func DialConfig(cfg nl.Config) (*Conn, error) {
+	c, err := rtconn.Dial("canlink", cfg)
 	if err != nil {
-		return nil, fmt.Errorf("canlink: open route netlink socket: %w", err)
+		return nil, err
 	}
-	return NewConn(c), nil
+	return newConn(c), nil
 }
 
-// DialNetNS opens a Conn in the network namespace referred to by fd (an
-// open /proc/PID/ns/net or a bind mount of one). fd stays the caller's.
-func DialNetNS(fd int) (*Conn, error) {
-	if fd <= 0 {
-		return nil, fmt.Errorf("canlink: DialNetNS: invalid namespace file descriptor %d", fd)
-	}
-	c, err := nl.DialNetNS(fd)
-	if err != nil {
-		return nil, fmt.Errorf("canlink: open route netlink socket: %w", err)
-	}
-	return NewConn(c), nil
-}
-
-// Close closes the socket.
+// Close closes the socket if the Conn opened it (Dial, DialConfig); a Conn
+// made by NewConn leaves its socket to the caller.
 func (c *Conn) Close() error { return c.c.Close() }
 
-func (c *Conn) execute(typ nl.HeaderType, flags nl.HeaderFlags, data []byte) ([]nl.Message, error) {
-	return c.c.Execute(nl.Message{
-		Header: nl.Header{Type: typ, Flags: nl.Request | flags},
-		Data:   data,
-	})
-}
+func newConn(c rtconn.Conn) *Conn { return &Conn{c: c} }
 
 // LinkByName returns the link called name, or an error wrapping ErrNotFound.
 func (c *Conn) LinkByName(name string) (Link, error) {
@@ -72,7 +64,7 @@ func (c *Conn) getLink(index int32, ae *nl.AttributeEncoder, what string) (Link,
 	if err != nil {
 		return Link{}, err
 	}
-	msgs, err := c.execute(unix.RTM_GETLINK, 0, append(ifinfomsg(index, 0, 0), attrs...))
+	msgs, err := c.c.Execute(unix.RTM_GETLINK, 0, append(rtconn.Ifinfomsg(index, 0, 0), attrs...))
 	if errors.Is(err, unix.ENODEV) {
 		return Link{}, fmt.Errorf("interface %s: %w", what, ErrNotFound)
 	}
@@ -87,7 +79,7 @@ func (c *Conn) getLink(index int32, ae *nl.AttributeEncoder, what string) (Link,
 
 // Links returns every link in the Conn's network namespace.
 func (c *Conn) Links() ([]Link, error) {
-	msgs, err := c.execute(unix.RTM_GETLINK, nl.Dump, ifinfomsg(0, 0, 0))
+	msgs, err := c.c.Execute(unix.RTM_GETLINK, nl.Dump, rtconn.Ifinfomsg(0, 0, 0))
 	if err != nil {
 		return nil, fmt.Errorf("canlink: list interfaces: %w", err)
 	}
@@ -108,7 +100,7 @@ func (c *Conn) Links() ([]Link, error) {
 // Delete removes the link with this ifindex. Deleting one end of a vxcan
 // pair removes both.
 func (c *Conn) Delete(index int) error {
-	_, err := c.execute(unix.RTM_DELLINK, nl.Acknowledge, ifinfomsg(int32(index), 0, 0))
+	_, err := c.c.Execute(unix.RTM_DELLINK, nl.Acknowledge, rtconn.Ifinfomsg(int32(index), 0, 0))
 	if errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("interface index %d: %w", index, ErrNotFound)
 	}
@@ -136,7 +128,7 @@ func (c *Conn) CreateVCAN(name string, mtu int, alias string) (Link, error) {
 	if err != nil {
 		return Link{}, err
 	}
-	if _, err := c.execute(unix.RTM_NEWLINK, nl.Acknowledge|nl.Create|nl.Excl, append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)); err != nil {
+	if _, err := c.c.Execute(unix.RTM_NEWLINK, nl.Acknowledge|nl.Create|nl.Excl, append(rtconn.Ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)); err != nil {
 		return Link{}, fmt.Errorf("canlink: create vcan %s: %w", name, err)
 	}
 	if alias != "" {
@@ -146,7 +138,7 @@ func (c *Conn) CreateVCAN(name string, mtu int, alias string) (Link, error) {
 		if attrs, err = ae.Encode(); err != nil {
 			return Link{}, err
 		}
-		if _, err := c.execute(unix.RTM_NEWLINK, nl.Acknowledge, append(ifinfomsg(0, 0, 0), attrs...)); err != nil {
+		if _, err := c.c.Execute(unix.RTM_NEWLINK, nl.Acknowledge, append(rtconn.Ifinfomsg(0, 0, 0), attrs...)); err != nil {
 			if l, lerr := c.LinkByName(name); lerr == nil {
 				c.Delete(l.Index) // nothing half-made
 			}

@@ -5,8 +5,9 @@
 //
 // Package vxcan makes the pairs that connect namespaces and returns their
 // ends as this package's Link; package cangw routes frames between links.
-// All three can share one socket: open an nl.Conn and pass it to each
-// NewConn.
+// All three can share one socket: open an nl.Conn, pass it to each
+// NewConn, and close it once when done (a NewConn's Conn leaves its socket
+// to the caller). Dial and DialConfig open a socket the Conn owns.
 //
 // Facts worth knowing (verified on Linux 6.1):
 //   - Every SocketCAN interface has hardware type ARPHRD_CAN (280), which

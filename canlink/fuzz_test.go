@@ -5,8 +5,10 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/kanto-can/kanto-can/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/internal/rtconn"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // encodeLink is parseLink's inverse for the fields Link keeps.
@@ -67,7 +69,7 @@ func encodeLink(t *testing.T, l Link) nl.Message {
 	if l.Up {
 		flags = unix.IFF_UP
 	}
-	msg := ifinfomsg(int32(l.Index), flags, 0)
+	msg := rtconn.Ifinfomsg(int32(l.Index), flags, 0)
 	binary.NativeEndian.PutUint16(msg[2:], l.Type)
 	return nl.Message{Data: append(msg, attrs...)}
 }
@@ -90,7 +92,7 @@ func FuzzParseLink(f *testing.F) {
 	for _, m := range seeds {
 		f.Add(m.Data)
 	}
-	f.Add(ifinfomsg(1, 0, 0))
+	f.Add(rtconn.Ifinfomsg(1, 0, 0))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		l, err := parseLink(nl.Message{Data: b})
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/kanto-can/kanto-can/internal/rtconn"
 	"github.com/kanto-can/kanto-can/nl"
 	"golang.org/x/sys/unix"
 )
@@ -97,25 +98,13 @@ func (l Link) IsCAN() bool { return l.Type == arphrdCAN }
 // FD reports whether the link carries CAN FD frames (its MTU is CANFD_MTU).
 func (l Link) FD() bool { return l.MTU == MTUFD }
 
-const ifinfomsgLen = 16
-
-// ifinfomsg encodes struct ifinfomsg.
-func ifinfomsg(index int32, flags, change uint32) []byte {
-	b := make([]byte, ifinfomsgLen)
-	b[0] = unix.AF_UNSPEC
-	binary.NativeEndian.PutUint32(b[4:], uint32(index))
-	binary.NativeEndian.PutUint32(b[8:], flags)
-	binary.NativeEndian.PutUint32(b[12:], change)
-	return b
-}
-
 // ParseLink decodes an RTM_NEWLINK or RTM_DELLINK message, such as a link
 // notification.
 func ParseLink(m nl.Message) (Link, error) { return parseLink(m) }
 
 func parseLink(m nl.Message) (Link, error) {
-	if len(m.Data) < ifinfomsgLen {
-		return Link{}, fmt.Errorf("canlink: RTM_NEWLINK message of %d bytes, want at least %d", len(m.Data), ifinfomsgLen)
+	if len(m.Data) < rtconn.IfinfomsgLen {
+		return Link{}, fmt.Errorf("canlink: RTM_NEWLINK message of %d bytes, want at least %d", len(m.Data), rtconn.IfinfomsgLen)
 	}
 	l := Link{
 		Type:        binary.NativeEndian.Uint16(m.Data[2:]),
@@ -123,7 +112,7 @@ func parseLink(m nl.Message) (Link, error) {
 		Up:          binary.NativeEndian.Uint32(m.Data[8:])&unix.IFF_UP != 0,
 		PeerNetNSID: -1,
 	}
-	ad, err := nl.NewAttributeDecoder(m.Data[ifinfomsgLen:])
+	ad, err := nl.NewAttributeDecoder(m.Data[rtconn.IfinfomsgLen:])
 	if err != nil {
 		return Link{}, fmt.Errorf("canlink: link %d: %w", l.Index, err)
 	}

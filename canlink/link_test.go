@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kanto-can/kanto-can/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/internal/rtconn"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // A link message as the kernel sends it for a vxcan host end.
@@ -26,7 +28,7 @@ func TestParseLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := ifinfomsg(17, unix.IFF_UP, 0)
+	msg := rtconn.Ifinfomsg(17, unix.IFF_UP, 0)
 	binary.NativeEndian.PutUint16(msg[2:], arphrdCAN)
 	l, err := parseLink(nl.Message{Data: append(msg, attrs...)})
 	if err != nil {
@@ -92,7 +94,7 @@ func canLinkMessage(t testing.TB, name string, mtu uint32, data func(*nl.Attribu
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := ifinfomsg(3, unix.IFF_UP, 0)
+	msg := rtconn.Ifinfomsg(3, unix.IFF_UP, 0)
 	binary.NativeEndian.PutUint16(msg[2:], arphrdCAN)
 	return nl.Message{Data: append(msg, attrs...)}
 }
@@ -160,7 +162,7 @@ func TestParseLinkCANOnlyForControllers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := parseLink(nl.Message{Data: append(ifinfomsg(4, 0, 0), attrs...)})
+		l, err := parseLink(nl.Message{Data: append(rtconn.Ifinfomsg(4, 0, 0), attrs...)})
 		if err != nil {
 			t.Fatalf("kind %q: %v", kind, err)
 		}
@@ -257,7 +259,7 @@ func TestParseLinkStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := parseLink(nl.Message{Data: append(ifinfomsg(3, unix.IFF_UP, 0), attrs...)})
+	l, err := parseLink(nl.Message{Data: append(rtconn.Ifinfomsg(3, unix.IFF_UP, 0), attrs...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +277,7 @@ func TestParseLinkStats(t *testing.T) {
 	ae.String(unix.IFLA_IFNAME, "can0")
 	ae.Bytes(unix.IFLA_STATS64, stats[:40])
 	attrs, _ = ae.Encode()
-	if _, err := parseLink(nl.Message{Data: append(ifinfomsg(3, 0, 0), attrs...)}); err == nil || !strings.Contains(err.Error(), "IFLA_STATS64: 40 bytes") {
+	if _, err := parseLink(nl.Message{Data: append(rtconn.Ifinfomsg(3, 0, 0), attrs...)}); err == nil || !strings.Contains(err.Error(), "IFLA_STATS64: 40 bytes") {
 		t.Fatalf("short IFLA_STATS64: %v", err)
 	}
 }

@@ -4,15 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Conn is a NETLINK_ROUTE socket, or whatever Transport stands in for
 // one. It is safe for concurrent use: requests are serialized.
 type Conn struct {
-	mu  sync.Mutex
-	t   Transport
-	seq uint32
+	mu     sync.Mutex
+	t      Transport
+	seq    uint32
+	closed atomic.Bool
 }
 
 // NewConn returns a Conn over t. Dial and DialConfig make the transport of
@@ -73,8 +75,15 @@ func (c *Conn) SetDeadline(t time.Time) error {
 }
 
 // Close closes the socket. An Execute waiting on a socket opened with
-// Config.Poll returns an error wrapping ErrClosed.
-func (c *Conn) Close() error { return c.t.Close() }
+// Config.Poll returns an error wrapping ErrClosed, as do every Execute and
+// Close after it: the socket is closed once, so a second Close cannot hit
+// a descriptor reused meanwhile by another file.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) {
+		return ErrClosed
+	}
+	return c.t.Close()
+}
 
 // ErrDumpInterrupted: the kernel's tables kept changing while a dump was
 // read (NLM_F_DUMP_INTR on its replies), so no consistent answer came in
@@ -93,6 +102,9 @@ const dumpAttempts = 5
 func (c *Conn) Execute(m Message) ([]Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
 	for attempt := 1; ; attempt++ {
 		replies, interrupted, err := c.execute(m)
 		switch {

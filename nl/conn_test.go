@@ -124,3 +124,34 @@ func TestCollector(t *testing.T) {
 		t.Errorf("single reply: done %v, %v", finished, err)
 	}
 }
+
+// closeCounter is a Transport that counts its closes (and fails the rest).
+type closeCounter struct{ closes int }
+
+func (c *closeCounter) Send([]byte) error { return errors.New("send on a test transport") }
+func (c *closeCounter) Receive() ([]byte, error) {
+	return nil, errors.New("receive on a test transport")
+}
+func (c *closeCounter) NetNS() (int, error)              { return 0, errors.New("no namespace") }
+func (c *closeCounter) DialNetNS(int) (Transport, error) { return nil, errors.New("no namespace") }
+func (c *closeCounter) Close() error                     { c.closes++; return nil }
+func (c *closeCounter) Watch(uint32) (Transport, error)  { return nil, errors.New("no watch") }
+
+// A second Close must not close the descriptor again: by then it may be
+// another file's. It, and an Execute after Close, say ErrClosed.
+func TestCloseIsOnce(t *testing.T) {
+	tr := &closeCounter{}
+	c := NewConn(tr)
+	if err := c.Close(); err != nil {
+		t.Fatalf("first Close: %v", err)
+	}
+	if err := c.Close(); !errors.Is(err, ErrClosed) {
+		t.Errorf("second Close = %v, want ErrClosed", err)
+	}
+	if tr.closes != 1 {
+		t.Errorf("the transport was closed %d times", tr.closes)
+	}
+	if _, err := c.Execute(Message{Header: Header{Type: 16}}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Execute after Close = %v, want ErrClosed", err)
+	}
+}

@@ -1,13 +1,13 @@
 package vxcan
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/kanto-can/kanto-can/canlink"
+	"github.com/kanto-can/kanto-can/internal/rtconn"
 	"github.com/kanto-can/kanto-can/nl"
 	"golang.org/x/sys/unix"
 )
@@ -15,45 +15,36 @@ import (
 // Conn is a route netlink socket in one network namespace, for vxcan
 // pairs. It is safe for concurrent use: requests are serialized.
 type Conn struct {
-	c     *nl.Conn
+	c     rtconn.Conn
 	links *canlink.Conn // the same socket, to read links back
 }
 
 // NewConn returns a Conn over c, e.g. a socket opened with nl.DialConfig
-// or the scripted kernel of package nl/nltest. Closing the Conn closes c.
-func NewConn(c *nl.Conn) *Conn { return &Conn{c: c, links: canlink.NewConn(c)} }
+// or the scripted kernel of package nl/nltest. c stays the caller's: the
+// Conn's Close leaves it open, so one socket may serve a Conn of each of
+// canlink, vxcan and cangw and be closed once, by whoever opened it.
+func NewConn(c *nl.Conn) *Conn { return newConn(rtconn.Borrow(c)) }
 
-// Dial opens a Conn in the calling thread's network namespace.
-func Dial() (*Conn, error) {
-	c, err := nl.Dial()
+// Dial opens a Conn with a socket of its own in the calling thread's
+// network namespace.
+func Dial() (*Conn, error) { return DialConfig(nl.Config{}) }
+
+// DialConfig opens a Conn with a socket of its own as cfg says: cfg.NetNS
+// names another network namespace (an open /proc/PID/ns/net or a
+// bind mount of one, which stays the caller's).
+func DialConfig(cfg nl.Config) (*Conn, error) {
+	c, err := rtconn.Dial("vxcan", cfg)
 	if err != nil {
-		return nil, fmt.Errorf("vxcan: open route netlink socket: %w", err)
+		return nil, err
 	}
-	return NewConn(c), nil
+	return newConn(c), nil
 }
 
-// DialNetNS opens a Conn in the network namespace referred to by fd (an
-// open /proc/PID/ns/net or a bind mount of one). fd stays the caller's.
-func DialNetNS(fd int) (*Conn, error) {
-	if fd <= 0 {
-		return nil, fmt.Errorf("vxcan: DialNetNS: invalid namespace file descriptor %d", fd)
-	}
-	c, err := nl.DialNetNS(fd)
-	if err != nil {
-		return nil, fmt.Errorf("vxcan: open route netlink socket: %w", err)
-	}
-	return NewConn(c), nil
-}
-
-// Close closes the socket.
+// Close closes the socket if the Conn opened it (Dial, DialConfig); a Conn
+// made by NewConn leaves its socket to the caller.
 func (c *Conn) Close() error { return c.c.Close() }
 
-func (c *Conn) execute(typ nl.HeaderType, flags nl.HeaderFlags, data []byte) ([]nl.Message, error) {
-	return c.c.Execute(nl.Message{
-		Header: nl.Header{Type: typ, Flags: nl.Request | flags},
-		Data:   data,
-	})
-}
+func newConn(c rtconn.Conn) *Conn { return &Conn{c: c, links: canlink.NewConn(c.NL)} }
 
 // Pairs returns the vxcan ends in the Conn's network namespace.
 func (c *Conn) Pairs() ([]canlink.Link, error) {
@@ -115,29 +106,29 @@ func (c *Conn) Create(p Pair) (canlink.Link, error) {
 		// This end goes back to this Conn's namespace, named by a
 		// descriptor of it (asked of the socket: the calling thread may be
 		// elsewhere).
-		ns, err := c.c.NetNS()
+		ns, err := c.c.NL.NetNS()
 		if err != nil {
 			return canlink.Link{}, fmt.Errorf("vxcan: create %s: %w", p.Name, err)
 		}
 		defer unix.Close(ns)
 		near.Uint32(unix.IFLA_NET_NS_FD, uint32(ns))
-		inner, err := c.c.DialNetNS(int(p.PeerNS.Fd()))
+		inner, err := c.c.NL.DialNetNS(int(p.PeerNS.Fd()))
 		if err != nil {
 			return canlink.Link{}, fmt.Errorf("vxcan: open route netlink socket in the peer's namespace: %w", err)
 		}
+		defer inner.Close()
 		creator = NewConn(inner)
-		defer creator.Close()
 	}
 	// Join both namespaces' link notifications before either end can
 	// come up, so that the one saying it did cannot be missed.
-	nearWatch, err := c.c.Watch(unix.RTMGRP_LINK)
+	nearWatch, err := c.c.NL.Watch(unix.RTMGRP_LINK)
 	if err != nil {
 		return canlink.Link{}, fmt.Errorf("vxcan: create %s: watch links: %w", p.Name, err)
 	}
 	defer nearWatch.Close()
 	farWatch := nearWatch
 	if creator != c {
-		if farWatch, err = creator.c.Watch(unix.RTMGRP_LINK); err != nil {
+		if farWatch, err = creator.c.NL.Watch(unix.RTMGRP_LINK); err != nil {
 			return canlink.Link{}, fmt.Errorf("vxcan: create %s: watch links in the peer's namespace: %w", p.Name, err)
 		}
 		defer farWatch.Close()
@@ -154,7 +145,7 @@ func (c *Conn) Create(p Pair) (canlink.Link, error) {
 			// peer's own attributes.
 			data.Do(vxcanInfoPeer, func() ([]byte, error) {
 				attrs, err := near.Encode()
-				return append(ifinfomsg(0, 0, 0), attrs...), err
+				return append(rtconn.Ifinfomsg(0, 0, 0), attrs...), err
 			})
 			return nil
 		})
@@ -164,8 +155,8 @@ func (c *Conn) Create(p Pair) (canlink.Link, error) {
 	if err != nil {
 		return canlink.Link{}, fmt.Errorf("vxcan: encode request: %w", err)
 	}
-	req := append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)
-	if _, err := creator.execute(unix.RTM_NEWLINK, nl.Acknowledge|nl.Create|nl.Excl, req); err != nil {
+	req := append(rtconn.Ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)
+	if _, err := creator.c.Execute(unix.RTM_NEWLINK, nl.Acknowledge|nl.Create|nl.Excl, req); err != nil {
 		if unknownKind(err) {
 			err = fmt.Errorf("%w: %w", ErrNoVXCAN, err)
 		}
@@ -179,7 +170,7 @@ func (c *Conn) Create(p Pair) (canlink.Link, error) {
 	if attrs, err = up.Encode(); err != nil {
 		return canlink.Link{}, err
 	}
-	if _, err := c.execute(unix.RTM_NEWLINK, nl.Acknowledge, append(ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)); err != nil {
+	if _, err := c.c.Execute(unix.RTM_NEWLINK, nl.Acknowledge, append(rtconn.Ifinfomsg(0, unix.IFF_UP, unix.IFF_UP), attrs...)); err != nil {
 		err = fmt.Errorf("vxcan: bring up %s: %w", p.Name, err)
 		if l, lerr := c.links.LinkByName(p.Name); lerr == nil {
 			c.links.Delete(l.Index) // nothing half-made
@@ -223,16 +214,4 @@ func (c *Conn) Create(p Pair) (canlink.Link, error) {
 func unknownKind(err error) bool {
 	var ke *nl.KernelError
 	return errors.Is(err, unix.EOPNOTSUPP) && (!errors.As(err, &ke) || ke.Message == "" || ke.Message == "Unknown device type")
-}
-
-const ifinfomsgLen = 16
-
-// ifinfomsg encodes struct ifinfomsg.
-func ifinfomsg(index int32, flags, change uint32) []byte {
-	b := make([]byte, ifinfomsgLen)
-	b[0] = unix.AF_UNSPEC
-	binary.NativeEndian.PutUint32(b[4:], uint32(index))
-	binary.NativeEndian.PutUint32(b[8:], flags)
-	binary.NativeEndian.PutUint32(b[12:], change)
-	return b
 }

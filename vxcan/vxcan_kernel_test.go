@@ -13,6 +13,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
+	"github.com/kanto-can/kanto-can/nl"
 	"github.com/kanto-can/kanto-can/vxcan"
 )
 
@@ -28,7 +29,7 @@ func dial(t *testing.T, ns *kerneltest.NS) *vxcan.Conn {
 			t.Fatal(ferr)
 		}
 		defer f.Close()
-		c, err = vxcan.DialNetNS(int(f.Fd()))
+		c, err = vxcan.DialConfig(nl.Config{NetNS: int(f.Fd())})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +51,7 @@ func links(t *testing.T, ns *kerneltest.NS) *canlink.Conn {
 			t.Fatal(ferr)
 		}
 		defer f.Close()
-		c, err = canlink.DialNetNS(int(f.Fd()))
+		c, err = canlink.DialConfig(nl.Config{NetNS: int(f.Fd())})
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,9 @@ type Host struct {
 	// names): List and Buses show them. Called once per listing.
 	Names func() map[string]string
 	cfg   nl.Config // how TC is opened
+	// sockets are those OpenHostConfig opened, which Close closes: Links
+	// and VXCAN share one, GW has its own.
+	sockets []*nl.Conn
 }
 
 // OpenHost opens blocking sockets in the caller's network namespace: the
@@ -55,12 +58,16 @@ func OpenHostConfig(cfg nl.Config) (*Host, error) {
 		return nil, fmt.Errorf("route netlink socket: %w", err)
 	}
 	// Links and pairs share a socket; rules have their own.
-	return &Host{Links: canlink.NewConn(c), VXCAN: vxcan.NewConn(c), GW: cangw.NewConn(g), Records: record.DefaultDir, cfg: cfg}, nil
+	return &Host{Links: canlink.NewConn(c), VXCAN: vxcan.NewConn(c), GW: cangw.NewConn(g), Records: record.DefaultDir, cfg: cfg,
+		sockets: []*nl.Conn{c, g}}, nil
 }
 
-// Close closes the sockets.
+// Close closes the sockets it opened.
 func (h *Host) Close() error {
-	err := errors.Join(h.Links.Close(), h.GW.Close())
+	var err error
+	for _, c := range h.sockets {
+		err = errors.Join(err, c.Close())
+	}
 	if h.TC != nil {
 		err = errors.Join(err, h.TC.Close())
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // Bridge mode (docs/design.md): where the kernel has no vxcan, or the
@@ -31,7 +32,7 @@ func (h *Host) createBridged(t *target.Target, r *Result, done *undoList) error 
 	if err != nil {
 		return err
 	}
-	links, err := canlink.DialNetNS(int(t.NS.Fd()))
+	links, err := canlink.DialConfig(nl.Config{NetNS: int(t.NS.Fd())})
 	if err != nil {
 		return fmt.Errorf("bus %s: %s's network namespace: %w", p.Request.Host, t.Label, err)
 	}
@@ -73,7 +74,7 @@ func isOurVCAN(l canlink.Link, targetID string) bool {
 // DeleteBridgedVCAN deletes a stopped bridge's vcan, if it is ours, in the
 // namespace nsFD (the daemon's, asked of the bridge's socket).
 func DeleteBridgedVCAN(nsFD int, spec bridge.Spec) error {
-	links, err := canlink.DialNetNS(nsFD)
+	links, err := canlink.DialConfig(nl.Config{NetNS: nsFD})
 	if err != nil {
 		return err
 	}
@@ -102,7 +103,7 @@ func deleteInside(nsPath, targetID, inside string) error {
 	if ns.ID != targetID {
 		return nil // the path names another namespace now
 	}
-	links, err := canlink.DialNetNS(int(ns.NS.Fd()))
+	links, err := canlink.DialConfig(nl.Config{NetNS: int(ns.NS.Fd())})
 	if err != nil {
 		return err
 	}
@@ -238,7 +239,7 @@ func insideExists(nsPath, targetID, inside string) bool {
 	if ns.ID != targetID {
 		return false
 	}
-	links, err := canlink.DialNetNS(int(ns.NS.Fd()))
+	links, err := canlink.DialConfig(nl.Config{NetNS: int(ns.NS.Fd())})
 	if err != nil {
 		return true // cannot tell: keep the record
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // Check reports whether the target has every requested bus exactly as an
@@ -23,7 +24,7 @@ func (h *Host) Check(t *target.Target, reqs []request.Bus) error {
 	var rules []cangw.Rule
 	var inside *canlink.Conn
 	if t.NS != nil {
-		c, err := canlink.DialNetNS(int(t.NS.Fd()))
+		c, err := canlink.DialConfig(nl.Config{NetNS: int(t.NS.Fd())})
 		if err != nil {
 			return err
 		}

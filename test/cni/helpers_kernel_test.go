@@ -21,6 +21,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 	"github.com/kanto-can/kanto-can/internal/record"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // runtime is libcni over the test's bin dir (returned too), with a cache
@@ -93,7 +94,7 @@ func insideLinks(t *testing.T, ns *kerneltest.NS) map[string]canlink.Link {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	c, err := canlink.DialNetNS(int(f.Fd()))
+	c, err := canlink.DialConfig(nl.Config{NetNS: int(f.Fd())})
 	if err != nil {
 		t.Fatal(err)
 	}

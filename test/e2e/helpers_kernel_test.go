@@ -17,6 +17,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
 	"github.com/kanto-can/kanto-can/internal/record"
+	"github.com/kanto-can/kanto-can/nl"
 )
 
 // kc runs the kanto-can binary and returns its output and exit code.
@@ -141,7 +142,7 @@ func linkConn(t *testing.T, ns *kerneltest.NS) *canlink.Conn {
 // cleanup.
 func dialIn(t *testing.T, f *os.File) *canlink.Conn {
 	t.Helper()
-	c, err := canlink.DialNetNS(int(f.Fd()))
+	c, err := canlink.DialConfig(nl.Config{NetNS: int(f.Fd())})
 	if err != nil {
 		t.Fatal(err)
 	}
