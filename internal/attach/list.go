@@ -359,7 +359,7 @@ func FilterString(f *cangw.Filter) string {
 	if f == nil {
 		return "all"
 	}
-	return canid.FilterString(canid.Filter{ID: f.ID, Mask: f.Mask}, f.Inverted)
+	return canid.FilterString(*f)
 }
 
 func (h *Host) listRate(a *Attachment) error {

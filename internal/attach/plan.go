@@ -150,8 +150,10 @@ func intersect(a, b []*cangw.Filter) []*cangw.Filter {
 				out = append(out, y)
 			case y == nil:
 				out = append(out, x)
-			case (x.ID^y.ID)&x.Mask&y.Mask == 0:
-				out = append(out, &cangw.Filter{ID: x.ID&x.Mask | y.ID&y.Mask, Mask: x.Mask | y.Mask})
+			default:
+				if f, ok := canid.Intersect(*x, *y); ok {
+					out = append(out, &f)
+				}
 			}
 		}
 	}
@@ -187,8 +189,8 @@ func compile(ids *canid.List) ([]*cangw.Filter, error) {
 		return nil, err
 	}
 	out := make([]*cangw.Filter, len(fs))
-	for i, f := range fs {
-		out[i] = &cangw.Filter{ID: f.ID, Mask: f.Mask}
+	for i := range fs {
+		out[i] = &fs[i]
 	}
 	return out, nil
 }

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/kanto-can/kanto-can/cangw"
 )
 
 // Kernel flag bits of a can_id (include/uapi/linux/can.h).
@@ -163,19 +165,47 @@ func ParseList(s string) (List, error) {
 
 // Filter is a kernel filter (struct can_filter): a frame matches when
 // frame.can_id & Mask == ID & Mask. ID and Mask carry the EFF/RTR flags.
-type Filter struct {
-	ID, Mask uint32
-}
+// It is can-gw's filter type, which the CAN_RAW filters of bridge mode take
+// field by field: one type from the list to the kernel.
+type Filter = cangw.Filter
 
-func (f Filter) String() string { return fmt.Sprintf("%08X:%08X", f.ID, f.Mask) }
-
-// Exact reports whether the filter names one id, which the kernel looks up
+// exact reports whether the filter names one id, which the kernel looks up
 // in O(1) instead of walking a list per frame.
-func (f Filter) Exact() bool {
+func exact(f Filter) bool {
 	if f.ID&EFFFlag != 0 {
 		return f.Mask == EFFMask|EFFFlag|RTRFlag
 	}
 	return f.Mask == SFFMask|EFFFlag|RTRFlag
+}
+
+// Overlap reports whether some frame matches both a and b (neither
+// inverted).
+func Overlap(a, b Filter) bool { return (a.ID^b.ID)&a.Mask&b.Mask == 0 }
+
+// Intersect returns the filter that matches what both a and b match, and
+// false when nothing does.
+func Intersect(a, b Filter) (Filter, bool) {
+	if !Overlap(a, b) {
+		return Filter{}, false
+	}
+	return Filter{ID: a.ID&a.Mask | b.ID&b.Mask, Mask: a.Mask | b.Mask}, true
+}
+
+// Overlaps reports whether some id is in both items.
+func (it Item) Overlaps(other Item) bool {
+	if it.Extended != other.Extended {
+		return false
+	}
+	fa, _ := List{Items: []Item{it}}.Filters()
+	fb, _ := List{Items: []Item{other}}.Filters()
+	for _, x := range fa {
+		for _, y := range fb {
+			if Overlap(x, y) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Filters compiles the list into disjoint kernel filters, so that no frame
@@ -211,13 +241,13 @@ func (l List) Filters() ([]Filter, error) {
 		for i, m := range masks {
 			f := maskFilter(m.ID, m.Mask, ext)
 			for j := 0; j < i; j++ {
-				if overlap(f, maskFilter(masks[j].ID, masks[j].Mask, ext)) {
+				if Overlap(f, maskFilter(masks[j].ID, masks[j].Mask, ext)) {
 					return nil, fmt.Errorf("%s overlaps %s: a frame would be forwarded twice", m, masks[j])
 				}
 			}
 			for _, r := range merged {
 				for _, b := range rangeBlocks(r.Lo, r.Hi, ext) {
-					if overlap(f, b) {
+					if Overlap(f, b) {
 						return nil, fmt.Errorf("%s overlaps %s: a frame would be forwarded twice", m, r)
 					}
 				}
@@ -228,8 +258,6 @@ func (l List) Filters() ([]Filter, error) {
 	}
 	return out, nil
 }
-
-func overlap(a, b Filter) bool { return (a.ID^b.ID)&a.Mask&b.Mask == 0 }
 
 func maskFilter(id, mask uint32, ext bool) Filter {
 	if ext {
@@ -302,7 +330,8 @@ func (l List) Matches(id uint32, extended bool) bool {
 // FilterString shows a kernel filter in list notation when it is one of
 // ours (an id, a block of ids, an id/mask of one width) and as raw
 // can-utils "ID:MASK" (or "ID~MASK" when inverted) otherwise.
-func FilterString(f Filter, inverted bool) string {
+func FilterString(f Filter) string {
+	inverted := f.Inverted
 	ext := f.ID&EFFFlag != 0
 	full := uint32(SFFMask)
 	if ext {

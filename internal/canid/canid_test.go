@@ -57,15 +57,15 @@ func TestFilters(t *testing.T) {
 		list string
 		want []Filter
 	}{
-		{"7DF", []Filter{{0x7DF, 0x7FF | EFFFlag | RTRFlag}}},
-		{"100-10F", []Filter{{0x100, 0x7F0 | EFFFlag | RTRFlag}}},
-		{"700/7F0", []Filter{{0x700, 0x7F0 | EFFFlag | RTRFlag}}},
-		{"000-7FF", []Filter{{0, EFFFlag | RTRFlag}}},
-		{"101-102", []Filter{{0x101, 0x7FF | EFFFlag | RTRFlag}, {0x102, 0x7FF | EFFFlag | RTRFlag}}},
+		{"7DF", []Filter{{ID: 0x7DF, Mask: 0x7FF | EFFFlag | RTRFlag}}},
+		{"100-10F", []Filter{{ID: 0x100, Mask: 0x7F0 | EFFFlag | RTRFlag}}},
+		{"700/7F0", []Filter{{ID: 0x700, Mask: 0x7F0 | EFFFlag | RTRFlag}}},
+		{"000-7FF", []Filter{{ID: 0, Mask: EFFFlag | RTRFlag}}},
+		{"101-102", []Filter{{ID: 0x101, Mask: 0x7FF | EFFFlag | RTRFlag}, {ID: 0x102, Mask: 0x7FF | EFFFlag | RTRFlag}}},
 		// overlapping and adjacent ranges merge before compiling
-		{"100-107,105-10F,110", []Filter{{0x100, 0x7F0 | EFFFlag | RTRFlag}, {0x110, 0x7FF | EFFFlag | RTRFlag}}},
-		{"18DAF110", []Filter{{0x18DAF110 | EFFFlag, EFFMask | EFFFlag | RTRFlag}}},
-		{"100/701", []Filter{{0x100, 0x701 | EFFFlag | RTRFlag}}},
+		{"100-107,105-10F,110", []Filter{{ID: 0x100, Mask: 0x7F0 | EFFFlag | RTRFlag}, {ID: 0x110, Mask: 0x7FF | EFFFlag | RTRFlag}}},
+		{"18DAF110", []Filter{{ID: 0x18DAF110 | EFFFlag, Mask: EFFMask | EFFFlag | RTRFlag}}},
+		{"100/701", []Filter{{ID: 0x100, Mask: 0x701 | EFFFlag | RTRFlag}}},
 	} {
 		l, err := ParseList(tc.list)
 		if err != nil {
@@ -90,7 +90,7 @@ func TestFiltersExactOnFastPath(t *testing.T) {
 	l, _ := ParseList("7DF,18DAF110")
 	fs, _ := l.Filters()
 	for _, f := range fs {
-		if !f.Exact() {
+		if !exact(f) {
 			t.Errorf("%v: want the kernel's O(1) exact-id mask", f)
 		}
 	}
@@ -160,7 +160,7 @@ func TestFiltersMatchExactlyTheList(t *testing.T) {
 func TestExtendedRangeBlocks(t *testing.T) {
 	l, _ := ParseList("18DA0000-18DAFFFF")
 	fs, err := l.Filters()
-	if err != nil || len(fs) != 1 || fs[0] != (Filter{0x18DA0000 | EFFFlag, 0x1FFF0000 | EFFFlag | RTRFlag}) {
+	if err != nil || len(fs) != 1 || fs[0] != (Filter{ID: 0x18DA0000 | EFFFlag, Mask: 0x1FFF0000 | EFFFlag | RTRFlag}) {
 		t.Fatalf("Filters = %v, %v", fs, err)
 	}
 	l, _ = ParseList("00000000-1FFFFFFF")
@@ -228,5 +228,26 @@ func TestUncovered(t *testing.T) {
 		if got := g.Uncovered(r).String(); got != tc.want {
 			t.Errorf("granted %s, request %s: uncovered %q, want %q", tc.granted, tc.req, got, tc.want)
 		}
+	}
+}
+
+// The arithmetic the policy and the planner share: two filters overlap
+// when some id matches both, and their intersection matches exactly those.
+func TestOverlapAndIntersect(t *testing.T) {
+	block := Filter{ID: 0x100, Mask: 0x7F0 | EFFFlag | RTRFlag} // 100-10F
+	one := Filter{ID: 0x105, Mask: 0x7FF | EFFFlag | RTRFlag}
+	other := Filter{ID: 0x200, Mask: 0x7FF | EFFFlag | RTRFlag}
+	if f, ok := Intersect(block, one); !ok || f != one {
+		t.Errorf("100-10F and 105: %v %v, want 105", f, ok)
+	}
+	if _, ok := Intersect(block, other); ok || Overlap(block, other) {
+		t.Errorf("100-10F and 200 overlap")
+	}
+	a, _ := ParseItem("100-10F")
+	b, _ := ParseItem("10F-120")
+	c, _ := ParseItem("110")
+	ext, _ := ParseItem("00000105")
+	if !a.Overlaps(b) || a.Overlaps(c) || a.Overlaps(ext) {
+		t.Errorf("Overlaps: %v %v %v, want true false false", a.Overlaps(b), a.Overlaps(c), a.Overlaps(ext))
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/kanto-can/kanto-can/internal/jsonerr"
 	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
@@ -72,7 +73,7 @@ func Load(data []byte) (*Config, error) {
 	var c Config
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("plugin config: %w", jsonError(data, err))
+		return nil, fmt.Errorf("plugin config: %w", jsonerr.Wrap(data, err))
 	}
 	if err := checkKeys(data); err != nil {
 		return nil, err
@@ -132,7 +133,7 @@ var (
 func checkKeys(data []byte) error {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
-		return fmt.Errorf("plugin config: %w", jsonError(data, err))
+		return fmt.Errorf("plugin config: %w", jsonerr.Wrap(data, err))
 	}
 	var unknown []string
 	for k := range top {
@@ -191,35 +192,6 @@ func (c *Config) Request(a Args) ([]request.Bus, error) {
 		return nil, fmt.Errorf("the pod's request: %w", err)
 	}
 	return own, nil
-}
-
-// jsonError adds the position of a syntax or type error.
-func jsonError(data []byte, err error) error {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		line, col := position(data, se.Offset)
-		return fmt.Errorf("line %d, column %d: %w", line, col, err)
-	case errors.As(err, &te):
-		field := te.Field
-		if field == "" {
-			field = "(top level)"
-		}
-		return fmt.Errorf("%s: %s where %s is expected", field, te.Value, te.Type)
-	}
-	return err
-}
-
-func position(data []byte, off int64) (line, col int) {
-	if off > int64(len(data)) {
-		off = int64(len(data))
-	}
-	before := data[:off]
-	line = bytes.Count(before, []byte("\n")) + 1
-	// Offset counts the bad byte: it is the column, 1-based.
-	col = int(off) - bytes.LastIndexByte(before, '\n') - 1
-	return line, col
 }
 
 // ArgBus is the CNI_ARGS key a runtime may give a pod's buses with, one

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -13,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kanto-can/kanto-can/internal/canid"
+	"github.com/kanto-can/kanto-can/internal/jsonerr"
 	"github.com/kanto-can/kanto-can/internal/request"
 )
 
@@ -58,7 +58,7 @@ func Parse(data []byte) (*Policy, error) {
 	dec.UseNumber()
 	var root any
 	if err := dec.Decode(&root); err != nil {
-		return nil, syntaxError(data, err)
+		return nil, jsonerr.Wrap(data, err)
 	}
 	if dec.More() {
 		return nil, errors.New("trailing data after the JSON object")
@@ -218,7 +218,7 @@ func (p *Policy) ids(at string, v any) (*canid.List, error) {
 			return nil, fmt.Errorf("%s[%d]: %w", at, i, err)
 		}
 		for j, prev := range l.Items {
-			if overlaps(prev, it) {
+			if it.Overlaps(prev) {
 				return nil, fmt.Errorf("%s[%d]: %s overlaps %s[%d] (%s)", at, i, it, at, j, prev)
 			}
 		}
@@ -232,23 +232,6 @@ func (p *Policy) ids(at string, v any) (*canid.List, error) {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("%s compiles to %d can-gw rules per frame kind; ranges aligned to powers of two, or single ids (looked up in O(1)), cost less", at, n))
 	}
 	return &l, nil
-}
-
-// overlaps reports whether some id is in both items.
-func overlaps(a, b canid.Item) bool {
-	if a.Extended != b.Extended {
-		return false
-	}
-	fa, _ := canid.List{Items: []canid.Item{a}}.Filters()
-	fb, _ := canid.List{Items: []canid.Item{b}}.Filters()
-	for _, x := range fa {
-		for _, y := range fb {
-			if (x.ID^y.ID)&x.Mask&y.Mask == 0 {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func rate(at string, v any) (*request.Rate, error) {
@@ -385,19 +368,4 @@ func kind(v any) string {
 		return "an object"
 	}
 	return fmt.Sprintf("%T", v)
-}
-
-// syntaxError says where in the file JSON decoding failed.
-func syntaxError(data []byte, err error) error {
-	var se *json.SyntaxError
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		line := 1 + bytes.Count(data, []byte("\n"))
-		return fmt.Errorf("line %d, column %d: unexpected end of file", line, len(data)-bytes.LastIndexByte(data, '\n'))
-	}
-	if errors.As(err, &se) {
-		line := 1 + bytes.Count(data[:se.Offset], []byte("\n"))
-		col := int(se.Offset) - bytes.LastIndexByte(data[:se.Offset], '\n')
-		return fmt.Errorf("line %d, column %d: %v", line, col, err)
-	}
-	return fmt.Errorf("not valid JSON: %v", err)
 }

@@ -118,7 +118,10 @@ func TestNoPolicyAllowsAll(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ file, want string }{
-		{`{"buses": {"can0": {}},}`, "line 1, column"},
+		{`{"buses": {"can0": {}},}`, "line 1, column 24: invalid character '}'"},
+		// The column of the bad byte, 1-based, as the CNI plugin's: x is
+		// the 12th character of its line (this said 13).
+		{"{\n  \"buses\": x\n}", "line 2, column 12: invalid character 'x'"},
 		{`[]`, "the file: want an object"},
 		{`{"busses": {}}`, "busses: unknown field"},
 		{`{"buses": {"can0": {"fd": "maybe"}}}`, "buses.can0.fd: maybe"},
