@@ -21,46 +21,79 @@ import (
 )
 
 // Host holds the netlink sockets of the host's network namespace, where the
-// buses, the host ends and the can-gw rules live.
+// buses, the host ends and the can-gw rules live, and where the
+// attachments' records are kept. Make one with OpenHost, or NewHost over
+// sockets of the caller's.
 type Host struct {
-	Links *canlink.Conn // buses and host ends
-	VXCAN *vxcan.Conn   // pairs
-	GW    *cangw.Conn
-	// TC is the socket for traffic control (rate limits); when nil, one
+	links *canlink.Conn // buses and host ends
+	pairs *vxcan.Conn   // pairs
+	gw    *cangw.Conn
+	// tc is the socket for traffic control (rate limits); when nil, one
 	// is opened as the others were when first needed.
-	TC *nl.Conn
-	// Records is the directory of the attachments' records (package
-	// record); "" keeps none.
-	Records string
-	// Names, when set, gives the containers' current names by id (Kanto's
-	// names): List and Buses show them. Called once per listing.
-	Names func() map[string]string
-	cfg   nl.Config // how TC is opened
-	// sockets are those OpenHostConfig opened, which Close closes: Links
-	// and VXCAN share one, GW has its own.
+	tc      *nl.Conn
+	records string
+	// containerNames gives the containers' names by id (WithNames).
+	containerNames func() map[string]string
+	cfg            nl.Config // how the sockets are opened
+	// sockets are those the Host opened, which Close closes.
 	sockets []*nl.Conn
 }
 
-// OpenHost opens blocking sockets in the caller's network namespace: the
-// start path's (hook, CLI).
-func OpenHost() (*Host, error) { return OpenHostConfig(nl.Config{}) }
+// Option configures a Host.
+type Option func(*Host)
 
-// OpenHostConfig opens the sockets as cfg says (the daemon's wait in the
-// poller, so that closing them stops a request that waits).
-func OpenHostConfig(cfg nl.Config) (*Host, error) {
-	c, err := nl.DialConfig(cfg)
+// WithRecords keeps the attachments' records in dir (package record);
+// "" keeps none. Without it: record.DefaultDir.
+func WithRecords(dir string) Option { return func(h *Host) { h.records = dir } }
+
+// WithNames gives the containers' current names by id (Kanto's names),
+// which List and Buses show; names is called once per listing.
+func WithNames(names func() map[string]string) Option {
+	return func(h *Host) { h.containerNames = names }
+}
+
+// WithPoll opens the sockets in the Go runtime's poller: closing them stops
+// a request that waits, and deadlines bound one (the daemon, top). A
+// short-lived process (a hook) starts faster without.
+func WithPoll() Option { return func(h *Host) { h.cfg.Poll = true } }
+
+func newHost(opts []Option) *Host {
+	h := &Host{records: record.DefaultDir}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
+}
+
+// OpenHost opens the sockets in the caller's network namespace.
+func OpenHost(opts ...Option) (*Host, error) {
+	h := newHost(opts)
+	c, err := nl.DialConfig(h.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("route netlink socket: %w", err)
 	}
-	g, err := nl.DialConfig(cfg)
+	g, err := nl.DialConfig(h.cfg)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("route netlink socket: %w", err)
 	}
 	// Links and pairs share a socket; rules have their own.
-	return &Host{Links: canlink.NewConn(c), VXCAN: vxcan.NewConn(c), GW: cangw.NewConn(g), Records: record.DefaultDir, cfg: cfg,
-		sockets: []*nl.Conn{c, g}}, nil
+	h.links, h.pairs, h.gw = canlink.NewConn(c), vxcan.NewConn(c), cangw.NewConn(g)
+	h.sockets = []*nl.Conn{c, g}
+	return h, nil
 }
+
+// NewHost is a Host over sockets the caller opened and closes (the
+// scripted kernels of host tests): route for links and pairs, rules for
+// can-gw, tc for rate limits.
+func NewHost(route, rules, tc *nl.Conn, opts ...Option) *Host {
+	h := newHost(opts)
+	h.links, h.pairs, h.gw, h.tc = canlink.NewConn(route), vxcan.NewConn(route), cangw.NewConn(rules), tc
+	return h
+}
+
+// Records is the directory of the attachments' records ("" for none).
+func (h *Host) Records() string { return h.records }
 
 // Close closes the sockets it opened.
 func (h *Host) Close() error {
@@ -68,29 +101,27 @@ func (h *Host) Close() error {
 	for _, c := range h.sockets {
 		err = errors.Join(err, c.Close())
 	}
-	if h.TC != nil {
-		err = errors.Join(err, h.TC.Close())
-	}
 	return err
 }
 
 // lock takes the records' lock (see record.Lock) for a change.
 func (h *Host) lock() (unlock func(), err error) {
-	if h.Records == "" {
+	if h.records == "" {
 		return func() {}, nil
 	}
-	return record.Lock(h.Records)
+	return record.Lock(h.records)
 }
 
 func (h *Host) tcConn() (*nl.Conn, error) {
-	if h.TC == nil {
+	if h.tc == nil {
 		c, err := nl.DialConfig(h.cfg)
 		if err != nil {
 			return nil, err
 		}
-		h.TC = c
+		h.tc = c
+		h.sockets = append(h.sockets, c)
 	}
-	return h.TC, nil
+	return h.tc, nil
 }
 
 // syncRate brings the host end's transmit rate limit to the plan's: the
@@ -187,8 +218,8 @@ func (h *Host) Attach(t *target.Target, reqs []request.Bus) ([]Result, error) {
 		return nil, err
 	}
 	defer unlock()
-	if h.Records != "" {
-		reason, held, err := record.Held(h.Records)
+	if h.records != "" {
+		reason, held, err := record.Held(h.records)
 		if err != nil {
 			return nil, err
 		}
@@ -208,7 +239,7 @@ func (h *Host) attach(t *target.Target, reqs []request.Bus, listed []cangw.Rule)
 		return nil, err
 	}
 	var done undoList
-	rules := &ruleList{gw: h.GW, rules: listed}
+	rules := &ruleList{gw: h.gw, rules: listed}
 	for i := range results {
 		if err := h.attachOne(t, &results[i], existing[i], rules, &done); err != nil {
 			return nil, done.rollback(err)
@@ -236,7 +267,7 @@ func (h *Host) check(t *target.Target, reqs []request.Bus) (results []Result, ex
 		if _, err := p.Meta(t).Alias(); err != nil {
 			return nil, nil, err
 		}
-		end, err := h.Links.LinkByName(p.HostEnd)
+		end, err := h.links.LinkByName(p.HostEnd)
 		if errors.Is(err, canlink.ErrNotFound) {
 			if results[i].Bridged, err = h.existingBridge(t, p); err != nil {
 				return nil, nil, err
@@ -292,7 +323,7 @@ func (h *Host) attachOne(t *target.Target, r *Result, existing *canlink.Link, ru
 	}
 	if r.Bridged {
 		// The daemon reads the record; the attach returns once it forwards.
-		if err := bridge.Ask(h.Records, r.Plan.HostEnd); err != nil {
+		if err := bridge.Ask(h.records, r.Plan.HostEnd); err != nil {
 			return fmt.Errorf("bus %s: %w", r.Plan.Request.Host, err)
 		}
 	}
@@ -334,7 +365,7 @@ func (l *ruleList) get() ([]cangw.Rule, error) {
 // record writes the attachment's record; an undo restores what was there
 // before (the old record, or none).
 func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
-	if h.Records == "" {
+	if h.records == "" {
 		return nil
 	}
 	rec := record.Record{HostEnd: r.Plan.HostEnd, Target: t.ID, Label: t.Label, Container: t.Container,
@@ -358,18 +389,18 @@ func (h *Host) record(t *target.Target, r *Result, done *undoList) error {
 	// A record that was there (an existing attachment's, whose grant may
 	// have changed) is put back by an undo, as the rules are; a new one
 	// goes.
-	old, had, err := record.Get(h.Records, rec.HostEnd)
+	old, had, err := record.Get(h.records, rec.HostEnd)
 	if err != nil {
 		return err
 	}
-	if err := record.Write(h.Records, rec); err != nil {
+	if err := record.Write(h.records, rec); err != nil {
 		return err
 	}
 	*done = append(*done, func() error {
 		if had {
-			return record.Write(h.Records, old)
+			return record.Write(h.records, old)
 		}
-		return record.Remove(h.Records, rec.HostEnd)
+		return record.Remove(h.records, rec.HostEnd)
 	})
 	return nil
 }
@@ -384,11 +415,11 @@ func (h *Host) createVirtualBus(t *target.Target, r *Result, done *undoList) err
 	if req.FD == request.FDOff {
 		mtu = canlink.MTUClassic
 	}
-	hostBus, err := h.Links.CreateVCAN(req.Host, mtu, virtualBusAlias)
+	hostBus, err := h.links.CreateVCAN(req.Host, mtu, virtualBusAlias)
 	if errors.Is(err, unix.EEXIST) { // made meanwhile by another attach
-		hostBus, err = h.Links.LinkByName(req.Host)
+		hostBus, err = h.links.LinkByName(req.Host)
 	} else if err == nil {
-		*done = append(*done, func() error { return ignoreGone(h.Links.Delete(hostBus.Index)) })
+		*done = append(*done, func() error { return ignoreGone(h.links.Delete(hostBus.Index)) })
 	}
 	if err != nil {
 		return err
@@ -404,7 +435,7 @@ func (h *Host) createVirtualBus(t *target.Target, r *Result, done *undoList) err
 // addPeerRules adds to a plan on a virtual bus the direct rules to and from
 // every other container on that bus, read back from the kernel.
 func (h *Host) addPeerRules(t *target.Target, p *Plan, current []cangw.Rule) error {
-	ends, err := h.VXCAN.Pairs()
+	ends, err := h.pairs.Pairs()
 	if err != nil {
 		return err
 	}
@@ -435,7 +466,7 @@ func (h *Host) addPeerRules(t *target.Target, p *Plan, current []cangw.Rule) err
 }
 
 func (h *Host) plan(req request.Bus, t *target.Target) (Plan, error) {
-	hostBus, err := h.Links.LinkByName(req.Host)
+	hostBus, err := h.links.LinkByName(req.Host)
 	switch {
 	case errors.Is(err, canlink.ErrNotFound) && req.Virtual:
 		return Plan{Request: req, HostEnd: HostEndName(t.ID, req.Host), CreateBus: true}, nil
@@ -489,7 +520,7 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 	if err != nil {
 		return err
 	}
-	end, err := h.VXCAN.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Request.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: alias})
+	end, err := h.pairs.Create(vxcan.Pair{Name: p.HostEnd, PeerName: p.Request.Inside, PeerNS: t.NS, MTU: p.MTU, Alias: alias})
 	if errors.Is(err, unix.EOPNOTSUPP) { // "Unknown device type": no vxcan module
 		if p.Request.Bridge == request.BridgeNever {
 			return fmt.Errorf("bus %s: this kernel has no vxcan (%v), and the policy says \"bridge\": \"never\" for this bus", p.Request.Host, err)
@@ -497,7 +528,7 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 		return h.createBridged(t, r, done)
 	}
 	if errors.Is(err, unix.EEXIST) {
-		if _, again := h.Links.LinkByName(p.HostEnd); again == nil {
+		if _, again := h.links.LinkByName(p.HostEnd); again == nil {
 			return fmt.Errorf("bus %s is being attached to %s by someone else at the same time", p.Request.Host, t.Label)
 		}
 		return fmt.Errorf("inside name %s is already taken in %s's network namespace", p.Request.Inside, t.Label)
@@ -505,11 +536,11 @@ func (h *Host) create(t *target.Target, r *Result, done *undoList) error {
 	if err != nil {
 		return fmt.Errorf("bus %s: %w", p.Request.Host, err)
 	}
-	*done = append(*done, func() error { return ignoreGone(h.Links.Delete(end.Index)) })
+	*done = append(*done, func() error { return ignoreGone(h.links.Delete(end.Index)) })
 	r.Created, r.HostEndIndex = true, end.Index
 	fault.Point("pair-made")
 	for _, rule := range p.Resolve(end.Index) {
-		if err := h.GW.Add(rule); err != nil {
+		if err := h.gw.Add(rule); err != nil {
 			return fmt.Errorf("bus %s: %w", p.Request.Host, err)
 		}
 		r.Added++
@@ -544,20 +575,20 @@ func (h *Host) sync(r *Result, current []cangw.Rule, done *undoList) error {
 		if found {
 			continue
 		}
-		if err := h.GW.Add(w); err != nil {
+		if err := h.gw.Add(w); err != nil {
 			return fmt.Errorf("bus %s: %w", r.Plan.Request.Host, err)
 		}
-		*done = append(*done, func() error { return h.GW.Delete(w) })
+		*done = append(*done, func() error { return h.gw.Delete(w) })
 		r.Added++
 	}
 	for j, c := range have {
 		if used[j] {
 			continue
 		}
-		if err := h.GW.Delete(c); err != nil {
+		if err := h.gw.Delete(c); err != nil {
 			return fmt.Errorf("bus %s: %w", r.Plan.Request.Host, err)
 		}
-		*done = append(*done, func() error { return h.GW.Add(c) })
+		*done = append(*done, func() error { return h.gw.Add(c) })
 		r.Removed++
 	}
 	return h.syncRate(r, done)
@@ -590,7 +621,7 @@ func (h *Host) detachMatching(end func(Meta) bool, rec func(record.Record) bool)
 		return nil, err
 	}
 	defer unlock()
-	ends, err := h.VXCAN.Pairs()
+	ends, err := h.pairs.Pairs()
 	if err != nil {
 		return nil, err
 	}
@@ -606,10 +637,10 @@ func (h *Host) detachMatching(end func(Meta) bool, rec func(record.Record) bool)
 // exists, and the bridged attachments that match (their vcan, then their
 // record); it returns what each bridged one was.
 func (h *Host) forget(match func(record.Record) bool) ([]Meta, error) {
-	if h.Records == "" {
+	if h.records == "" {
 		return nil, nil
 	}
-	recs, err := record.List(h.Records)
+	recs, err := record.List(h.records)
 	if err != nil {
 		return nil, err
 	}
@@ -625,8 +656,8 @@ func (h *Host) forget(match func(record.Record) bool) ([]Meta, error) {
 			bridged = append(bridged, bridgeMeta(r))
 			continue
 		}
-		if _, err := h.Links.LinkByName(r.HostEnd); errors.Is(err, canlink.ErrNotFound) {
-			if err := record.Remove(h.Records, r.HostEnd); err != nil {
+		if _, err := h.links.LinkByName(r.HostEnd); errors.Is(err, canlink.ErrNotFound) {
+			if err := record.Remove(h.records, r.HostEnd); err != nil {
 				return bridged, err
 			}
 		}
@@ -647,7 +678,7 @@ func (h *Host) Detach(t *target.Target, hostBuses []string) ([]string, error) {
 	var ends []canlink.Link
 	if len(hostBuses) > 0 {
 		for _, hostBus := range hostBuses {
-			end, err := h.Links.LinkByName(HostEndName(t.ID, hostBus))
+			end, err := h.links.LinkByName(HostEndName(t.ID, hostBus))
 			if errors.Is(err, canlink.ErrNotFound) {
 				continue
 			}
@@ -657,7 +688,7 @@ func (h *Host) Detach(t *target.Target, hostBuses []string) ([]string, error) {
 			ends = append(ends, end)
 		}
 	} else {
-		all, err := h.VXCAN.Pairs()
+		all, err := h.pairs.Pairs()
 		if err != nil {
 			return nil, err
 		}
@@ -691,11 +722,11 @@ func (h *Host) deleteOurs(ends []canlink.Link, match func(Meta) bool) ([]Meta, e
 		if !IsOurs(end) || !match(meta) {
 			continue
 		}
-		if err := ignoreGone(h.Links.Delete(end.Index)); err != nil {
+		if err := ignoreGone(h.links.Delete(end.Index)); err != nil {
 			return gone, err
 		}
-		if h.Records != "" {
-			if err := record.Remove(h.Records, end.Name); err != nil {
+		if h.records != "" {
+			if err := record.Remove(h.records, end.Name); err != nil {
 				return gone, err
 			}
 		}

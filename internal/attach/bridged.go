@@ -25,7 +25,7 @@ import (
 // with the host bus's MTU and our alias (so that it is known as ours inside).
 func (h *Host) createBridged(t *target.Target, r *Result, done *undoList) error {
 	p := r.Plan
-	if h.Records == "" {
+	if h.records == "" {
 		return fmt.Errorf("bus %s: bridge mode needs the records' directory", p.Request.Host)
 	}
 	alias, err := p.Meta(t).Alias()
@@ -128,10 +128,10 @@ func (h *Host) removeBridged(rec record.Record) error {
 	if err := deleteInside(rec.Bridge.NetNS, rec.Target, bridgeInside(rec)); err != nil {
 		return fmt.Errorf("%s: %w", rec.HostEnd, err)
 	}
-	if err := record.Remove(h.Records, rec.HostEnd); err != nil {
+	if err := record.Remove(h.records, rec.HostEnd); err != nil {
 		return err
 	}
-	return bridge.Release(h.Records, rec.HostEnd)
+	return bridge.Release(h.records, rec.HostEnd)
 }
 
 // bridgeInside is the recorded attachment's inside name.
@@ -146,10 +146,10 @@ func bridgeInside(rec record.Record) string {
 // existingBridge returns the record of the target's bridged attachment of
 // a bus, if there is one.
 func (h *Host) existingBridge(t *target.Target, p Plan) (bool, error) {
-	if h.Records == "" {
+	if h.records == "" {
 		return false, nil
 	}
-	rec, ok, err := record.Get(h.Records, p.HostEnd)
+	rec, ok, err := record.Get(h.records, p.HostEnd)
 	if err != nil || !ok || rec.Bridge == nil || rec.Target != t.ID {
 		return false, err
 	}
@@ -219,14 +219,14 @@ func (h *Host) BridgeEnded(key string) (bool, error) {
 		return false, err
 	}
 	defer unlock()
-	rec, ok, err := record.Get(h.Records, key)
+	rec, ok, err := record.Get(h.records, key)
 	if err != nil || !ok || !isBridgeRecord(rec) {
 		return false, err
 	}
 	if insideExists(rec.Bridge.NetNS, rec.Target, bridgeInside(rec)) {
 		return false, nil
 	}
-	return true, record.Remove(h.Records, key)
+	return true, record.Remove(h.records, key)
 }
 
 // insideExists reports whether a container's vcan of ours is there.

@@ -36,7 +36,7 @@ func (h *Host) Check(t *target.Target, reqs []request.Bus) error {
 		if err != nil {
 			return err
 		}
-		end, err := h.Links.LinkByName(p.HostEnd)
+		end, err := h.links.LinkByName(p.HostEnd)
 		if errors.Is(err, canlink.ErrNotFound) {
 			if err := h.checkBridged(t, p, inside); !errors.Is(err, errNotBridged) {
 				if err != nil {
@@ -68,7 +68,7 @@ func (h *Host) Check(t *target.Target, reqs []request.Bus) error {
 			continue // no bus, no rules yet
 		}
 		if rules == nil {
-			if rules, err = h.GW.List(); err != nil {
+			if rules, err = h.gw.List(); err != nil {
 				return err
 			}
 		}
@@ -133,7 +133,7 @@ func (h *Host) checkBridged(t *target.Target, p Plan, inside *canlink.Conn) erro
 	if !bridged {
 		return errNotBridged
 	}
-	rec, _, err := record.Get(h.Records, p.HostEnd)
+	rec, _, err := record.Get(h.records, p.HostEnd)
 	if err != nil {
 		return err
 	}

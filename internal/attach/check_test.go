@@ -45,21 +45,21 @@ func TestCheck(t *testing.T) {
 			rx = r
 		}
 	}
-	if err := e.h.GW.Delete(rx); err != nil {
+	if err := e.h.gw.Delete(rx); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.h.Check(&host, specs(t, "can0,rx=7E8")); err == nil || err.Error() != "bus can0: gateway rule rx classic 7E8 is missing" {
 		t.Errorf("check with a rule gone: %v", err)
 	}
 	for range 2 {
-		if err := e.h.GW.Add(rx); err != nil {
+		if err := e.h.gw.Add(rx); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := e.h.Check(&host, specs(t, "can0,rx=7E8")); err == nil || err.Error() != "bus can0: gateway rule rx classic 7E8 is not in the grant (extra or duplicate)" {
 		t.Errorf("check with a rule twice: %v", err)
 	}
-	if err := e.h.GW.Delete(rx); err != nil {
+	if err := e.h.gw.Delete(rx); err != nil {
 		t.Fatal(err)
 	}
 	// The test's own four changes, none of Check's.

@@ -21,7 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/cangw"
-	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/fakekernel"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
@@ -39,9 +38,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	k := fakekernel.New()
-	c := k.Dial()
-	h := &Host{Links: canlink.NewConn(c), VXCAN: vxcan.NewConn(c), GW: cangw.NewConn(k.Dial()), TC: k.Dial(), Records: t.TempDir()}
-	t.Cleanup(func() { h.Close() })
+	h := NewHost(k.Dial(), k.Dial(), k.Dial(), WithRecords(t.TempDir()))
 	return &env{t: t, k: k, h: h}
 }
 
@@ -109,7 +106,7 @@ func (e *env) snapshot() string {
 	e.t.Helper()
 	var b strings.Builder
 	b.WriteString(e.k.State())
-	entries, err := os.ReadDir(e.h.Records)
+	entries, err := os.ReadDir(e.h.records)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -120,7 +117,7 @@ func (e *env) snapshot() string {
 			}
 			continue
 		}
-		c, err := os.ReadFile(filepath.Join(e.h.Records, f.Name()))
+		c, err := os.ReadFile(filepath.Join(e.h.records, f.Name()))
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -131,7 +128,7 @@ func (e *env) snapshot() string {
 
 func (e *env) records() []record.Record {
 	e.t.Helper()
-	recs, err := record.List(e.h.Records)
+	recs, err := record.List(e.h.records)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -394,7 +391,7 @@ func TestSyncFixesRules(t *testing.T) {
 	}
 	current := e.k.Rules(fakekernel.Host)
 	// One rule missing, one duplicated, one extra; a foreign rule besides.
-	if err := e.h.GW.Delete(current[0]); err != nil {
+	if err := e.h.gw.Delete(current[0]); err != nil {
 		t.Fatal(err)
 	}
 	extra := cangw.Rule{Src: bus.Index, Dst: end, Filter: &cangw.Filter{ID: 0x123, Mask: 0xC00007FF}}
@@ -403,7 +400,7 @@ func TestSyncFixesRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range []cangw.Rule{current[1], extra, {Src: bus.Index, Dst: foreign.Index}} {
-		if err := e.h.GW.Add(r); err != nil {
+		if err := e.h.gw.Add(r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -547,7 +544,7 @@ func TestAttachHeld(t *testing.T) {
 	e := newEnv(t)
 	e.bus("can0", "can", 16)
 	c := e.container("app")
-	hold := filepath.Join(e.h.Records, record.HoldFile)
+	hold := filepath.Join(e.h.records, record.HoldFile)
 	if err := os.WriteFile(hold, []byte("the kanto-can package is being removed\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -96,11 +96,11 @@ func (a Attachment) Who() string {
 	return a.Label
 }
 
-// names returns h.Names(), or none.
+// names returns the containers' names by id, or none.
 func (h *Host) names() map[string]string {
 	var names map[string]string
-	if h.Names != nil {
-		names = h.Names()
+	if h.containerNames != nil {
+		names = h.containerNames()
 	}
 	if names == nil {
 		names = map[string]string{}
@@ -224,7 +224,7 @@ func busErrors(c *canlink.CANInfo) *BusErrors {
 // linksAndEnds dumps the host's links once: every link by name, and the
 // host ends of ours with their aliases parsed.
 func (h *Host) linksAndEnds() (map[string]canlink.Link, []canlink.Link, []Meta, error) {
-	all, err := h.Links.Links()
+	all, err := h.links.Links()
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -284,7 +284,7 @@ func (h *Host) List() ([]Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
-	rules, err := h.GW.List()
+	rules, err := h.gw.List()
 	if err != nil {
 		return nil, err
 	}
@@ -387,10 +387,10 @@ const (
 
 // bridgeRecords are the records of the bridged attachments.
 func (h *Host) bridgeRecords() ([]record.Record, error) {
-	if h.Records == "" {
+	if h.records == "" {
 		return nil, nil
 	}
-	recs, err := record.List(h.Records)
+	recs, err := record.List(h.records)
 	if errors.Is(err, fs.ErrPermission) {
 		// Records written before they were readable by all (0600): a
 		// user who may not read them sees the gateway's attachments only.

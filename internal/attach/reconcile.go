@@ -99,7 +99,7 @@ func appendNew(to []string, add ...string) []string {
 // Links and rules that are not ours are never touched.
 func (h *Host) Reconcile(scope Scope) (Report, error) {
 	var rep Report
-	if h.Records == "" || scope.Empty() {
+	if h.records == "" || scope.Empty() {
 		return rep, nil
 	}
 	unlock, err := h.lock()
@@ -125,11 +125,11 @@ func (h *Host) Reconcile(scope Scope) (Report, error) {
 // same with a hundred other attachments as with none), else all.
 func (h *Host) recordsIn(scope Scope) ([]record.Record, error) {
 	if !scope.hostEndsOnly() {
-		return record.List(h.Records)
+		return record.List(h.records)
 	}
 	var recs []record.Record
 	for _, name := range scope.HostEnds {
-		rec, ok, err := record.Get(h.Records, name)
+		rec, ok, err := record.Get(h.records, name)
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +144,7 @@ func (h *Host) recordsIn(scope Scope) ([]record.Record, error) {
 // scope, else those the scope names and those of the records it covers.
 func (h *Host) hostEndsIn(scope Scope, recs []record.Record) ([]canlink.Link, error) {
 	if scope.Full {
-		return h.VXCAN.Pairs()
+		return h.pairs.Pairs()
 	}
 	names := slices.Clone(scope.HostEnds)
 	for _, rec := range recs {
@@ -154,7 +154,7 @@ func (h *Host) hostEndsIn(scope Scope, recs []record.Record) ([]canlink.Link, er
 	}
 	var ends []canlink.Link
 	for _, name := range names {
-		l, err := h.Links.LinkByName(name)
+		l, err := h.links.LinkByName(name)
 		if errors.Is(err, canlink.ErrNotFound) {
 			continue
 		}
@@ -184,7 +184,7 @@ func (h *Host) removeUnrecorded(ends []canlink.Link, recs []record.Record, rep *
 			present[end.Name] = end
 			continue
 		}
-		if err := ignoreGone(h.Links.Delete(end.Index)); err != nil {
+		if err := ignoreGone(h.links.Delete(end.Index)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", end.Name, err))
 			continue
 		}
@@ -219,7 +219,7 @@ func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[s
 			}
 			continue
 		case !ok:
-			if err := record.Remove(h.Records, rec.HostEnd); err != nil {
+			if err := record.Remove(h.records, rec.HostEnd); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -240,11 +240,11 @@ func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[s
 			errs = append(errs, err)
 			continue
 		}
-		if _, err := h.Links.LinkByName(req.Host); errors.Is(err, canlink.ErrNotFound) && !req.Optional && !req.Virtual {
+		if _, err := h.links.LinkByName(req.Host); errors.Is(err, canlink.ErrNotFound) && !req.Optional && !req.Virtual {
 			continue // the host bus is away: its rules come back with it
 		}
 		if rules == nil {
-			if rules, err = h.GW.List(); err != nil {
+			if rules, err = h.gw.List(); err != nil {
 				errs = append(errs, err)
 				break
 			}
@@ -269,10 +269,10 @@ func (h *Host) reconcileRecords(scope Scope, recs []record.Record, present map[s
 // removeAttachment deletes a recorded host end (the kernel drops its rules)
 // and its record.
 func (h *Host) removeAttachment(rec record.Record, end canlink.Link) error {
-	if err := ignoreGone(h.Links.Delete(end.Index)); err != nil {
+	if err := ignoreGone(h.links.Delete(end.Index)); err != nil {
 		return err
 	}
-	return record.Remove(h.Records, rec.HostEnd)
+	return record.Remove(h.records, rec.HostEnd)
 }
 
 // restore attaches a record's grant again, which adds what the kernel

@@ -83,7 +83,7 @@ func TestReconcileRemovesHalfMadeHostEnds(t *testing.T) {
 		e.attach(other, "can0")
 		before := e.snapshot()
 		end := e.attach(c, "can0")[0].Plan.HostEnd
-		if err := record.Remove(e.h.Records, end); err != nil {
+		if err := record.Remove(e.h.records, end); err != nil {
 			t.Fatal(err)
 		}
 		s := scope(end)
@@ -313,14 +313,14 @@ func TestReconcileRereadsInterruptedDumps(t *testing.T) {
 		ends = append(ends, e.attach(e.container(id), "can0,rx=7DF,7E8")[0].Plan.HostEnd)
 	}
 	orphan := e.attach(e.container("orphan"), "can0")[0].Plan.HostEnd
-	if err := record.Remove(e.h.Records, orphan); err != nil {
+	if err := record.Remove(e.h.records, orphan); err != nil {
 		t.Fatal(err)
 	}
 	want := e.k.Rules(fakekernel.Host)
 	// Two rules of each gone (as if a tool removed them).
 	for i, r := range want {
 		if i%3 == 0 {
-			if err := e.h.GW.Delete(r); err != nil {
+			if err := e.h.gw.Delete(r); err != nil {
 				t.Fatal(err)
 			}
 		}

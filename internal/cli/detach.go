@@ -56,12 +56,11 @@ package does.`,
 				if err != nil {
 					return err
 				}
-				h, err := attach.OpenHost()
+				h, err := attach.OpenHost(attach.WithRecords(recordsDir))
 				if err != nil {
 					return err
 				}
 				defer h.Close()
-				h.Records = recordsDir
 				gone, err := h.DetachContainer(id)
 				if err != nil {
 					return err
@@ -87,12 +86,11 @@ package does.`,
 
 // detachAll removes every attachment of ours, one line for each.
 func detachAll(cmd *cobra.Command) error {
-	h, err := attach.OpenHost()
+	h, err := attach.OpenHost(attach.WithRecords(recordsDir))
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	h.Records = recordsDir
 	gone, err := h.DetachAll()
 	for _, m := range gone {
 		fmt.Fprintf(cmd.OutOrStdout(), "%s: detached %s\n", m.Label, m.HostBus)

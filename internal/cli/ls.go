@@ -50,12 +50,11 @@ without a limit): the names status and top use for the same things.`,
 					return err
 				}
 			}
-			h, err := attach.OpenHost()
+			h, err := attach.OpenHost(attach.WithNames(containerd.Kanto.Names))
 			if err != nil {
 				return err
 			}
 			defer h.Close()
-			h.Names = containerd.Kanto.Names
 			list, err := h.List()
 			if err != nil {
 				return err

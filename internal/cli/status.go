@@ -54,12 +54,11 @@ arbitration_lost, restarts; absent for virtual buses).`,
 				return err
 			}
 			pol := policyInForce(configPath, cmd.Flags().Changed("config"))
-			h, err := attach.OpenHost()
+			h, err := attach.OpenHost(attach.WithNames(kantoStore.Names))
 			if err != nil {
 				return err
 			}
 			defer h.Close()
-			h.Names = kantoStore.Names
 			buses, err := h.HostBuses()
 			if err != nil {
 				return err

@@ -19,7 +19,6 @@ import (
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kanto"
 	"github.com/kanto-can/kanto-can/internal/sample"
-	"github.com/kanto-can/kanto-can/nl"
 )
 
 // topOptions are top's flags.
@@ -128,11 +127,10 @@ const goneKept = 10 * time.Second
 
 func newTopReader(k kanto.Store) (*topReader, error) {
 	// The poller's sockets: a read in progress ends when top does.
-	h, err := attach.OpenHostConfig(nl.Config{Poll: true})
+	h, err := attach.OpenHost(attach.WithPoll(), attach.WithNames(k.Names))
 	if err != nil {
 		return nil, err
 	}
-	h.Names = k.Names
 	return &topReader{host: h, watch: sample.Watch{Keep: goneKept}}, nil
 }
 

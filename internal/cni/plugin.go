@@ -107,12 +107,11 @@ func (p *Plugin) Add(a *skel.CmdArgs) error {
 			return err
 		}
 		defer t.Close()
-		h, err := attach.OpenHost()
+		h, err := attach.OpenHost(attach.WithRecords(pr.conf.RecordsDir()))
 		if err != nil {
 			return types.NewError(types.ErrInternal, err.Error(), "")
 		}
 		defer h.Close()
-		h.Records = pr.conf.RecordsDir()
 		if _, err := h.Attach(t, pr.buses); err != nil {
 			return types.NewError(ErrAttach, fmt.Sprintf("%s: %v", t.Label, err), "")
 		}
@@ -139,12 +138,11 @@ func (p *Plugin) result(pr *prepared, netns string) types.Result {
 // Only a config whose records dir cannot be read is an error.
 func (p *Plugin) Del(a *skel.CmdArgs) error {
 	recs := recordsOf(a.StdinData)
-	h, err := attach.OpenHost()
+	h, err := attach.OpenHost(attach.WithRecords(recs))
 	if err != nil {
 		return types.NewError(types.ErrInternal, err.Error(), "")
 	}
 	defer h.Close()
-	h.Records = recs
 	if a.ContainerID == "" {
 		return types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID is empty", "")
 	}
@@ -181,12 +179,12 @@ func (p *Plugin) Check(a *skel.CmdArgs) error {
 		return err
 	}
 	defer t.Close()
-	h, err := attach.OpenHost()
+	// With the records: a bridged attachment is checked against its record.
+	h, err := attach.OpenHost(attach.WithRecords(pr.conf.RecordsDir()))
 	if err != nil {
 		return types.NewError(types.ErrInternal, err.Error(), "")
 	}
 	defer h.Close()
-	h.Records = pr.conf.RecordsDir() // a bridged attachment is checked against its record
 	if err := h.Check(t, pr.buses); err != nil {
 		return types.NewError(ErrCheck, fmt.Sprintf("%s: %v", t.Label, err), "")
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/version"
-	"github.com/kanto-can/kanto-can/nl"
 )
 
 // Config says what the daemon watches and where it reports.
@@ -135,12 +134,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// Sockets in the poller, as the daemon's others. Not closed under a
 	// running reconcile: its rollback needs them.
-	host, err := attach.OpenHostConfig(nl.Config{Poll: true})
+	host, err := attach.OpenHost(attach.WithPoll(), attach.WithRecords(cfg.Records))
 	if err != nil {
 		return err
 	}
 	defer host.Close()
-	host.Records = cfg.Records
 	// Bridge mode's socket, open before the first reconcile, so that a
 	// hook that asks meanwhile waits rather than finds no daemon.
 	bridges, err := bridge.Listen(cfg.Records, loadBridge(cfg.Records), cfg.Log)

@@ -26,7 +26,6 @@ import (
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/nl"
 	"github.com/kanto-can/kanto-can/nl/nltest"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 // logBuffer collects a logger's lines, safe for concurrent use.
@@ -92,11 +91,10 @@ func (g *gwSwitch) fn(ns int, req nl.Message) ([]nl.Message, error) {
 }
 
 // open opens a host on the fake kernel, as the collector does per scrape.
-func (g *gwSwitch) open(records string) func() (*attach.Host, error) {
-	return func() (*attach.Host, error) {
-		c := nltest.Dial(g.fn)
-		return &attach.Host{Links: canlink.NewConn(c), VXCAN: vxcan.NewConn(c), GW: cangw.NewConn(nltest.Dial(g.fn)),
-			TC: nltest.Dial(g.fn), Records: records}, nil
+func (g *gwSwitch) open(records string) hostOpener {
+	return func(opts ...attach.Option) (*attach.Host, error) {
+		opts = append([]attach.Option{attach.WithRecords(records)}, opts...)
+		return attach.NewHost(nltest.Dial(g.fn), nltest.Dial(g.fn), nltest.Dial(g.fn), opts...), nil
 	}
 }
 
@@ -128,7 +126,7 @@ func TestMetricsServedWithoutCanGW(t *testing.T) {
 	g := &gwSwitch{k: k}
 	g.unloaded.Store(true)
 	var logs logBuffer
-	m := newMetrics(metricsSource{open: g.open(h.Records), names: func() map[string]string { return nil }, log: newLog(&logs)})
+	m := newMetrics(metricsSource{open: g.open(h.Records()), names: func() map[string]string { return nil }, log: newLog(&logs)})
 
 	for range 3 {
 		fams := scrape(t, m)
@@ -186,7 +184,7 @@ func TestAuditFailureLoggedOnce(t *testing.T) {
 	g := &gwSwitch{k: k}
 	var logs logBuffer
 	d := &Daemon{host: h, log: newLog(&logs), kick: make(chan struct{}, 1),
-		metrics: newMetrics(metricsSource{open: g.open(h.Records), names: func() map[string]string { return nil }})}
+		metrics: newMetrics(metricsSource{open: g.open(h.Records()), names: func() map[string]string { return nil }})}
 	lc, gc := canlink.NewConn(nltest.Dial(g.fn)), cangw.NewConn(nltest.Dial(g.fn))
 
 	last := d.auditOnce(lc, gc, nil)
@@ -213,4 +211,6 @@ func TestAuditFailureLoggedOnce(t *testing.T) {
 }
 
 // openNowhere is a host that cannot be opened (no netlink here).
-func openNowhere() (*attach.Host, error) { return nil, errors.New("no netlink in this test") }
+func openNowhere(...attach.Option) (*attach.Host, error) {
+	return nil, errors.New("no netlink in this test")
+}

@@ -20,14 +20,10 @@ import (
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
 	"github.com/kanto-can/kanto-can/nl"
-	"github.com/kanto-can/kanto-can/vxcan"
 )
 
 func newHost(t *testing.T, k *fakekernel.Kernel) *attach.Host {
-	c := k.Dial()
-	h := &attach.Host{Links: canlink.NewConn(c), VXCAN: vxcan.NewConn(c), GW: cangw.NewConn(k.Dial()), TC: k.Dial(), Records: t.TempDir()}
-	t.Cleanup(func() { h.Close() })
-	return h
+	return attach.NewHost(k.Dial(), k.Dial(), k.Dial(), attach.WithRecords(t.TempDir()))
 }
 
 func attachTo(t *testing.T, k *fakekernel.Kernel, h *attach.Host, id string, spec string) attach.Result {
@@ -138,7 +134,7 @@ func TestAuditAndReconcileAfterAFlush(t *testing.T) {
 	}
 	rules := len(k.Rules(fakekernel.Host))
 	d := &Daemon{host: h, log: slog.New(slog.NewTextHandler(io.Discard, nil)), kick: make(chan struct{}, 1),
-		metrics: newMetrics(metricsSource{open: openHost(h.Records), names: func() map[string]string { return nil }})}
+		metrics: newMetrics(metricsSource{open: openHost(h.Records()), names: func() map[string]string { return nil }})}
 	lc, gc := canlink.NewConn(k.Dial()), cangw.NewConn(k.Dial())
 
 	last, err := d.audit(lc, gc, nil)
@@ -181,7 +177,7 @@ func TestReconcileErrorCounted(t *testing.T) {
 	k.AddLink(fakekernel.Host, fakekernel.Link{Name: "can0", Kind: "can", Up: true})
 	attachTo(t, k, h, "1", "can0")
 	d := &Daemon{host: h, log: slog.New(slog.NewTextHandler(io.Discard, nil)), kick: make(chan struct{}, 1),
-		metrics: newMetrics(metricsSource{open: openHost(h.Records), names: func() map[string]string { return nil }})}
+		metrics: newMetrics(metricsSource{open: openHost(h.Records()), names: func() map[string]string { return nil }})}
 	k.Flush(fakekernel.Host)
 	k.FailAt(1, unix.ENOBUFS)
 	d.reconcile("test", attach.Scope{Full: true})

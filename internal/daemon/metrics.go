@@ -19,7 +19,6 @@ import (
 	"github.com/kanto-can/kanto-can/internal/bridge"
 	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
-	"github.com/kanto-can/kanto-can/nl"
 )
 
 // metrics are the daemon's Prometheus metrics: its own counters, and the
@@ -38,7 +37,7 @@ type metrics struct {
 // metricsSource is where the metrics read at each scrape come from.
 type metricsSource struct {
 	// open opens a host with sockets of its own, closed after the scrape.
-	open func() (*attach.Host, error)
+	open hostOpener
 	// names are the containers' Kanto names by id.
 	names func() map[string]string
 	// policy is the policy in force, read at each scrape; nil: none shown.
@@ -50,15 +49,13 @@ type metricsSource struct {
 	log        *slog.Logger
 }
 
+// hostOpener opens a host for one look at the kernel, with opts.
+type hostOpener func(opts ...attach.Option) (*attach.Host, error)
+
 // openHost opens a host over netlink sockets in the poller, with records.
-func openHost(records string) func() (*attach.Host, error) {
-	return func() (*attach.Host, error) {
-		h, err := attach.OpenHostConfig(nl.Config{Poll: true})
-		if err != nil {
-			return nil, err
-		}
-		h.Records = records
-		return h, nil
+func openHost(records string) hostOpener {
+	return func(opts ...attach.Option) (*attach.Host, error) {
+		return attach.OpenHost(append([]attach.Option{attach.WithPoll(), attach.WithRecords(records)}, opts...)...)
 	}
 }
 
@@ -330,15 +327,14 @@ type kernelState struct {
 // through a host of its own, with the containers' Kanto names. The buses
 // need only the link dump: they are read even when the rules cannot be
 // (can-gw not loaded).
-func readKernel(open func() (*attach.Host, error), kantoNames func() map[string]string) kernelState {
-	h, err := open()
+func readKernel(open hostOpener, kantoNames func() map[string]string) kernelState {
+	// Kanto's records read once for both listings.
+	names := kantoNames()
+	h, err := open(attach.WithNames(func() map[string]string { return names }))
 	if err != nil {
 		return kernelState{listErr: err, busesErr: err}
 	}
 	defer h.Close()
-	// Kanto's records read once for both listings.
-	names := kantoNames()
-	h.Names = func() map[string]string { return names }
 	var st kernelState
 	st.list, st.listErr = h.List()
 	st.buses, st.busesErr = h.HostBuses()
@@ -347,7 +343,7 @@ func readKernel(open func() (*attach.Host, error), kantoNames func() map[string]
 
 // readState is readKernel for the Ditto features, which take the whole
 // state or none.
-func readState(open func() (*attach.Host, error), kantoNames func() map[string]string) ([]attach.Attachment, []attach.HostBusStatus, error) {
+func readState(open hostOpener, kantoNames func() map[string]string) ([]attach.Attachment, []attach.HostBusStatus, error) {
 	st := readKernel(open, kantoNames)
 	if err := errors.Join(st.listErr, st.busesErr); err != nil {
 		return nil, nil, err

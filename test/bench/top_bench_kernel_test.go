@@ -12,7 +12,6 @@ import (
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/sample"
 	"github.com/kanto-can/kanto-can/internal/target"
-	"github.com/kanto-can/kanto-can/nl"
 )
 
 // BenchmarkTopReading measures what one refresh of `kanto-can top` costs:
@@ -23,7 +22,7 @@ import (
 func BenchmarkTopReading(b *testing.B) {
 	kerneltest.Require(b)
 	kerneltest.VCAN(b, "topbench", 16)
-	host, err := attach.OpenHostConfig(nl.Config{Poll: true})
+	host, err := attach.OpenHost(attach.WithPoll())
 	if err != nil {
 		b.Fatal(err)
 	}
