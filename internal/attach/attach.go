@@ -175,33 +175,6 @@ type Result struct {
 	Bridged bool
 }
 
-func (r Result) String() string {
-	what := "unchanged"
-	switch {
-	case r.Created && r.Plan.Pending:
-		what = "created; the bus does not exist (optional): no route until it appears"
-	case r.Created:
-		what = fmt.Sprintf("created, %d rules", r.Added)
-	case r.Added+r.Removed > 0 || r.RateChanged:
-		what = fmt.Sprintf("updated, %d rules added, %d removed", r.Added, r.Removed)
-		if r.RateChanged {
-			what += ", rate limit changed"
-		}
-	}
-	if r.Bridged {
-		what = "bridged by kanto-can-daemon (this kernel has no vxcan, or the policy asks for bridge mode)"
-		if !r.Created {
-			what = "bridged by kanto-can-daemon, grant renewed"
-		}
-		return fmt.Sprintf("%s -> %s (dir=%s, fd=%v): %s", r.Plan.Request.Host, r.Plan.Request.Inside, r.Plan.Request.Dir, r.Plan.FD, what)
-	}
-	if rate := r.Plan.Request.TxRate; rate != nil {
-		what += ", tx rate " + rate.String()
-	}
-	return fmt.Sprintf("%s -> %s (host end %s, dir=%s, fd=%v): %s",
-		r.Plan.Request.Host, r.Plan.Request.Inside, r.Plan.HostEnd, r.Plan.Request.Dir, r.Plan.FD, what)
-}
-
 // undoList holds, for each change made so far, the way to take it back.
 type undoList []func() error
 

@@ -53,7 +53,7 @@ A bus SPEC is HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=ID
 					return err
 				}
 				for _, r := range results {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", t.Label, r)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", t.Label, resultLine(r))
 				}
 				logNotes(cmd.ErrOrStderr(), notes)
 				return nil
@@ -64,4 +64,32 @@ A bus SPEC is HOSTBUS[:INSIDE][,dir=both|rx|tx][,fd=auto|on|off][,rx=IDS][,tx=ID
 	// StringArray, not StringSlice: a SPEC contains commas.
 	cmd.Flags().StringArrayVar(&specs, "bus", nil, "host bus to attach, with options (see above); repeatable")
 	return cmd
+}
+
+// resultLine says what attach did for one bus.
+func resultLine(r attach.Result) string {
+	what := "unchanged"
+	switch {
+	case r.Created && r.Plan.Pending:
+		what = "created; the bus does not exist (optional): no route until it appears"
+	case r.Created:
+		what = fmt.Sprintf("created, %d rules", r.Added)
+	case r.Added+r.Removed > 0 || r.RateChanged:
+		what = fmt.Sprintf("updated, %d rules added, %d removed", r.Added, r.Removed)
+		if r.RateChanged {
+			what += ", rate limit changed"
+		}
+	}
+	if r.Bridged {
+		what = "bridged by kanto-can-daemon (this kernel has no vxcan, or the policy asks for bridge mode)"
+		if !r.Created {
+			what = "bridged by kanto-can-daemon, grant renewed"
+		}
+		return fmt.Sprintf("%s -> %s (dir=%s, fd=%v): %s", r.Plan.Request.Host, r.Plan.Request.Inside, r.Plan.Request.Dir, r.Plan.FD, what)
+	}
+	if rate := r.Plan.Request.TxRate; rate != nil {
+		what += ", tx rate " + rate.String()
+	}
+	return fmt.Sprintf("%s -> %s (host end %s, dir=%s, fd=%v): %s",
+		r.Plan.Request.Host, r.Plan.Request.Inside, r.Plan.HostEnd, r.Plan.Request.Dir, r.Plan.FD, what)
 }

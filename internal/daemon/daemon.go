@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +17,6 @@ import (
 	"github.com/kanto-can/kanto-can/internal/kanto"
 	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
-	"github.com/kanto-can/kanto-can/internal/version"
 )
 
 // Config says what the daemon watches and where it reports.
@@ -50,40 +48,6 @@ type Config struct {
 	// MQTT broker (package ditto); off unless Enabled.
 	Ditto DittoConfig
 	Log   *slog.Logger
-}
-
-// DittoConfig configures the Ditto features (package ditto).
-type DittoConfig struct {
-	Enabled bool
-	// Broker is the local MQTT broker's URL (ditto.DefaultBroker).
-	Broker string
-	// ClientID is the MQTT client id (ditto.DefaultClientID).
-	ClientID string
-	// ThingID is the thing's id; "" asks edge/thing/request.
-	ThingID string
-	// Poll is how often the state is read to notice changes no event
-	// reports (a controller's error state).
-	Poll time.Duration
-}
-
-// Validate checks the configuration of the Ditto features; its errors
-// name the daemon's flags.
-func (c DittoConfig) Validate() error {
-	if err := ditto.ParseBroker(c.Broker); err != nil {
-		return fmt.Errorf("--mqtt-broker %w", err)
-	}
-	if err := ditto.ParseClientID(c.ClientID); err != nil {
-		return fmt.Errorf("--mqtt-client-id: %w", err)
-	}
-	if c.ThingID != "" {
-		if err := ditto.ParseThingID(c.ThingID); err != nil {
-			return fmt.Errorf("--thing-id: %w", err)
-		}
-	}
-	if c.Poll < 100*time.Millisecond {
-		return fmt.Errorf("--ditto-poll %v: at least 100ms", c.Poll)
-	}
-	return nil
 }
 
 // DefaultConfig is the configuration of a daemon on a Kanto device.
@@ -156,28 +120,9 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	errc := make(chan error, 5)
 	if cfg.Ditto.Enabled {
-		if err := cfg.Ditto.Validate(); err != nil {
+		if err := d.startDitto(ctx); err != nil {
 			return err
 		}
-		d.ditto = ditto.New(ditto.Config{
-			ThingID: cfg.Ditto.ThingID, Poll: cfg.Ditto.Poll, Version: version.Version(), Log: cfg.Log,
-			// Beside the records: it lasts as long as they do (a
-			// restarted daemon, not a reboot).
-			Memory: filepath.Join(cfg.Records, record.DittoMemory),
-			Read: func() (ditto.State, error) {
-				list, buses, err := readState(openHost(cfg.Records), cfg.Kanto.Names)
-				if err != nil {
-					return ditto.State{}, err
-				}
-				list, err = recorded(list, cfg.Records)
-				return ditto.State{Attachments: list, Buses: buses}, err
-			},
-			Health: func() ditto.Health {
-				return ditto.Health{Policy: d.policy.status(), Containerd: d.containerdStatus()}
-			},
-		})
-		// Its end (ctx done) is not an error of the daemon's.
-		go ditto.Run(ctx, d.ditto, ditto.MQTTConfig{Broker: cfg.Ditto.Broker, ClientID: cfg.Ditto.ClientID, Log: cfg.Log})
 	}
 
 	// Subscribe to link events before the first reconcile, so that no

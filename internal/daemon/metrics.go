@@ -18,7 +18,6 @@ import (
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/bridge"
 	"github.com/kanto-can/kanto-can/internal/policy"
-	"github.com/kanto-can/kanto-can/internal/record"
 )
 
 // metrics are the daemon's Prometheus metrics: its own counters, and the
@@ -339,38 +338,6 @@ func readKernel(open hostOpener, kantoNames func() map[string]string) kernelStat
 	st.list, st.listErr = h.List()
 	st.buses, st.busesErr = h.HostBuses()
 	return st
-}
-
-// readState is readKernel for the Ditto features, which take the whole
-// state or none.
-func readState(open hostOpener, kantoNames func() map[string]string) ([]attach.Attachment, []attach.HostBusStatus, error) {
-	st := readKernel(open, kantoNames)
-	if err := errors.Join(st.listErr, st.busesErr); err != nil {
-		return nil, nil, err
-	}
-	return st.list, st.buses, nil
-}
-
-// recorded keeps the attachments that have their record. An attach writes
-// the record last, after the host end and every rule: an attachment
-// without one is being made (its rules one way only, say), or an orphan
-// that a reconcile removes. The twin shows neither.
-func recorded(list []attach.Attachment, records string) ([]attach.Attachment, error) {
-	recs, err := record.List(records)
-	if err != nil {
-		return nil, err
-	}
-	have := make(map[string]bool, len(recs))
-	for _, r := range recs {
-		have[r.HostEnd] = true
-	}
-	kept := list[:0:0]
-	for _, a := range list {
-		if have[a.HostEnd] || a.Mode == attach.ModeBridge { // a bridged one is listed from its record
-			kept = append(kept, a)
-		}
-	}
-	return kept, nil
 }
 
 // collectBridge gives a bridged attachment's frames as the gateway's are
