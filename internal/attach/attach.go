@@ -395,7 +395,7 @@ func (h *Host) createVirtualBus(t *target.Target, r *Result, done *undoList) err
 		*done = append(*done, func() error { return ignoreGone(h.links.Delete(hostBus.Index)) })
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("bus %s: %w", req.Host, err)
 	}
 	p, err := MakePlan(req, t.ID, hostBus)
 	if err != nil {

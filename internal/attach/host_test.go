@@ -286,11 +286,31 @@ func TestAttachRollsBackAtEveryStep(t *testing.T) {
 				if !errors.Is(err, unix.ENOMEM) {
 					t.Fatalf("change %d of %d failed: attach returned %v", k, n, err)
 				}
+				checkErrorText(t, err)
 				if got := e.snapshot(); got != want {
 					t.Errorf("change %d of %d failed (%s): state\n%s\nwant\n%s", k, n, injected(e.k.Log()), got, want)
 				}
 			}
 		})
+	}
+}
+
+// checkErrorText holds an attach's error to the rule of docs/design.md
+// ("Errors"): the core names the bus first, and each layer adds what it
+// knows once, so no two successive parts begin alike ("rate limit: rate
+// limit on ifindex 3: ...").
+func checkErrorText(t *testing.T, err error) {
+	t.Helper()
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "bus ") {
+		t.Errorf("%q: does not name the bus first", msg)
+	}
+	parts := strings.Split(msg, ": ")
+	for i := 1; i < len(parts); i++ {
+		a, b := strings.Fields(parts[i-1]), strings.Fields(parts[i])
+		if len(a) >= 2 && len(b) >= 2 && a[0] == b[0] && a[1] == b[1] {
+			t.Errorf("%q: %q then %q say the same thing twice", msg, parts[i-1], parts[i])
+		}
 	}
 }
 

@@ -70,13 +70,13 @@ func (l Limit) String() string {
 func (l Limit) Validate() error {
 	switch {
 	case l.FramesPerSecond == 0:
-		return errors.New("rate limit: the rate must be at least 1 frame per second")
+		return errors.New("the rate must be at least 1 frame per second")
 	case l.FramesPerSecond > MaxFramesPerSecond:
-		return fmt.Errorf("rate limit: rate %d frames/s is above the maximum of %d", l.FramesPerSecond, MaxFramesPerSecond)
+		return fmt.Errorf("rate %d frames/s is above the maximum of %d", l.FramesPerSecond, MaxFramesPerSecond)
 	case l.Burst == 0:
-		return errors.New("rate limit: the burst must be at least 1 frame")
+		return errors.New("the burst must be at least 1 frame")
 	case l.Burst > MaxBurst:
-		return fmt.Errorf("rate limit: burst %d frames is above the maximum of %d", l.Burst, MaxBurst)
+		return fmt.Errorf("burst %d frames is above the maximum of %d", l.Burst, MaxBurst)
 	}
 	return nil
 }
@@ -98,7 +98,7 @@ func Apply(c *nl.Conn, ifindex int, l Limit) error {
 	if _, err := c.Execute(m); errors.Is(err, unix.EEXIST) {
 		created = false
 	} else if err != nil {
-		return fmt.Errorf("rate limit on ifindex %d: add ingress qdisc: %w", ifindex, missingQdisc(err))
+		return fmt.Errorf("add ingress qdisc on ifindex %d: %w", ifindex, missingQdisc(err))
 	}
 	if err := applyFilter(c, ifindex, l, created); err != nil {
 		if created {
@@ -106,7 +106,7 @@ func Apply(c *nl.Conn, ifindex int, l Limit) error {
 				err = errors.Join(err, fmt.Errorf("undo: %w", rerr))
 			}
 		}
-		return fmt.Errorf("rate limit on ifindex %d: %w", ifindex, err)
+		return err
 	}
 	return nil
 }
@@ -123,7 +123,7 @@ func applyFilter(c *nl.Conn, ifindex int, l Limit, fresh bool) error {
 				return err
 			}
 			if _, err := c.Execute(m); err != nil {
-				return fmt.Errorf("replace police action %d: %w", f.police.index, err)
+				return fmt.Errorf("replace police action %d on ifindex %d: %w", f.police.index, ifindex, err)
 			}
 			return nil
 		}
@@ -133,7 +133,7 @@ func applyFilter(c *nl.Conn, ifindex int, l Limit, fresh bool) error {
 		return err
 	}
 	if _, err := c.Execute(m); err != nil {
-		return fmt.Errorf("add matchall filter with police action: %w", missingFilter(err))
+		return fmt.Errorf("add matchall filter with police action on ifindex %d: %w", ifindex, missingFilter(err))
 	}
 	return nil
 }
@@ -149,7 +149,7 @@ func Remove(c *nl.Conn, ifindex int) error {
 	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	return fmt.Errorf("remove rate limit on ifindex %d: %w", ifindex, err)
+	return fmt.Errorf("remove ingress qdisc on ifindex %d: %w", ifindex, err)
 }
 
 // Get reads back the limit of the interface's filter: false when it has
