@@ -1,77 +1,22 @@
 package ditto
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-)
 
-// mosquitto runs Debian's mosquitto (make setup installs it) on a free
-// port of 127.0.0.1; it returns the port, a function that kills it, and
-// its log lines.
-func mosquitto(t *testing.T, port int) (int, func(), <-chan string) {
-	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if bin, err = exec.LookPath("/usr/sbin/mosquitto"); err != nil {
-			t.Skip("no mosquitto (make setup installs it)")
-		}
-	}
-	if port == 0 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
-	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	os.WriteFile(conf, fmt.Appendf(nil, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n", port), 0o644)
-	cmd := exec.Command(bin, "-c", conf)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	running := make(chan struct{})
-	lines := make(chan string, 1000)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), " running") {
-				close(running)
-			}
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-	}()
-	select {
-	case <-running:
-	case <-time.After(timeout):
-		cmd.Process.Kill()
-		t.Fatal("mosquitto did not start")
-	}
-	stop := func() { cmd.Process.Kill(); cmd.Wait() }
-	t.Cleanup(stop)
-	return port, stop, lines
-}
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
+)
 
 // Over a real broker: the agent asks for the thing id, publishes its
 // features on the answer, and after the broker restarts asks again and
 // publishes them again.
 func TestPahoOverMosquitto(t *testing.T) {
-	port, stop, _ := mosquitto(t, 0)
-	broker := fmt.Sprintf("tcp://127.0.0.1:%d", port)
+	m := kerneltest.StartMosquitto(t, 0, timeout)
+	broker := m.URL()
 	got := make(chan string, 100)
 	opts := mqtt.NewClientOptions().AddBroker(broker).SetClientID("test-connector").SetConnectRetry(true).
 		SetAutoReconnect(true).SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(time.Second).SetOrderMatters(false).
@@ -118,17 +63,12 @@ func TestPahoOverMosquitto(t *testing.T) {
 	}
 	await("CANManager", "CANBus:can0", "CANBus:vcan0", "CANMetrics")
 
-	stop()
-	_, _, log := mosquitto(t, port)
+	m.Stop()
+	from := m.Log.Len()
+	m.Start(t)
 	// The broker's log witnesses the request, whoever connects first.
-	deadline := time.After(3 * timeout)
-	for asked := false; !asked; {
-		select {
-		case l := <-log:
-			asked = strings.Contains(l, "Received PUBLISH from kanto-can") && strings.Contains(l, TopicThingRequest)
-		case <-deadline:
-			t.Fatal("no thing request after the restart")
-		}
-	}
+	m.Log.Await(t, from, 3*timeout, func(l string) bool {
+		return strings.Contains(l, "Received PUBLISH from kanto-can") && strings.Contains(l, TopicThingRequest)
+	})
 	await("CANManager", "CANBus:can0", "CANBus:vcan0", "CANMetrics")
 }

@@ -8,10 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
+
+// mosquittoBin is where Debian installs the broker.
+const mosquittoBin = "/usr/sbin/mosquitto"
 
 // Mosquitto is Debian's MQTT broker started by a test, as Kanto's local
 // broker: 127.0.0.1 and a port of its own, anonymous, no persistence,
@@ -29,6 +31,9 @@ type Mosquitto struct {
 // it listens; it is killed when the test ends. wait bounds its start.
 func StartMosquitto(tb testing.TB, port int, wait time.Duration) *Mosquitto {
 	tb.Helper()
+	if _, err := os.Stat(mosquittoBin); err != nil {
+		tb.Skipf("no mosquitto (make setup installs it): %v", err)
+	}
 	if port == 0 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -55,7 +60,7 @@ func (m *Mosquitto) URL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.Po
 // it says it opens the socket, then that it runs.
 func (m *Mosquitto) Start(tb testing.TB) {
 	tb.Helper()
-	m.cmd = exec.Command("/usr/sbin/mosquitto", "-c", m.conf)
+	m.cmd = exec.Command(mosquittoBin, "-c", m.conf)
 	StartLogged(tb, m.cmd, m.Log, m.wait, func(l string) bool { return strings.Contains(l, " running") })
 }
 
@@ -92,69 +97,5 @@ func (m *Mosquitto) Stop() {
 		m.cmd.Process.Kill()
 		m.cmd.Wait()
 		m.cmd = nil
-	}
-}
-
-// Lines is a growing list of strings (log lines, messages) that tests
-// await.
-type Lines struct {
-	mu      sync.Mutex
-	all     []string
-	changed chan struct{}
-}
-
-// NewLines makes an empty list.
-func NewLines() *Lines { return &Lines{changed: make(chan struct{})} }
-
-// Add appends s and wakes those who await.
-func (l *Lines) Add(s string) {
-	l.mu.Lock()
-	l.all = append(l.all, s)
-	close(l.changed)
-	l.changed = make(chan struct{})
-	l.mu.Unlock()
-}
-
-// Len is how many lines there are: an index to await from.
-func (l *Lines) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.all)
-}
-
-// Text is every line so far.
-func (l *Lines) Text() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.all, "\n")
-}
-
-// Await returns the first line from index from on that ok accepts.
-func (l *Lines) Await(tb testing.TB, from int, timeout time.Duration, ok func(string) bool) string {
-	tb.Helper()
-	s, _ := l.AwaitIndex(tb, from, timeout, ok)
-	return s
-}
-
-// AwaitIndex is Await, with the line's index.
-func (l *Lines) AwaitIndex(tb testing.TB, from int, timeout time.Duration, ok func(string) bool) (string, int) {
-	tb.Helper()
-	deadline := time.After(timeout)
-	for i := from; ; {
-		l.mu.Lock()
-		for ; i < len(l.all); i++ {
-			if ok(l.all[i]) {
-				s := l.all[i]
-				l.mu.Unlock()
-				return s, i
-			}
-		}
-		changed := l.changed
-		l.mu.Unlock()
-		select {
-		case <-changed:
-		case <-deadline:
-			tb.Fatalf("not seen within %v", timeout)
-		}
 	}
 }

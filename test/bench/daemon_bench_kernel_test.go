@@ -416,70 +416,37 @@ func storm(b *testing.B, c *ctrtest.Containerd, ns, prefix string, spec ctrtest.
 // daemonLog collects a daemon's log lines from one goroutine, so that the
 // daemon never blocks on a full pipe, and lets the benchmark wait for a
 // line without printing every line (b.Log always prints in benchmarks).
-type daemonLog struct {
-	mu      sync.Mutex
-	all     []string
-	changed chan struct{} // closed at the next line
-	ended   bool
-}
+type daemonLog struct{ *kerneltest.Lines }
+
+// exitedLine follows a daemon's last line.
+const exitedLine = "<exited>"
 
 func followLog(d *kerneltest.Daemon) *daemonLog {
-	l := &daemonLog{changed: make(chan struct{})}
+	l := kerneltest.NewLines()
 	go func() {
 		for line := range d.Log {
-			l.mu.Lock()
-			l.all = append(l.all, line)
-			close(l.changed)
-			l.changed = make(chan struct{})
-			l.mu.Unlock()
+			l.Add(line)
 		}
-		l.mu.Lock()
-		l.ended = true
-		close(l.changed)
-		l.mu.Unlock()
+		l.Add(exitedLine)
 	}()
-	return l
+	return &daemonLog{l}
 }
 
 // mark is the number of lines so far.
-func (l *daemonLog) mark() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.all)
-}
+func (l *daemonLog) mark() int { return l.Len() }
 
 // lines returns lines [from, to).
-func (l *daemonLog) lines(from, to int) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.all[from:to]...)
-}
+func (l *daemonLog) lines(from, to int) []string { return l.Slice(from, to) }
 
 // await waits for the first line from index from on that contains every
 // one of want, and returns its index.
 func (l *daemonLog) await(b *testing.B, from int, want ...string) int {
 	b.Helper()
-	timeout := time.After(daemonWait)
-	for i := from; ; {
-		l.mu.Lock()
-		for ; i < len(l.all); i++ {
-			if kerneltest.ContainsAll(l.all[i], want...) {
-				l.mu.Unlock()
-				return i
-			}
-		}
-		ended, changed := l.ended, l.changed
-		recent := l.all[max(0, len(l.all)-20):]
-		l.mu.Unlock()
-		if ended {
-			b.Fatalf("the daemon exited before logging %q; its last lines:\n%s", want, strings.Join(recent, "\n"))
-		}
-		select {
-		case <-changed:
-		case <-timeout:
-			b.Fatalf("the daemon did not log %q within %v; its last lines:\n%s", want, daemonWait, strings.Join(recent, "\n"))
-		}
+	line, i := l.AwaitIndex(b, from, daemonWait, func(s string) bool { return s == exitedLine || kerneltest.ContainsAll(s, want...) })
+	if line == exitedLine {
+		b.Fatalf("the daemon exited before logging %q; its last lines:\n%s", want, strings.Join(l.Slice(max(0, i-20), i), "\n"))
 	}
+	return i
 }
 
 // logTime is the timestamp of a line of the daemon's text log

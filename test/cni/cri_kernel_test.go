@@ -18,6 +18,7 @@ import (
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -191,7 +192,7 @@ func TestDaemonEndsAPodWhoseSandboxExited(t *testing.T) {
 	r := startCRI(t, true)
 	d := kerneltest.StartDaemon(t, 60*time.Second, "--containerd-address="+r.c.Address())
 	id := r.runPod(t, r.sandboxConfig("doomed", "uid-doomed"))
-	links, _ := enginetest.Ours(t)
+	links, _ := leftover.Ours(t)
 	if len(links) != 1 {
 		t.Fatalf("want one host end for the pod, got %v", links)
 	}
@@ -200,7 +201,7 @@ func TestDaemonEndsAPodWhoseSandboxExited(t *testing.T) {
 		t.Fatalf("ctr tasks kill: %s", errs)
 	}
 	d.AwaitLog(t, "msg=reconciled", "removed="+links[0])
-	if l, _ := enginetest.Ours(t); len(l) != 0 {
+	if l, _ := leftover.Ours(t); len(l) != 0 {
 		t.Fatalf("host ends after the sandbox exited: %v", l)
 	}
 	if recs, _ := record.List(record.DefaultDir); len(recs) != 0 {

@@ -20,7 +20,7 @@ import (
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
-	"github.com/kanto-can/kanto-can/internal/record"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 	"github.com/kanto-can/kanto-can/nl"
 )
 
@@ -78,12 +78,7 @@ func cniError(t *testing.T, err error) *types.Error {
 
 func requireNothingOfOurs(t *testing.T, records string) {
 	t.Helper()
-	if links, rules := enginetest.Ours(t); len(links)+len(rules) > 0 {
-		t.Fatalf("left behind: links %v, rules %+v", links, rules)
-	}
-	if recs, err := record.List(records); err != nil || len(recs) > 0 {
-		t.Fatalf("records left behind in %s: %+v, %v", records, recs, err)
-	}
+	leftover.RequireNone(t, records)
 }
 
 // insideLinks returns the CAN links in a namespace by name.
@@ -135,33 +130,15 @@ func listed(t *testing.T, label, container string) bool {
 // directory (the file may not exist yet), bounded by timeout.
 func waitFile(t *testing.T, path, substr string, timeout time.Duration) string {
 	t.Helper()
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	var b []byte
+	err := kerneltest.AwaitFiles(timeout, nil, func(add func(string, uint32)) {
+		add(filepath.Dir(path), unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE)
+	}, func() bool {
+		b, _ = os.ReadFile(path)
+		return strings.Contains(string(b), substr)
+	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no %q in %s: %v; it has:\n%s", substr, path, err, b)
 	}
-	defer unix.Close(fd)
-	if _, err := unix.InotifyAddWatch(fd, filepath.Dir(path), unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 4096)
-	for {
-		b, _ := os.ReadFile(path)
-		if strings.Contains(string(b), substr) {
-			return string(b)
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			t.Fatalf("no %q in %s within %v; it has:\n%s", substr, path, timeout, b)
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(pfd, int(left/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
-			t.Fatal(err)
-		}
-		for {
-			if _, err := unix.Read(fd, buf); err != nil {
-				break
-			}
-		}
-	}
+	return string(b)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -118,7 +119,7 @@ func TestChainedAddCheckDel(t *testing.T) {
 
 	// ADD twice (ours, with the same prevResult): the same state, the
 	// same result.
-	links1, rules1 := enginetest.Ours(t)
+	links1, rules1 := leftover.Ours(t)
 	again, err := addPlugin(t, dir, list, 1, res, conf)
 	if err != nil {
 		t.Fatalf("second ADD: %v", err)
@@ -126,7 +127,7 @@ func TestChainedAddCheckDel(t *testing.T) {
 	if ja, jr := jsonOf(t, again), jsonOf(t, res); ja != jr {
 		t.Fatalf("second ADD's result:\n%s\nwant prevResult unchanged:\n%s", ja, jr)
 	}
-	links2, rules2 := enginetest.Ours(t)
+	links2, rules2 := leftover.Ours(t)
 	if fmt.Sprint(links1) != fmt.Sprint(links2) || len(rules1) != len(rules2) || len(rules1) != 2 {
 		t.Fatalf("second ADD changed the state: %v %d rules -> %v %d rules", links1, len(rules1), links2, len(rules2))
 	}
@@ -192,7 +193,7 @@ func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 		t.Fatalf("CHECK: %v", err)
 	}
 	// ADD twice: the same result and state.
-	links1, rules1 := enginetest.Ours(t)
+	links1, rules1 := leftover.Ours(t)
 	res2, err := rt.AddNetwork(ctx(t), net, conf)
 	if err != nil {
 		t.Fatalf("second ADD: %v", err)
@@ -200,18 +201,18 @@ func TestStandaloneResultAndDelAfterTheNetnsIsGone(t *testing.T) {
 	if a, b := jsonOf(t, res2), jsonOf(t, res); a != b {
 		t.Fatalf("second ADD's result %s, want %s", a, b)
 	}
-	if links2, rules2 := enginetest.Ours(t); fmt.Sprint(links1) != fmt.Sprint(links2) || len(rules1) != len(rules2) || len(rules1) != 1 {
+	if links2, rules2 := leftover.Ours(t); fmt.Sprint(links1) != fmt.Sprint(links2) || len(rules1) != len(rules2) || len(rules1) != 1 {
 		t.Fatalf("second ADD changed the state: %v %d rules -> %v %d rules", links1, len(rules1), links2, len(rules2))
 	}
 	// The pod's namespace goes (the kernel takes the pair and its rules);
 	// containerd's DEL then comes without a netns, twice.
-	links, _ := enginetest.Ours(t)
+	links, _ := leftover.Ours(t)
 	if len(links) != 1 {
 		t.Fatalf("host ends: %v", links)
 	}
 	ns.Delete(t)
 	kerneltest.AwaitLinkGone(t, links[0], 30*time.Second)
-	if links, _ := enginetest.Ours(t); len(links) != 0 {
+	if links, _ := leftover.Ours(t); len(links) != 0 {
 		t.Fatalf("host ends after the namespace went: %v", links)
 	}
 	if recs, _ := record.List(records); len(recs) != 1 {

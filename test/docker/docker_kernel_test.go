@@ -9,6 +9,8 @@ import (
 	"github.com/kanto-can/kanto-can/internal/hook"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	. "github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
+	"github.com/kanto-can/kanto-can/internal/record"
 )
 
 var serve = []string{"/bin/canapp", "serve", "can0"}
@@ -30,7 +32,7 @@ func TestDocker(t *testing.T) {
 		if code != 3 {
 			t.Fatalf("default runtime: exit %d, want 3 (no can0): %s", code, out)
 		}
-		RequireNothingOfOurs(t)
+		leftover.RequireNone(t, record.DefaultDir)
 	})
 
 	// kanto-can as the runtime without a request: plain runc.
@@ -39,7 +41,7 @@ func TestDocker(t *testing.T) {
 		if code != 3 {
 			t.Fatalf("runtime kanto-can without KANTO_CAN: exit %d, want 3 (no can0): %s", code, out)
 		}
-		RequireNothingOfOurs(t)
+		leftover.RequireNone(t, record.DefaultDir)
 	})
 
 	// The default bridge network and --network none: can0 before the
@@ -52,7 +54,7 @@ func TestDocker(t *testing.T) {
 			ecu.Send(t, frame(0x123, 1, 2))
 			ecu.Send(t, kerneltest.Frame{ID: 0x18DAF110, Extended: true, Data: []byte{3}})
 			ecu.Expect(t, []kerneltest.Frame{frame(0x124, 1, 2), {ID: 0x18DAF111, Extended: true, Data: []byte{3}}}, Wait)
-			if left := OursLeft(t); !strings.Contains(left, "link kcan") {
+			if left := leftover.Describe(t, record.DefaultDir); !strings.Contains(left, "link kcan") {
 				t.Fatalf("running: want our host end, have %q", left)
 			}
 			if network == "bridge" {
@@ -64,7 +66,7 @@ func TestDocker(t *testing.T) {
 			}
 			d.Must(t, "rm", "-f", name)
 			run.Wait(t, Wait)
-			RequireNothingOfOurs(t)
+			leftover.RequireNone(t, record.DefaultDir)
 		})
 	}
 
@@ -76,10 +78,10 @@ func TestDocker(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("start %d: exit %d: %s", i+1, code, out)
 			}
-			RequireNothingOfOurs(t)
+			leftover.RequireNone(t, record.DefaultDir)
 		}
 		d.Must(t, "rm", "-f", "restarted")
-		RequireNothingOfOurs(t)
+		leftover.RequireNone(t, record.DefaultDir)
 	})
 
 	// Bad requests fail docker run with kanto-can's line, naming the bus;

@@ -12,7 +12,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 )
 
 // bridgePolicy is a policy that bridges bus ("bridge": mode; "" leaves it
@@ -38,7 +38,7 @@ func requireBridged(t *testing.T, ns *kerneltest.NS, inside string, mtu int) {
 	if l.Kind != "vcan" || l.MTU != mtu || !strings.HasPrefix(l.Alias, "kanto-can v1 ") || l.OperState != canlink.OperUnknown && l.OperState != canlink.OperUp {
 		t.Fatalf("%s inside: kind %s, MTU %d, state %s, alias %q; want an up vcan of ours with MTU %d", inside, l.Kind, l.MTU, l.OperState, l.Alias, mtu)
 	}
-	if links, rules := enginetest.Ours(t); len(links)+len(rules) > 0 {
+	if links, rules := leftover.Ours(t); len(links)+len(rules) > 0 {
 		t.Fatalf("bridge mode made host ends %v and rules %+v", links, rules)
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 	"github.com/kanto-can/kanto-can/internal/schematest"
 )
 
@@ -250,7 +250,7 @@ func TestDaemonRestoresRoutesWhenTheControllerIsRebound(t *testing.T) {
 	}
 	ecuSock := kerneltest.Open(t, nil, ecu)
 	oldIndex, _ := linkIndex(t, nil, bus)
-	_, before := enginetest.Ours(t)
+	_, before := leftover.Ours(t)
 	if len(before) != 6 {
 		t.Fatalf("%d rules before, want 6 (rx and tx for each of 3)", len(before))
 	}
@@ -266,7 +266,7 @@ func TestDaemonRestoresRoutesWhenTheControllerIsRebound(t *testing.T) {
 	if _, err := linkConn(t, nil).LinkByName(bus); !errors.Is(err, canlink.ErrNotFound) {
 		t.Fatalf("%s after unbind: %v", bus, err)
 	}
-	if _, rules := enginetest.Ours(t); len(rules) != 0 {
+	if _, rules := leftover.Ours(t); len(rules) != 0 {
 		t.Fatalf("%d rules survived the controller", len(rules))
 	}
 	if st := statusAll(t)[bus]; st.Index != 0 || st.Attachments != 3 {
@@ -318,7 +318,7 @@ func TestDaemonRestoresRoutesWhenTheControllerIsRebound(t *testing.T) {
 		ecuSock.ExpectOnlyUntil(t, []kerneltest.Frame{frame(id, byte(i))}, frame(id+1, 0xFF), wait)
 	}
 
-	_, after := enginetest.Ours(t)
+	_, after := leftover.Ours(t)
 	if len(after) != len(before) {
 		t.Fatalf("%d rules, want %d", len(after), len(before))
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
@@ -43,10 +43,10 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 		t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
 		inside = append(inside, kerneltest.Open(t, ns, "can0"))
 	}
-	_, before := enginetest.Ours(t)
+	_, before := leftover.Ours(t)
 
 	kerneltest.MustRun(t, "ip", "link", "del", "dbus")
-	if _, rules := enginetest.Ours(t); len(rules) != 0 {
+	if _, rules := leftover.Ours(t); len(rules) != 0 {
 		t.Fatalf("%d rules survived the bus", len(rules))
 	}
 	kerneltest.MustRun(t, "ip", "link", "add", "dbus", "type", "vcan")
@@ -57,7 +57,7 @@ func TestDaemonRestoresRoutesWhenTheBusReturns(t *testing.T) {
 	for _, s := range inside {
 		s.Expect(t, []kerneltest.Frame{frame(0x123, 1)}, wait)
 	}
-	if _, rules := enginetest.Ours(t); len(rules) != len(before) {
+	if _, rules := leftover.Ours(t); len(rules) != len(before) {
 		t.Fatalf("%d rules, want %d", len(rules), len(before))
 	}
 	untouched()
@@ -87,7 +87,7 @@ func TestDaemonRestoresRulesAfterAFlush(t *testing.T) {
 		t.Cleanup(func() { kc(t, "detach", "--netns", ns.Path()) })
 		inside = append(inside, kerneltest.Open(t, ns, "can0"))
 	}
-	_, before := enginetest.Ours(t)
+	_, before := leftover.Ours(t)
 
 	if _, errs, _ := kerneltest.Run(t, "cangw", "-F"); errs != "" {
 		t.Fatalf("cangw -F: %s", errs)
@@ -98,10 +98,10 @@ func TestDaemonRestoresRulesAfterAFlush(t *testing.T) {
 	d.AwaitLog(t, "msg=reconciled", "gateway rules gone", "restored=kcan")
 	// One reconcile may restore one attachment and a second the other:
 	// wait until both have their rules.
-	for _, after := enginetest.Ours(t); len(after) != len(before); _, after = enginetest.Ours(t) {
+	for _, after := leftover.Ours(t); len(after) != len(before); _, after = leftover.Ours(t) {
 		d.AwaitLog(t, "msg=reconciled", "restored=kcan")
 	}
-	_, after := enginetest.Ours(t)
+	_, after := leftover.Ours(t)
 	for _, r := range before {
 		n := 0
 		for _, x := range after {
@@ -182,7 +182,7 @@ func TestDaemonRemovesWhatAKilledAttachLeft(t *testing.T) {
 	args := []string{"--netns", ns.Path(), "--bus", "hbus:can0,rx=100-1FF"}
 
 	faultedAttach(t, "rule-added", args...)
-	links, rules := enginetest.Ours(t)
+	links, rules := leftover.Ours(t)
 	if len(links) != 1 || len(rules) != 1 {
 		t.Fatalf("the killed attach left links %v and %d rules; want its host end and one rule", links, len(rules))
 	}
@@ -211,7 +211,7 @@ func TestDaemonRemovesWhatAKilledAttachLeft(t *testing.T) {
 	// (or together with) the attach's link event: events are handled in order.
 	kerneltest.VCAN(t, "hbus2", 72)
 	d.AwaitLog(t, "msg=reconciled", "bus hbus2")
-	if links, _ := enginetest.Ours(t); len(links) != 1 {
+	if links, _ := leftover.Ours(t); len(links) != 1 {
 		t.Fatalf("after a good attach and a reconcile: links %v", links)
 	}
 }

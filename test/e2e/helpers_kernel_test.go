@@ -15,7 +15,7 @@ import (
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/nl"
 )
@@ -115,12 +115,7 @@ func dialGW(t *testing.T) *cangw.Conn {
 
 func requireNothingOfOurs(t *testing.T) {
 	t.Helper()
-	if links, rules := enginetest.Ours(t); len(links)+len(rules) > 0 {
-		t.Fatalf("left behind: links %v, rules %+v", links, rules)
-	}
-	if recs, err := record.List(record.DefaultDir); err != nil || len(recs) > 0 {
-		t.Fatalf("records left behind: %+v, %v", recs, err)
-	}
+	leftover.RequireNone(t, record.DefaultDir)
 }
 
 // linkConn opens a route netlink socket in ns (nil: the host's), closed at

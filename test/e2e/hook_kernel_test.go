@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 )
 
 // fakeContainer is what runc hands a hook: a process in a new network
@@ -202,7 +202,7 @@ func TestHookPoststopAfterTheNamespaceIsGone(t *testing.T) {
 	if errOut, code := c.hook(t, "creating", "prestart"); code != 0 {
 		t.Fatalf("prestart: %s", errOut)
 	}
-	links, _ := enginetest.Ours(t)
+	links, _ := leftover.Ours(t)
 	c.cmd.Process.Kill()
 	c.cmd.Wait()
 	// The namespace goes away asynchronously: await the host end's removal.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -83,14 +83,14 @@ func TestAttachIsIdempotentAndDetachIsExact(t *testing.T) {
 	if !strings.Contains(out, "unchanged") {
 		t.Errorf("second attach says %q, want it to report no change", out)
 	}
-	links, rules := enginetest.Ours(t)
+	links, rules := leftover.Ours(t)
 	// idbus: (2 rx filters + 1 tx block) x classic+FD = 6; idbus2: 1 rx classic.
 	if len(links) != 2 || len(rules) != 7 {
 		t.Fatalf("links %v, %d rules: want 2 links and 7 rules", links, len(rules))
 	}
 	// Detach one bus, then the rest.
 	mustKC(t, "detach", "--netns", ns.Path(), "--bus", "idbus2")
-	if links, _ := enginetest.Ours(t); len(links) != 1 {
+	if links, _ := leftover.Ours(t); len(links) != 1 {
 		t.Fatalf("after detaching idbus2: links %v", links)
 	}
 	mustKC(t, "detach", "--netns", ns.Path())
@@ -114,7 +114,7 @@ func TestDetachAllIsExact(t *testing.T) {
 	before := [2]string{snapshot(t, a), snapshot(t, b)}
 	mustKC(t, "attach", "--netns", a.Path(), "--bus", "allbus")
 	mustKC(t, "attach", "--netns", b.Path(), "--bus", "allbus:can1,rx=100")
-	if links, _ := enginetest.Ours(t); len(links) != 2 {
+	if links, _ := leftover.Ours(t); len(links) != 2 {
 		t.Fatalf("after attaching two: our links %v", links)
 	}
 	out := mustKC(t, "detach", "--all")
@@ -197,7 +197,7 @@ func TestNetnsDestroyedLeavesNothing(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	before := snapshot(t, nil)
 	mustKC(t, "attach", "--netns", ns.Path(), "--bus", "nsbus:can0")
-	links, _ := enginetest.Ours(t)
+	links, _ := leftover.Ours(t)
 	if len(links) != 1 {
 		t.Fatalf("links of ours: %v", links)
 	}

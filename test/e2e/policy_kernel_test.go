@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -307,7 +307,7 @@ func TestPolicyVirtualBus(t *testing.T) {
 	}
 	mustKC(t, "detach", "--netns", nsA.Path())
 	simbus, _ := linkIndex(t, nil, "simbus")
-	_, rules := enginetest.Ours(t)
+	_, rules := leftover.Ours(t)
 	if len(rules) != 6 { // B: rx 180-1FF, 200-27F and tx all, classic and FD each
 		t.Errorf("after A left: %d rules of ours, want 6", len(rules))
 	}

@@ -13,7 +13,8 @@ import (
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
+	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/schematest"
 )
 
@@ -79,9 +80,9 @@ func ls(t *testing.T) []attach.Attachment {
 
 // oursLeft lists our host ends, the rules naming them and our records
 // (enginetest.OursLeft).
-func oursLeft(t *testing.T) string { return enginetest.OursLeft(t) }
+func oursLeft(t *testing.T) string { return leftover.Describe(t, record.DefaultDir) }
 
-func requireNothingOfOurs(t *testing.T) { t.Helper(); enginetest.RequireNothingOfOurs(t) }
+func requireNothingOfOurs(t *testing.T) { t.Helper(); leftover.RequireNone(t, record.DefaultDir) }
 
 func frame(id uint32, data ...byte) kerneltest.Frame { return kerneltest.Frame{ID: id, Data: data} }
 

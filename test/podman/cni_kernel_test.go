@@ -11,6 +11,8 @@ import (
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	. "github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
+	"github.com/kanto-can/kanto-can/internal/record"
 )
 
 // canNetwork is a podman network (a CNI conflist) as an admin would write
@@ -71,12 +73,12 @@ func TestPodmanCNINetwork(t *testing.T) {
 		if out := p.Must(t, "exec", "cni-app", "/bin/busybox", "ip", "addr", "show", "eth0"); !strings.Contains(out, "192.0.2.") {
 			t.Errorf("eth0 has no address of the bridge's range:\n%s", out)
 		}
-		if left := OursLeft(t); !strings.Contains(left, "link kcan") {
+		if left := leftover.Describe(t, record.DefaultDir); !strings.Contains(left, "link kcan") {
 			t.Fatalf("running: want our host end, have %q", left)
 		}
 		p.Must(t, "rm", "-f", "-t", "0", "cni-app")
 		run.Wait(t, Wait)
-		RequireNothingOfOurs(t)
+		leftover.RequireNone(t, record.DefaultDir)
 	})
 
 	for _, tc := range []struct{ name, network, policy, want string }{
@@ -98,6 +100,6 @@ func TestPodmanCNINetwork(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, out)
 		}
-		RequireNothingOfOurs(t)
+		leftover.RequireNone(t, record.DefaultDir)
 	})
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/kanto-can/kanto-can/internal/hook"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	. "github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
+	"github.com/kanto-can/kanto-can/internal/record"
 )
 
 // deployDir is the repository's deploy/podman, the files an admin copies.
@@ -37,7 +39,7 @@ func TestPodman(t *testing.T) {
 		if code != 3 {
 			t.Fatalf("without a request: exit %d, want 3 (no can0): %s", code, out)
 		}
-		RequireNothingOfOurs(t)
+		leftover.RequireNone(t, record.DefaultDir)
 	})
 
 	// The annotation: can0 before the entrypoint, frames both ways with
@@ -53,12 +55,12 @@ func TestPodman(t *testing.T) {
 			ecu.Send(t, frame(0x123, 1, 2))
 			ecu.Send(t, kerneltest.Frame{ID: 0x18DAF110, Extended: true, Data: []byte{3}})
 			ecu.Expect(t, []kerneltest.Frame{frame(0x124, 1, 2), {ID: 0x18DAF111, Extended: true, Data: []byte{3}}}, Wait)
-			if left := OursLeft(t); !strings.Contains(left, "link kcan") {
+			if left := leftover.Describe(t, record.DefaultDir); !strings.Contains(left, "link kcan") {
 				t.Fatalf("running: want our host end, have %q", left)
 			}
 			p.Must(t, "rm", "-f", "-t", "0", name)
 			run.Wait(t, Wait)
-			RequireNothingOfOurs(t)
+			leftover.RequireNone(t, record.DefaultDir)
 		})
 	}
 
@@ -69,7 +71,7 @@ func TestPodman(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, out)
 		}
-		RequireNothingOfOurs(t)
+		leftover.RequireNone(t, record.DefaultDir)
 	})
 
 	// Bad requests fail podman run with kanto-can's line, naming the bus;

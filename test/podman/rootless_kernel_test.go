@@ -14,6 +14,8 @@ import (
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
 	. "github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
+	"github.com/kanto-can/kanto-can/internal/record"
 )
 
 // Rootless podman (uid 65534 with a subordinate id range, as
@@ -87,5 +89,5 @@ func TestRootlessPodmanRefused(t *testing.T) {
 		}
 		t.Logf("rootless podman run %s said: %s", flag, strings.TrimSpace(out))
 	}
-	RequireNothingOfOurs(t)
+	leftover.RequireNone(t, record.DefaultDir)
 }

@@ -2,7 +2,6 @@ package ctrtest
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
 )
 
 // Hook is an OCI hook as Kanto copies it from a container manifest into the
@@ -318,36 +319,17 @@ func (ct *Container) Output() string {
 // timeout.
 func (ct *Container) WaitOutput(tb testing.TB, substr string, timeout time.Duration) string {
 	tb.Helper()
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	var out string
+	err := kerneltest.AwaitFiles(timeout, nil, func(add func(string, uint32)) {
+		add(ct.logPath, unix.IN_MODIFY)
+	}, func() bool {
+		out = ct.Output()
+		return strings.Contains(out, substr)
+	})
 	if err != nil {
-		tb.Fatalf("inotify: %v", err)
+		tb.Fatalf("container %s/%s: no %q in its output: %v; output:\n%s", ct.ns, ct.id, substr, err, out)
 	}
-	defer unix.Close(fd)
-	// Watch first, then read: a write between the two is not missed.
-	if _, err := unix.InotifyAddWatch(fd, ct.logPath, unix.IN_MODIFY); err != nil {
-		tb.Fatalf("inotify %s: %v", ct.logPath, err)
-	}
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 4096)
-	for {
-		out := ct.Output()
-		if strings.Contains(out, substr) {
-			return out
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			tb.Fatalf("container %s/%s: no %q in its output within %v; output:\n%s", ct.ns, ct.id, substr, timeout, out)
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(pfd, int(left/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
-			tb.Fatalf("poll: %v", err)
-		}
-		for {
-			if _, err := unix.Read(fd, buf); err != nil {
-				break // EAGAIN: drained
-			}
-		}
-	}
+	return out
 }
 
 // Wait waits for the container's task to exit (containerd's /tasks/exit

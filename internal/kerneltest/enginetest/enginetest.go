@@ -6,7 +6,6 @@ package enginetest
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -16,10 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kanto-can/kanto-can/cangw"
-	"github.com/kanto-can/kanto-can/canlink"
-	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -38,73 +35,6 @@ func imageFiles(tb testing.TB) map[string]string {
 	}
 }
 
-// Ours lists kanto-can's host ends and the gateway rules naming them.
-func Ours(tb testing.TB) (hostEnds []string, rules []cangw.Rule) {
-	tb.Helper()
-	links, err := canlink.Dial()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer links.Close()
-	all, err := links.Links()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	idx := map[int]bool{}
-	for _, l := range all {
-		if strings.HasPrefix(l.Name, attach.HostEndPrefix) {
-			idx[l.Index] = true
-			hostEnds = append(hostEnds, l.Name)
-		}
-	}
-	gw, err := cangw.Dial()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer gw.Close()
-	allRules, err := gw.List()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, r := range allRules {
-		if idx[r.Src] || idx[r.Dst] {
-			rules = append(rules, r)
-		}
-	}
-	return hostEnds, rules
-}
-
-// OursLeft lists kanto-can's host ends, the gateway rules naming them and
-// its records: "" when nothing of ours is left.
-func OursLeft(tb testing.TB) string {
-	tb.Helper()
-	hostEnds, rules := Ours(tb)
-	var left []string
-	for _, l := range hostEnds {
-		left = append(left, "link "+l)
-	}
-	for _, r := range rules {
-		left = append(left, fmt.Sprintf("rule %d>%d", r.Src, r.Dst))
-	}
-	recs, err := record.List(record.DefaultDir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, r := range recs {
-		left = append(left, "record "+r.HostEnd)
-	}
-	return strings.Join(left, ", ")
-}
-
-// RequireNothingOfOurs fails the test when a host end, rule or record of
-// kanto-can is left.
-func RequireNothingOfOurs(tb testing.TB) {
-	tb.Helper()
-	if left := OursLeft(tb); left != "" {
-		tb.Fatalf("left behind: %s", left)
-	}
-}
-
 // RequireRefused fails the test unless an engine's command failed (code
 // not 0) with every one of want in its output out, and nothing of ours is
 // left; it logs what the engine said.
@@ -118,7 +48,7 @@ func RequireRefused(tb testing.TB, engine, out string, code int, want ...string)
 		tb.Fatalf("exit %d, want non-zero and %q in:\n%s", code, want, out)
 	}
 	tb.Logf("%s said: %s", engine, strings.TrimSpace(out))
-	RequireNothingOfOurs(tb)
+	leftover.RequireNone(tb, record.DefaultDir)
 }
 
 // Policy writes the admin's policy to its default path for the rest of

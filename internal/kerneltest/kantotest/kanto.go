@@ -277,45 +277,19 @@ func awaitFile(path string, timeout time.Duration, abort <-chan struct{}) error 
 }
 
 // awaitInDir calls done after every change in dir (its files created,
-// moved in or written: inotify) until it returns true; it gives up after
-// timeout, or when abort is closed. what says what was awaited, for the
-// error.
+// moved in or written) until it returns true; it gives up after timeout,
+// or when abort is closed. what says what was awaited, for the error.
 func awaitInDir(dir, what string, timeout time.Duration, abort <-chan struct{}, done func() bool) error {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	err := kerneltest.AwaitFiles(timeout, abort, func(add func(string, uint32)) {
+		add(dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_MODIFY)
+	}, done)
+	if errors.Is(err, kerneltest.ErrAborted) {
+		return errors.New("exited while waiting for " + what)
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	defer unix.Close(fd)
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_MODIFY); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 4096)
-	for {
-		if done() {
-			return nil
-		}
-		select {
-		case <-abort:
-			return errors.New("exited while waiting for " + what)
-		default:
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return fmt.Errorf("waited %v for %s", timeout, what)
-		}
-		// Wake at least every second to notice abort.
-		wait := min(left, time.Second)
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(pfd, int(wait/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
-			return err
-		}
-		for {
-			if _, err := unix.Read(fd, buf); err != nil {
-				break
-			}
-		}
-	}
+	return nil
 }
 
 // Log returns what container-management logged so far.
@@ -576,40 +550,16 @@ func (k *Kanto) WaitState(tb testing.TB, id string, timeout time.Duration, ok fu
 // may appear while waiting (a deployment creates them).
 func (k *Kanto) await(tb testing.TB, id string, timeout time.Duration, done func() bool, describe func() string) {
 	tb.Helper()
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		tb.Fatalf("inotify: %v", err)
-	}
-	defer unix.Close(fd)
 	records := filepath.Join(HomeDir, "containers")
 	dir := filepath.Join(records, id)
-	// Watch first, then check: a change between the two is not missed.
 	// Kanto makes the records' directory with the first container.
-	watch := func() {
-		_, _ = unix.InotifyAddWatch(fd, records, unix.IN_CREATE)
-		_, _ = unix.InotifyAddWatch(fd, dir, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO)
-	}
-	if _, err := unix.InotifyAddWatch(fd, HomeDir, unix.IN_CREATE); err != nil {
-		tb.Fatalf("inotify %s: %v", HomeDir, err)
-	}
-	watch()
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 4096)
-	for !done() {
-		left := time.Until(deadline)
-		if left <= 0 {
-			tb.Fatalf("container %s: after %v: %s\ncontainer-management log (end):\n%s", id, timeout, describe(), tail(k.Log(), 40))
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(pfd, int(left/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
-			tb.Fatalf("poll: %v", err)
-		}
-		for {
-			if _, err := unix.Read(fd, buf); err != nil {
-				break
-			}
-		}
-		watch() // the directory may be new
+	err := kerneltest.AwaitFiles(timeout, nil, func(add func(string, uint32)) {
+		add(HomeDir, unix.IN_CREATE)
+		add(records, unix.IN_CREATE)
+		add(dir, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO)
+	}, done)
+	if err != nil {
+		tb.Fatalf("container %s: %v: %s\ncontainer-management log (end):\n%s", id, err, describe(), tail(k.Log(), 40))
 	}
 }
 
