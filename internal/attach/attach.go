@@ -12,6 +12,7 @@ import (
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/bridge"
 	"github.com/kanto-can/kanto-can/internal/fault"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/ratelimit"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
@@ -178,14 +179,18 @@ type Result struct {
 // undoList holds, for each change made so far, the way to take it back.
 type undoList []func() error
 
-// Attach wires each requested bus into the target. It is idempotent: for a
-// bus already attached it only adds missing and removes extra rules. Every
-// bus is checked before anything changes; if a change fails part way, what
-// this call did is undone before the error is returned.
+// Attach wires each granted bus into the target. It takes only what the
+// policy granted (policy.Policy.Resolve makes a Granted; no policy file
+// grants a request as it is), so no front end can attach around it. It is
+// idempotent: for a bus already attached it only adds missing and removes
+// extra rules. Every bus is checked before anything changes; if a change
+// fails part way, what this call did is undone before the error is
+// returned.
 //
 // While the records' directory holds a hold file (record.HoldFile: the
 // package is being removed), Attach refuses and changes nothing.
-func (h *Host) Attach(t *target.Target, reqs []request.Bus) ([]Result, error) {
+func (h *Host) Attach(t *target.Target, granted policy.Granted) ([]Result, error) {
+	reqs := granted.Buses()
 	unlock, err := h.lock()
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/internal/fakekernel"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
@@ -174,7 +175,7 @@ func TestAttachMakesPairRulesLimitAndRecord(t *testing.T) {
 	e := newEnv(t)
 	bus := e.bus("can0", "can", 16)
 	c := e.container("app")
-	res, err := e.h.Attach(c, []request.Bus{limited(mustBus(t, "can0,rx=7DF,7E8"), 100, 10)})
+	res, err := e.h.Attach(c, grant([]request.Bus{limited(mustBus(t, "can0,rx=7DF,7E8"), 100, 10)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +240,7 @@ var rollbackCases = []rollbackCase{
 		e.bus("can0", "can", 16)
 		e.bus("can1", "can", 16)
 		c := e.container("app")
-		if _, err := e.h.Attach(c, []request.Bus{limited(mustBus(e.t, "can0,rx=7DF"), 100, 10)}); err != nil {
+		if _, err := e.h.Attach(c, grant([]request.Bus{limited(mustBus(e.t, "can0,rx=7DF"), 100, 10)})); err != nil {
 			e.t.Fatal(err)
 		}
 		return c, []request.Bus{limited(mustBus(e.t, "can0,rx=7E8"), 200, 20), mustBus(e.t, "can1")}
@@ -247,7 +248,7 @@ var rollbackCases = []rollbackCase{
 	{"a virtual bus made, with a peer on it", func(e *env) (*target.Target, []request.Bus) {
 		vb := mustBus(e.t, "vbus0,tx=100-17F")
 		vb.Virtual = true
-		if _, err := e.h.Attach(e.container("peer"), []request.Bus{vb}); err != nil {
+		if _, err := e.h.Attach(e.container("peer"), grant([]request.Bus{vb})); err != nil {
 			e.t.Fatal(err)
 		}
 		// vbus0 exists now, with the peer on it (peer rules to make);
@@ -270,7 +271,7 @@ func TestAttachRollsBackAtEveryStep(t *testing.T) {
 			e := newEnv(t)
 			c, buses := tc.setup(e)
 			before := e.k.Mutations()
-			if _, err := e.h.Attach(c, buses); err != nil {
+			if _, err := e.h.Attach(c, grant(buses)); err != nil {
 				t.Fatal(err)
 			}
 			n := e.k.Mutations() - before
@@ -282,7 +283,7 @@ func TestAttachRollsBackAtEveryStep(t *testing.T) {
 				c, buses := tc.setup(e)
 				want := e.snapshot()
 				e.k.FailAt(k, unix.ENOMEM)
-				_, err := e.h.Attach(c, buses)
+				_, err := e.h.Attach(c, grant(buses))
 				if !errors.Is(err, unix.ENOMEM) {
 					t.Fatalf("change %d of %d failed: attach returned %v", k, n, err)
 				}
@@ -322,7 +323,7 @@ func TestAttachWaitsForOperational(t *testing.T) {
 	e.bus("can0", "can", 16)
 	e.bus("can1", "can", 16)
 	c := e.container("app")
-	res, err := e.h.Attach(c, specs(t, "can0"))
+	res, err := e.h.Attach(c, grant(specs(t, "can0")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +335,7 @@ func TestAttachWaitsForOperational(t *testing.T) {
 	d := e.container("stuck")
 	want := e.snapshot()
 	e.k.HoldLinkwatch(ns(d), "can1")
-	_, err = e.h.Attach(d, specs(t, "can0", "can1"))
+	_, err = e.h.Attach(d, grant(specs(t, "can0", "can1")))
 	if !errors.Is(err, vxcan.ErrNotOperational) || !strings.Contains(err.Error(), "can1") {
 		t.Fatalf("attach with an end that never comes up: %v", err)
 	}
@@ -349,12 +350,12 @@ func TestAttachIsIdempotent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			c, buses := tc.setup(e)
-			first, err := e.h.Attach(c, buses)
+			first, err := e.h.Attach(c, grant(buses))
 			if err != nil {
 				t.Fatal(err)
 			}
 			state, mutations := e.snapshot(), e.k.Mutations()
-			again, err := e.h.Attach(c, buses)
+			again, err := e.h.Attach(c, grant(buses))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -393,7 +394,7 @@ func TestSyncFixesRules(t *testing.T) {
 	bus := e.bus("vcan0", "vcan", 72)
 	c := e.container("app")
 	buses := specs(t, "vcan0,rx=7DF,7E8")
-	res, err := e.h.Attach(c, buses)
+	res, err := e.h.Attach(c, grant(buses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +419,7 @@ func TestSyncFixesRules(t *testing.T) {
 		}
 	}
 	mutations := e.k.Mutations()
-	again, err := e.h.Attach(c, buses)
+	again, err := e.h.Attach(c, grant(buses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +472,7 @@ func TestDetachRemovesOnlyOurs(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := e.snapshot()
-	if _, err := e.h.Attach(c, specs(t, "can0")); err != nil {
+	if _, err := e.h.Attach(c, grant(specs(t, "can0"))); err != nil {
 		t.Fatal(err)
 	}
 	gone, err := e.h.Detach(c, nil)
@@ -485,7 +486,7 @@ func TestDetachRemovesOnlyOurs(t *testing.T) {
 	if gone, err := e.h.Detach(c, []string{"can1"}); err != nil || len(gone) != 0 {
 		t.Fatalf("detach of a look-alike: %v, %v", gone, err)
 	}
-	if _, err := e.h.Attach(c, specs(t, "can0")); err != nil {
+	if _, err := e.h.Attach(c, grant(specs(t, "can0"))); err != nil {
 		t.Fatal(err)
 	}
 	if gone, err := e.h.DetachContainer("app"); err != nil || len(gone) != 1 {
@@ -502,7 +503,7 @@ func TestDetachContainerForgetsGonePairs(t *testing.T) {
 	e := newEnv(t)
 	e.bus("can0", "can", 16)
 	c := e.container("app")
-	if _, err := e.h.Attach(c, specs(t, "can0")); err != nil {
+	if _, err := e.h.Attach(c, grant(specs(t, "can0"))); err != nil {
 		t.Fatal(err)
 	}
 	e.k.DeleteNS(c.NS)
@@ -529,7 +530,7 @@ func TestDetachAllRemovesOnlyOurs(t *testing.T) {
 	before := e.snapshot()
 	gone := e.container("gone") // its namespace goes after attaching, its records stay
 	for _, c := range []*target.Target{a, b, gone} {
-		if _, err := e.h.Attach(c, specs(t, "can0", "can1")); err != nil {
+		if _, err := e.h.Attach(c, grant(specs(t, "can0", "can1"))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -562,7 +563,7 @@ func TestAttachHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := e.snapshot()
-	_, err := e.h.Attach(c, specs(t, "can0"))
+	_, err := e.h.Attach(c, grant(specs(t, "can0")))
 	if err == nil || err.Error() != "not attaching: the kanto-can package is being removed" {
 		t.Fatalf("held attach: %v", err)
 	}
@@ -572,7 +573,7 @@ func TestAttachHeld(t *testing.T) {
 	if err := os.Remove(hold); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.h.Attach(c, specs(t, "can0")); err != nil {
+	if _, err := e.h.Attach(c, grant(specs(t, "can0"))); err != nil {
 		t.Fatalf("attach after the hold: %v", err)
 	}
 }
@@ -585,7 +586,7 @@ func TestAttachRefusals(t *testing.T) {
 	e.bus("can0", "can", 16)
 	e.bus("can1", "can", 16)
 	c := e.container("app")
-	if _, err := e.h.Attach(c, specs(t, "can0")); err != nil {
+	if _, err := e.h.Attach(c, grant(specs(t, "can0"))); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := e.k.AddPair(fakekernel.Host, fakekernel.Link{Name: HostEndName(c.ID, "can1")}, ns(c), fakekernel.Link{Name: "x0"}); err != nil {
@@ -607,7 +608,7 @@ func TestAttachRefusals(t *testing.T) {
 		{c, []string{"can9"}, "host bus can9 does not exist"},
 		{c, []string{"can0", "can0"}, "requested twice"},
 	} {
-		_, err := e.h.Attach(tc.t, specs(t, tc.spec...))
+		_, err := e.h.Attach(tc.t, grant(specs(t, tc.spec...)))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.spec, err, tc.want)
 		}
@@ -615,4 +616,10 @@ func TestAttachRefusals(t *testing.T) {
 			t.Fatalf("%v changed the state:\n%s\nwant\n%s", tc.spec, got, before)
 		}
 	}
+}
+
+// grant grants buses as no policy file does: as they are.
+func grant(buses []request.Bus) policy.Granted {
+	g, _ := (*policy.Policy)(nil).Resolve(nil, buses)
+	return g
 }

@@ -19,7 +19,7 @@ import (
 
 func (e *env) attach(t *target.Target, spec ...string) []Result {
 	e.t.Helper()
-	res, err := e.h.Attach(t, specs(e.t, spec...))
+	res, err := e.h.Attach(t, grant(specs(e.t, spec...)))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestReconcileVirtualBusPeers(t *testing.T) {
 		b.Virtual = true
 		c := e.container(spec)
 		cs = append(cs, c)
-		if _, err := e.h.Attach(c, []request.Bus{b}); err != nil {
+		if _, err := e.h.Attach(c, grant([]request.Bus{b})); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kanto-can/kanto-can/internal/hook"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
 )
@@ -50,7 +51,7 @@ the container's start.`,
 				return err
 			}
 			var notes []string
-			resolve := func(names []string, req []request.Bus) (granted []request.Bus, err error) {
+			resolve := func(names []string, req []request.Bus) (granted policy.Granted, err error) {
 				granted, notes, err = resolvePolicy(cmd, names, req)
 				return granted, err
 			}

@@ -17,18 +17,21 @@ import (
 	"github.com/kanto-can/kanto-can/internal/target"
 )
 
-// configPath is the --config flag of every command; defaultConfig its
-// default (a variable for tests).
-var (
-	configPath    string
-	defaultConfig = policy.DefaultPath
-)
+// defaultConfig is the default of --config (a variable for tests).
+var defaultConfig = policy.DefaultPath
+
+// policyFile is the --config flag of every command: the policy file, and
+// whether the user named it.
+func policyFile(cmd *cobra.Command) (path string, explicit bool) {
+	f := cmd.Flag("config") // the root's, found from any command
+	return f.Value.String(), f.Changed
+}
 
 // loadPolicy reads the admin's policy by the rule of policy.Open: --config
 // names a file that must exist; without it, no file at the default path
 // means no policy.
 func loadPolicy(cmd *cobra.Command) (p *policy.Policy, notes []string, err error) {
-	return policy.Open(configPath, cmd.Flags().Changed("config"))
+	return policy.Open(policyFile(cmd))
 }
 
 // logNotes writes notes to the log (stderr).
@@ -57,8 +60,9 @@ container may use every bus), and exits 0; a file named with --config must
 exist.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
+			configPath, explicit := policyFile(cmd)
 			p, err := policy.Load(configPath)
-			if errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") {
+			if errors.Is(err, fs.ErrNotExist) && !explicit {
 				// No file is a valid policy: everything is allowed. A
 				// file named with --config must exist.
 				fmt.Fprintf(out, "policy: %s\n", policy.InForce{Path: configPath})
@@ -136,10 +140,10 @@ func or(s, def string) string {
 
 // resolvePolicy applies the policy to a request for a container with these
 // names (empty names are ignored). The notes are for logNotes.
-func resolvePolicy(cmd *cobra.Command, names []string, buses []request.Bus) ([]request.Bus, []string, error) {
+func resolvePolicy(cmd *cobra.Command, names []string, buses []request.Bus) (policy.Granted, []string, error) {
 	p, notes, err := loadPolicy(cmd)
 	if err != nil {
-		return nil, nil, err
+		return policy.Granted{}, nil, err
 	}
 	var nonEmpty []string
 	for _, n := range names {

@@ -27,7 +27,7 @@ CAN bus through the kernel's CAN gateway (can-gw), using netlink only.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(flagError)
-	root.PersistentFlags().StringVar(&configPath, "config", defaultConfig, "the admin's policy file (see docs/policy.md)")
+	root.PersistentFlags().String("config", defaultConfig, "the admin's policy file (see docs/policy.md)")
 	root.AddCommand(newAttach(), newDetach(), newLs(), newStatus(), newTop(), newHook(), newPolicy(), newDaemon())
 	refuseUnknownSubcommands(root)
 	return root

@@ -53,7 +53,7 @@ arbitration_lost, restarts; absent for virtual buses).`,
 			if err := output.check(); err != nil {
 				return err
 			}
-			pol := policyInForce(configPath, cmd.Flags().Changed("config"))
+			pol := policyInForce(policyFile(cmd))
 			h, err := attach.OpenHost(attach.WithNames(kantoStore.Names))
 			if err != nil {
 				return err

@@ -39,9 +39,10 @@ func (p *Plugin) Funcs() skel.CNIFuncs {
 
 // prepared is what ADD and CHECK share: config, pod, granted request.
 type prepared struct {
-	conf  *Config
-	args  Args
-	buses []request.Bus
+	conf    *Config
+	args    Args
+	granted policy.Granted
+	buses   []request.Bus // granted's
 }
 
 func (p *Plugin) prepare(a *skel.CmdArgs) (*prepared, error) {
@@ -66,9 +67,10 @@ func (p *Plugin) prepare(a *skel.CmdArgs) (*prepared, error) {
 	if err != nil {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}
-	if pr.buses, err = pol.Resolve(PolicyNames(args), req); err != nil {
+	if pr.granted, err = pol.Resolve(PolicyNames(args), req); err != nil {
 		return nil, types.NewError(ErrPolicy, err.Error(), Label(args, a.ContainerID))
 	}
+	pr.buses = pr.granted.Buses()
 	for _, n := range notes {
 		if pol != nil { // without a file the note repeats on every pod
 			fmt.Fprintln(p.Stderr, "kanto-can-cni:", n)
@@ -112,7 +114,7 @@ func (p *Plugin) Add(a *skel.CmdArgs) error {
 			return types.NewError(types.ErrInternal, err.Error(), "")
 		}
 		defer h.Close()
-		if _, err := h.Attach(t, pr.buses); err != nil {
+		if _, err := h.Attach(t, pr.granted); err != nil {
 			return types.NewError(ErrAttach, fmt.Sprintf("%s: %v", t.Label, err), "")
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/fakekernel"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
 	"github.com/kanto-can/kanto-can/nl"
@@ -37,7 +38,7 @@ func attachTo(t *testing.T, k *fakekernel.Kernel, h *attach.Host, id string, spe
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := h.Attach(&target.Target{NS: ns, ID: "netns:" + id, Label: "container " + id}, []request.Bus{b})
+	res, err := h.Attach(&target.Target{NS: ns, ID: "netns:" + id, Label: "container " + id}, grant([]request.Bus{b}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,4 +189,10 @@ func TestReconcileErrorCounted(t *testing.T) {
 	if got := counter(t, d.metrics.changes.WithLabelValues("restored")); got != 1 || len(k.Rules(fakekernel.Host)) != 2 {
 		t.Fatalf("restored %v, rules %d", got, len(k.Rules(fakekernel.Host)))
 	}
+}
+
+// grant grants buses as no policy file does: as they are.
+func grant(buses []request.Bus) policy.Granted {
+	g, _ := (*policy.Policy)(nil).Resolve(nil, buses)
+	return g
 }

@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
 )
@@ -191,7 +192,7 @@ func Request(args []string, ask Ask) ([]request.Bus, error) {
 
 // Resolver applies the admin's policy to a container's request; names are
 // what the container is known by (its Kanto name, its id).
-type Resolver func(names []string, req []request.Bus) ([]request.Bus, error)
+type Resolver func(names []string, req []request.Bus) (policy.Granted, error)
 
 // Options are the hook's own arguments.
 type Options struct {
@@ -243,7 +244,8 @@ func Run(phase Phase, st State, opts Options, names []string, resolve Resolver, 
 	if err := checkUserNS(opts.UIDMap); err != nil {
 		return err
 	}
-	if buses, err = resolve(names, buses); err != nil {
+	granted, err := resolve(names, buses)
+	if err != nil {
 		return err
 	}
 	if st.Pid <= 0 {
@@ -266,7 +268,7 @@ func Run(phase Phase, st State, opts Options, names []string, resolve Resolver, 
 		return err
 	}
 	defer h.Close()
-	_, err = h.Attach(t, buses)
+	_, err = h.Attach(t, granted)
 	return err
 }
 

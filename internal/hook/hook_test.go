@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/request"
 )
 
@@ -107,9 +108,9 @@ func TestRootlessRefused(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"process":{"env":["KANTO_CAN=can0"]}}`), 0o600)
 	st := State{ID: "app", Status: "creating", Pid: 1, Bundle: dir}
-	resolve := func(names []string, req []request.Bus) ([]request.Bus, error) {
+	resolve := func(names []string, req []request.Bus) (policy.Granted, error) {
 		t.Fatal("a rootless request reached the policy")
-		return nil, nil
+		return policy.Granted{}, nil
 	}
 	rootless := "0 1000 1\n1 100000 65536\n"
 	err := Run(Attach, st, Options{UIDMap: rootless}, []string{"app"}, resolve, io.Discard)
@@ -132,8 +133,8 @@ func TestIfRequested(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"process":{"env":["PATH=/bin"]}}`), 0o600)
 	st := State{ID: "app", Status: "creating", Pid: 1, Bundle: dir}
-	resolve := func(names []string, req []request.Bus) ([]request.Bus, error) {
-		return nil, errors.New("policy reached")
+	resolve := func(names []string, req []request.Bus) (policy.Granted, error) {
+		return policy.Granted{}, errors.New("policy reached")
 	}
 	initial := "0 0 4294967295\n"
 	if err := Run(Attach, st, Options{UIDMap: initial, IfRequested: true}, []string{"app"}, resolve, io.Discard); err != nil {

@@ -11,6 +11,7 @@ package policy
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -88,12 +89,12 @@ func (p *Policy) For(names ...string) (*Access, string) {
 }
 
 // Resolve checks a request against the policy and fills in what it left
-// open. With a nil policy the request is returned as it is. names are the
-// container's Kanto name and id, the one for messages first (none for a pid
-// or path target).
-func (p *Policy) Resolve(names []string, req []request.Bus) ([]request.Bus, error) {
+// open: what it returns is all an attach accepts. With a nil policy (no
+// file) the request is granted as it is. names are the container's Kanto
+// name and id, the one for messages first (none for a pid or path target).
+func (p *Policy) Resolve(names []string, req []request.Bus) (Granted, error) {
 	if p == nil {
-		return req, nil
+		return Granted{buses: slices.Clone(req)}, nil
 	}
 	who := "this container"
 	if len(names) > 0 && names[0] != "" {
@@ -104,7 +105,7 @@ func (p *Policy) Resolve(names []string, req []request.Bus) ([]request.Bus, erro
 	for i, b := range req {
 		bus, known := p.Buses[b.Host]
 		if !known {
-			return nil, fmt.Errorf("policy: bus %s is not one of the buses for containers (%s)", b.Host, strings.Join(p.busNames(), ", "))
+			return Granted{}, fmt.Errorf("policy: bus %s is not one of the buses for containers (%s)", b.Host, strings.Join(p.busNames(), ", "))
 		}
 		var g Grant
 		var ok bool
@@ -112,16 +113,16 @@ func (p *Policy) Resolve(names []string, req []request.Bus) ([]request.Bus, erro
 			g, ok = access.Buses[b.Host]
 		}
 		if !ok {
-			return nil, fmt.Errorf("policy: %s may not use bus %s", who, b.Host)
+			return Granted{}, fmt.Errorf("policy: %s may not use bus %s", who, b.Host)
 		}
 		r, err := narrow(b, g, bus.FD)
 		if err != nil {
-			return nil, fmt.Errorf("policy: %s, bus %s: %w", who, b.Host, err)
+			return Granted{}, fmt.Errorf("policy: %s, bus %s: %w", who, b.Host, err)
 		}
 		r.Virtual, r.Bridge = bus.Virtual, bus.Bridge
 		out[i] = r
 	}
-	return out, nil
+	return Granted{buses: out}, nil
 }
 
 // narrow applies a grant to a requested bus.

@@ -66,7 +66,8 @@ func TestResolve(t *testing.T) {
 		{nil, "can0", "this container may not use bus can0"},
 		{[]string{"databroker"}, "can9", "bus can9 is not one of the buses for containers (can0, can1, vcan0)"},
 	} {
-		got, err := p.Resolve(tc.names, buses(t, tc.req))
+		granted, err := p.Resolve(tc.names, buses(t, tc.req))
+		got := granted.Buses()
 		var s string
 		if err != nil {
 			s = err.Error()
@@ -89,7 +90,8 @@ func TestResolve(t *testing.T) {
 
 func TestVirtualBus(t *testing.T) {
 	p := mustParse(t, `{"buses": {"sim0": {"virtual": true}}, "default": {"buses": {"sim0": {}}}}`)
-	got, err := p.Resolve(nil, buses(t, "sim0"))
+	granted, err := p.Resolve(nil, buses(t, "sim0"))
+	got := granted.Buses()
 	if err != nil || !got[0].Virtual {
 		t.Fatalf("Resolve = %+v, %v", got, err)
 	}
@@ -98,7 +100,8 @@ func TestVirtualBus(t *testing.T) {
 // A bus's bridge mode reaches every request for it; auto by default.
 func TestBridgeMode(t *testing.T) {
 	p := mustParse(t, `{"buses": {"can0": {"bridge": "always"}, "can1": {"bridge": "never"}, "can2": {}}, "default": {"buses": {"can0": {}, "can1": {}, "can2": {}}}}`)
-	got, err := p.Resolve(nil, buses(t, "can0;can1;can2"))
+	granted, err := p.Resolve(nil, buses(t, "can0;can1;can2"))
+	got := granted.Buses()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +113,8 @@ func TestBridgeMode(t *testing.T) {
 func TestNoPolicyAllowsAll(t *testing.T) {
 	var p *Policy
 	req := buses(t, "can0;can1,dir=rx")
-	got, err := p.Resolve([]string{"x"}, req)
+	granted, err := p.Resolve([]string{"x"}, req)
+	got := granted.Buses()
 	if err != nil || len(got) != 2 || got[1].Dir != request.RxOnly {
 		t.Fatalf("nil policy: %+v, %v", got, err)
 	}

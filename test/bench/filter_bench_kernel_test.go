@@ -68,7 +68,7 @@ func BenchmarkFilters(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer t.Close()
-		res, err := host.Attach(t, []request.Bus{bus})
+		res, err := host.Attach(t, grant([]request.Bus{bus}))
 		if err != nil {
 			b.Fatal(err)
 		}

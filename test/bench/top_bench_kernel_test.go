@@ -44,7 +44,7 @@ func BenchmarkTopReading(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := host.Attach(t, []request.Bus{bus}); err != nil {
+			if _, err := host.Attach(t, grant([]request.Bus{bus})); err != nil {
 				b.Fatal(err)
 			}
 			attached = append(attached, t)
