@@ -13,10 +13,9 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
 	"github.com/kanto-can/kanto-can/internal/attach"
 	"github.com/kanto-can/kanto-can/internal/policy"
+	"github.com/kanto-can/kanto-can/internal/schematest"
 )
 
 const (
@@ -660,18 +659,7 @@ func TestTruncation(t *testing.T) {
 // validate checks value against docs/ditto/<name>.schema.json.
 func validate(t *testing.T, name string, value []byte) {
 	t.Helper()
-	c := jsonschema.NewCompiler()
-	sch, err := c.Compile(filepath.Join("..", "..", "docs", "ditto", name+".schema.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(value)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sch.Validate(v); err != nil {
-		t.Errorf("%s: %s: %v", name, value, err)
-	}
+	schematest.Validate(t, "docs/ditto/"+name+".schema.json", value)
 }
 
 // The schemas hold: a value that breaks them fails.
@@ -681,13 +669,7 @@ func TestSchemasRefuse(t *testing.T) {
 		"CANManager":      `{"definition":["com.bosch:X:1"],"properties":{"status":{}}}`,
 		"CANMetrics-data": `{"snapshot":[{"originator":"SYSTEM","bus":"can0","measurements":[]}],"timestamp":1}`,
 	} {
-		c := jsonschema.NewCompiler()
-		sch, err := c.Compile(filepath.Join("..", "..", "docs", "ditto", name+".schema.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, _ := jsonschema.UnmarshalJSON(strings.NewReader(bad))
-		if sch.Validate(v) == nil {
+		if schematest.Check(t, "docs/ditto/"+name+".schema.json", []byte(bad)) == nil {
 			t.Errorf("%s accepts %s", name, bad)
 		}
 	}

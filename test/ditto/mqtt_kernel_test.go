@@ -5,15 +5,13 @@ package ditto
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/kanto-can/kanto-can/internal/ditto"
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/kantotest"
+	"github.com/kanto-can/kanto-can/internal/schematest"
 )
 
 // Where suite-connector puts the thing's events: locally the daemon
@@ -87,15 +85,5 @@ func status(v map[string]any) map[string]any {
 // validate checks a value against docs/ditto/<name>.schema.json.
 func validate(t *testing.T, name string, value []byte) {
 	t.Helper()
-	sch, err := jsonschema.NewCompiler().Compile(filepath.Join("..", "..", "docs", "ditto", name+".schema.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(value)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sch.Validate(v); err != nil {
-		t.Errorf("%s: %s: %v", name, value, err)
-	}
+	schematest.Validate(t, "docs/ditto/"+name+".schema.json", value)
 }
