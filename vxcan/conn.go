@@ -30,8 +30,8 @@ func NewConn(c *nl.Conn) *Conn { return newConn(rtconn.Borrow(c)) }
 func Dial() (*Conn, error) { return DialConfig(nl.Config{}) }
 
 // DialConfig opens a Conn with a socket of its own as cfg says: cfg.NetNS
-// names another network namespace (an open /proc/PID/ns/net or a
-// bind mount of one, which stays the caller's).
+// names another network namespace (an open /proc/PID/ns/net or a bind
+// mount of one, which stays the caller's).
 func DialConfig(cfg nl.Config) (*Conn, error) {
 	c, err := rtconn.Dial("vxcan", cfg)
 	if err != nil {
