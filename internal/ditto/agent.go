@@ -154,7 +154,7 @@ func (a *Agent) remember() {
 	if string(b) == a.saved {
 		return
 	}
-	if err := m.save(a.cfg.Memory); err != nil {
+	if err := writeMemory(a.cfg.Memory, b); err != nil {
 		a.log.Warn("ditto: saving what was published", "err", err)
 		return
 	}

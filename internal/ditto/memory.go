@@ -33,13 +33,9 @@ func loadMemory(path string) (memory, error) {
 	return m, nil
 }
 
-// save writes m to path whole or not at all (a new file renamed over the
-// old one).
-func (m memory) save(path string) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
+// writeMemory writes b, a memory as JSON, to path whole or not at all (a
+// new file renamed over the old one).
+func writeMemory(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
