@@ -7,6 +7,10 @@ import (
 	"time"
 )
 
+// Exited is the line a process's log ends with (StartLogged, the
+// benchmarks' daemon log): awaits can stop at it.
+const Exited = "<exited>"
+
 // Lines is a growing list of strings (log lines, messages) that tests
 // await.
 type Lines struct {

@@ -65,7 +65,7 @@ func (m *Mosquitto) Start(tb testing.TB) {
 }
 
 // StartLogged starts cmd with each line of its stderr (unbuffered, where
-// stdout would come in blocks) added to log, "<exited>" after the last,
+// stdout would come in blocks) added to log, Exited after the last,
 // and waits within wait for a line that ready accepts. It fails the test
 // if cmd exits first.
 func StartLogged(tb testing.TB, cmd *exec.Cmd, log *Lines, wait time.Duration, ready func(string) bool) {
@@ -83,10 +83,10 @@ func StartLogged(tb testing.TB, cmd *exec.Cmd, log *Lines, wait time.Duration, r
 		for sc.Scan() {
 			log.Add(sc.Text())
 		}
-		log.Add("<exited>")
+		log.Add(Exited)
 	}()
-	l := log.Await(tb, from, wait, func(l string) bool { return ready(l) || l == "<exited>" })
-	if l == "<exited>" {
+	l := log.Await(tb, from, wait, func(l string) bool { return ready(l) || l == Exited })
+	if l == Exited {
 		tb.Fatalf("%s exited at start:\n%s", cmd.Path, log.Text())
 	}
 }

@@ -71,20 +71,23 @@ func (s *Subscriber) Len() int { return s.msgs.Len() }
 
 // Message is message i.
 func (s *Subscriber) Message(i int) Message {
-	return s.Since(i)[0]
+	return decode(s.msgs.Slice(i, i+1)[0])
 }
 
 // Since is every message from index from on.
 func (s *Subscriber) Since(from int) []Message {
-	lines := strings.Split(s.msgs.Text(), "\n")
 	var all []Message
-	for _, l := range lines[min(from, len(lines)):] {
-		var m Message
-		if json.Unmarshal([]byte(l), &m) == nil {
-			all = append(all, m)
-		}
+	for _, l := range s.msgs.Slice(from, s.msgs.Len()) {
+		all = append(all, decode(l))
 	}
 	return all
+}
+
+// decode is a kept message back from its line.
+func decode(line string) Message {
+	var m Message
+	json.Unmarshal([]byte(line), &m)
+	return m
 }
 
 // Await returns the first message from index from on that ok accepts,
@@ -92,7 +95,6 @@ func (s *Subscriber) Since(from int) []Message {
 // in the log. what names the message in the log.
 func (s *Subscriber) Await(tb testing.TB, from int, wait time.Duration, what string, ok func(Message) bool) (Message, int) {
 	tb.Helper()
-	var m Message
 	found := false
 	defer func() {
 		if !found {
@@ -103,16 +105,9 @@ func (s *Subscriber) Await(tb testing.TB, from int, wait time.Duration, what str
 			tb.Logf("%s, waiting for %s:\n%s", s.where, what, b.String())
 		}
 	}()
-	_, i := s.msgs.AwaitIndex(tb, from, wait, func(l string) bool {
-		var x Message
-		json.Unmarshal([]byte(l), &x)
-		if ok(x) {
-			m = x
-			return true
-		}
-		return false
-	})
+	l, i := s.msgs.AwaitIndex(tb, from, wait, func(l string) bool { return ok(decode(l)) })
 	found = true
+	m := decode(l)
 	tb.Logf("%s, %s: %s %s", s.where, what, m.Topic, m.Payload)
 	return m, i + 1
 }

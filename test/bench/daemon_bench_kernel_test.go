@@ -418,16 +418,13 @@ func storm(b *testing.B, c *ctrtest.Containerd, ns, prefix string, spec ctrtest.
 // line without printing every line (b.Log always prints in benchmarks).
 type daemonLog struct{ *kerneltest.Lines }
 
-// exitedLine follows a daemon's last line.
-const exitedLine = "<exited>"
-
 func followLog(d *kerneltest.Daemon) *daemonLog {
 	l := kerneltest.NewLines()
 	go func() {
 		for line := range d.Log {
 			l.Add(line)
 		}
-		l.Add(exitedLine)
+		l.Add(kerneltest.Exited)
 	}()
 	return &daemonLog{l}
 }
@@ -442,8 +439,8 @@ func (l *daemonLog) lines(from, to int) []string { return l.Slice(from, to) }
 // one of want, and returns its index.
 func (l *daemonLog) await(b *testing.B, from int, want ...string) int {
 	b.Helper()
-	line, i := l.AwaitIndex(b, from, daemonWait, func(s string) bool { return s == exitedLine || kerneltest.ContainsAll(s, want...) })
-	if line == exitedLine {
+	line, i := l.AwaitIndex(b, from, daemonWait, func(s string) bool { return s == kerneltest.Exited || kerneltest.ContainsAll(s, want...) })
+	if line == kerneltest.Exited {
 		b.Fatalf("the daemon exited before logging %q; its last lines:\n%s", want, strings.Join(l.Slice(max(0, i-20), i), "\n"))
 	}
 	return i
