@@ -49,12 +49,11 @@ func (r *Rule) UnmarshalBinary(b []byte) error {
 	for ad.Next() {
 		typ := ad.Type()
 		data := ad.Bytes()
-		want, ok := attrLen[typ]
-		if !ok {
+		if int(typ) >= len(attrs) || attrs[typ].name == "" {
 			continue // newer kernel: ignore what we do not know
 		}
-		if len(data) != want {
-			return fmt.Errorf("cangw: %s: length %d, want %d", attrName[typ], len(data), want)
+		if a := attrs[typ]; len(data) != a.len {
+			return fmt.Errorf("cangw: %s: length %d, want %d", a.name, len(data), a.len)
 		}
 		switch typ {
 		case cgwModAND, cgwModOR, cgwModXOR, cgwModSET:
@@ -103,21 +102,22 @@ func (r *Rule) UnmarshalBinary(b []byte) error {
 
 var errNotCAN = errors.New("not an AF_CAN message")
 
-// attrLen is the payload length of each attribute (gw.h, cgw_policy).
-var attrLen = map[uint16]int{
-	cgwModAND: modAttrLen, cgwModOR: modAttrLen, cgwModXOR: modAttrLen, cgwModSET: modAttrLen,
-	cgwCSXOR: csXORLen, cgwCSCRC8: csCRC8Len,
-	cgwHandled: 4, cgwDropped: 4, cgwSrcIf: 4, cgwDstIf: 4,
-	cgwFilter: canFilterLen, cgwDeleted: 4, cgwLimHops: 1, cgwModUID: 4,
-	cgwFDModAND: fdModAttrLen, cgwFDModOR: fdModAttrLen, cgwFDModXOR: fdModAttrLen, cgwFDModSET: fdModAttrLen,
-}
-
-var attrName = map[uint16]string{
-	cgwModAND: "CGW_MOD_AND", cgwModOR: "CGW_MOD_OR", cgwModXOR: "CGW_MOD_XOR", cgwModSET: "CGW_MOD_SET",
-	cgwCSXOR: "CGW_CS_XOR", cgwCSCRC8: "CGW_CS_CRC8",
-	cgwHandled: "CGW_HANDLED", cgwDropped: "CGW_DROPPED", cgwSrcIf: "CGW_SRC_IF", cgwDstIf: "CGW_DST_IF",
-	cgwFilter: "CGW_FILTER", cgwDeleted: "CGW_DELETED", cgwLimHops: "CGW_LIM_HOPS", cgwModUID: "CGW_MOD_UID",
-	cgwFDModAND: "CGW_FDMOD_AND", cgwFDModOR: "CGW_FDMOD_OR", cgwFDModXOR: "CGW_FDMOD_XOR", cgwFDModSET: "CGW_FDMOD_SET",
+// attrs are the attributes UnmarshalBinary checks: each one's name, for
+// errors, and payload length (gw.h, cgw_policy). An array indexed by type,
+// not a map: it is data in the binary, with nothing to build at start-up.
+var attrs = [...]struct {
+	name string
+	len  int
+}{
+	cgwModAND: {"CGW_MOD_AND", modAttrLen}, cgwModOR: {"CGW_MOD_OR", modAttrLen},
+	cgwModXOR: {"CGW_MOD_XOR", modAttrLen}, cgwModSET: {"CGW_MOD_SET", modAttrLen},
+	cgwCSXOR: {"CGW_CS_XOR", csXORLen}, cgwCSCRC8: {"CGW_CS_CRC8", csCRC8Len},
+	cgwHandled: {"CGW_HANDLED", 4}, cgwDropped: {"CGW_DROPPED", 4},
+	cgwSrcIf: {"CGW_SRC_IF", 4}, cgwDstIf: {"CGW_DST_IF", 4},
+	cgwFilter: {"CGW_FILTER", canFilterLen}, cgwDeleted: {"CGW_DELETED", 4},
+	cgwLimHops: {"CGW_LIM_HOPS", 1}, cgwModUID: {"CGW_MOD_UID", 4},
+	cgwFDModAND: {"CGW_FDMOD_AND", fdModAttrLen}, cgwFDModOR: {"CGW_FDMOD_OR", fdModAttrLen},
+	cgwFDModXOR: {"CGW_FDMOD_XOR", fdModAttrLen}, cgwFDModSET: {"CGW_FDMOD_SET", fdModAttrLen},
 }
 
 // header returns struct rtcanmsg.

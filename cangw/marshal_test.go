@@ -198,15 +198,18 @@ func TestRoundTrip(t *testing.T) {
 
 func TestUnmarshalErrors(t *testing.T) {
 	hdr := []byte{29, 1, 0, 0}
-	for typ, n := range attrLen {
-		for _, l := range []int{0, n - 1, n + 1} {
+	for typ, a := range attrs {
+		if a.name == "" {
+			continue
+		}
+		for _, l := range []int{0, a.len - 1, a.len + 1} {
 			if l < 0 {
 				continue
 			}
-			msg := cat(hdr, nla(typ, make([]byte, l)))
+			msg := cat(hdr, nla(uint16(typ), make([]byte, l)))
 			var r Rule
 			err := r.UnmarshalBinary(msg)
-			want := fmt.Sprintf("cangw: %s: length %d, want %d", attrName[typ], l, n)
+			want := fmt.Sprintf("cangw: %s: length %d, want %d", a.name, l, a.len)
 			if err == nil || err.Error() != want {
 				t.Errorf("type %d len %d: got %v, want %q", typ, l, err, want)
 			}

@@ -117,8 +117,10 @@ const (
 )
 
 // canAttrs are the IFLA_CAN_* attributes parseCANInfo reads: their names,
-// for errors, and their least payload size (exact for the u32 state).
-var canAttrs = map[uint16]struct {
+// for errors, and their least payload size (exact for the u32 state). An
+// array indexed by type, not a map: data in the binary, nothing to build
+// at start-up.
+var canAttrs = [...]struct {
 	name  string
 	size  int
 	exact bool
@@ -141,10 +143,10 @@ func parseCANInfo(b []byte) (*CANInfo, error) {
 	}
 	for ad.Next() {
 		typ := ad.Type()
-		a, ok := canAttrs[typ]
-		if !ok {
+		if int(typ) >= len(canAttrs) || canAttrs[typ].name == "" {
 			continue
 		}
+		a := canAttrs[typ]
 		p := ad.Bytes()
 		switch {
 		case a.exact && len(p) != a.size:
