@@ -106,13 +106,7 @@ KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TES
 # release's, from git (tools/dist, docs/install.md), worked out once and
 # only when a recipe needs it.
 VERSION ?= $(eval VERSION := $$(shell cd tools/dist && $(GO) run . version 2>/dev/null || echo devel))$(VERSION)
-# runtime.godebugDefault=disablethp=1: the Go runtime's heap would otherwise
-# take a transparent huge page on its first allocation, and the kernel zeroes
-# all 2 MB of it, on every start of a process that lives a few milliseconds
-# and needs a few hundred KB (docs/benchmarks.md, "Start-up"). GODEBUG in the
-# environment still overrides it; a Go without the setting ignores it.
-GO_RUNTIME_DEFAULTS := -X runtime.godebugDefault=disablethp=1
-LDFLAGS := -X github.com/kanto-can/kanto-can/internal/version.built=$(VERSION) $(GO_RUNTIME_DEFAULTS)
+LDFLAGS := -X github.com/kanto-can/kanto-can/internal/version.built=$(VERSION)
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kanto-can
@@ -244,12 +238,11 @@ BENCH_TIME_CONTAINERS ?= 15x
 bench: setup build
 	mkdir -p $(OUT)/bench
 	CGO_ENABLED=0 $(GO) build -o $(OUT)/bench/noop ./test/bench/noop
-	CGO_ENABLED=0 $(GO) build -ldflags '$(GO_RUNTIME_DEFAULTS)' -o $(OUT)/bench/noop-nothp ./test/bench/noop
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/bin/canapp ./test/canapp
 	CGO_ENABLED=0 $(GO) test -c -tags kernel -o $(OUT)/bench/bench.test ./test/bench
 	echo "$(abspath test/bench)" >$(OUT)/bench/bench.dir
 	test/vm/run.sh --kernel $(KERNEL) --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 --env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
-		--env KANTO_CAN_NOOP_BIN=$(abspath $(OUT)/bench/noop) --env KANTO_CAN_NOOP_NOTHP_BIN=$(abspath $(OUT)/bench/noop-nothp) --env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
+		--env KANTO_CAN_NOOP_BIN=$(abspath $(OUT)/bench/noop) --env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
 		--env KANTO_CAN_CNI=$(abspath $(OUT)/bin/kanto-can-cni) --env KANTO_CAN_CANNELLONI=$(abspath .cache/peers/cannelloni) \
 		$(if $(BENCH),--env BENCH='$(BENCH)') \
 		-- test/bench/run-in-guest.sh $(abspath $(OUT)/bench/bench.test) $(BENCH_TIME) $(BENCH_TIME_CONTAINERS)

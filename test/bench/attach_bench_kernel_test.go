@@ -82,9 +82,7 @@ func run(b *testing.B, name string, args ...string) {
 //   - kanto-can: the whole `kanto-can attach --pid PID --bus benchbus:can0` process;
 //   - recipe: the manual recipe's five processes (ip, ip, nsenter, cangw, cangw);
 //   - x-faster: recipe / kanto-can;
-//   - floor: a static Go binary that does nothing, built with Go's defaults
-//     and built as kanto-can is (no huge page for the heap), and
-//     `kanto-can --version`;
+//   - floor: a static Go binary that does nothing, and `kanto-can --version`;
 //   - netlink: kanto-can's attach call in process, without process start-up.
 //
 // Each iteration measures all of them back to back, so drifts of the
@@ -94,9 +92,9 @@ func run(b *testing.B, name string, args ...string) {
 func BenchmarkAttach(b *testing.B) {
 	kerneltest.Require(b)
 	kc := kerneltest.Binary(b)
-	noop, noopNoTHP := os.Getenv("KANTO_CAN_NOOP_BIN"), os.Getenv("KANTO_CAN_NOOP_NOTHP_BIN")
-	if noop == "" || noopNoTHP == "" {
-		b.Fatal("KANTO_CAN_NOOP_BIN, KANTO_CAN_NOOP_NOTHP_BIN: set them to test/bench/noop built with Go's defaults and with the Makefile's GO_RUNTIME_DEFAULTS")
+	noop := os.Getenv("KANTO_CAN_NOOP_BIN")
+	if noop == "" {
+		b.Fatal("KANTO_CAN_NOOP_BIN: set it to a static Go binary that does nothing (test/bench/noop)")
 	}
 	kerneltest.VCAN(b, "benchbus", 16)
 	host, err := attach.OpenHost()
@@ -124,7 +122,7 @@ func BenchmarkAttach(b *testing.B) {
 			attachInProcess(b, kerneltest.NewNS(b).Path()).Close()
 		}
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			var tNoop, tNoopNoTHP, tVersion, tKC, tRecipe, tNetlink []time.Duration
+			var tNoop, tVersion, tKC, tRecipe, tNetlink []time.Duration
 			timed := func(into *[]time.Duration, fn func()) {
 				start := time.Now()
 				fn()
@@ -134,7 +132,6 @@ func BenchmarkAttach(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				c1, c2 := newContainer(b), newContainer(b)
 				timed(&tNoop, func() { run(b, noop) })
-				timed(&tNoopNoTHP, func() { run(b, noopNoTHP) })
 				timed(&tVersion, func() { run(b, kc, "--version") })
 
 				timed(&tKC, func() { run(b, kc, "attach", "--pid", c1.pid(), "--bus", "benchbus:can0") })
@@ -166,7 +163,6 @@ func BenchmarkAttach(b *testing.B) {
 			b.ReportMetric(ms(recipeMed), "ms/recipe")
 			b.ReportMetric(float64(recipeMed)/float64(kcMed), "x-faster")
 			b.ReportMetric(ms(median(tNoop)), "ms/floor-go-noop")
-			b.ReportMetric(ms(median(tNoopNoTHP)), "ms/floor-go-noop-nothp")
 			b.ReportMetric(ms(median(tVersion)), "ms/floor-kanto-can-version")
 			b.ReportMetric(ms(median(tNetlink)), "ms/netlink")
 		})

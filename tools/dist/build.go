@@ -119,19 +119,13 @@ func build(root, out string, rel release, targets []target) ([]string, error) {
 	return append(names, "SHA256SUMS"), nil
 }
 
-// goRuntimeDefaults are the Go runtime settings built into the binaries,
-// as the Makefile's GO_RUNTIME_DEFAULTS: no transparent huge page for the
-// heap, which the kernel would zero (2 MB) on every start of a process that
-// lives a few milliseconds (docs/benchmarks.md, "Start-up").
-const goRuntimeDefaults = "-X runtime.godebugDefault=disablethp=1"
-
 // goBuild builds the three static binaries for t into dir. Nothing of this
 // machine or this run gets into them: -trimpath drops the paths, -buildid=
 // the build id, -buildvcs=false the checkout's state (the version says
 // which commit); the Go settings that change code are set, not inherited.
 func goBuild(root, dir string, t target, rel release) error {
 	args := []string{"build", "-trimpath", "-buildvcs=false",
-		"-ldflags", "-s -w -buildid= -X github.com/kanto-can/kanto-can/internal/version.built=" + rel.Version + " " + goRuntimeDefaults,
+		"-ldflags", "-s -w -buildid= -X github.com/kanto-can/kanto-can/internal/version.built=" + rel.Version,
 		"-o", dir + "/"}
 	for _, b := range binaries {
 		args = append(args, "./cmd/"+b)
