@@ -50,6 +50,8 @@ BIN := $(OUT)/bin/kanto-can
 KERNEL_TEST_DIR ?= $(OUT)/kernel-tests
 # Eclipse Kanto's container-management and kanto-cm, unpacked by make setup.
 KANTO_DIR := .cache/kanto
+# Kubernetes' kubelet (make setup unpacks it), for test/cni's real-kubelet tests.
+KUBELET := .cache/k8s/kubelet
 # Packages with *_test.go files behind the "kernel" build tag (all by default).
 KERNEL_PKGS ?= ./...
 KERNEL_SKIP_PKGS ?=
@@ -98,6 +100,7 @@ KERNEL_TESTS_IN_GUEST = test/vm/run.sh --kernel $(KERNEL) --timeout $(KERNEL_TES
 		--env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) $(if $(SOAK_CYCLES),--env KANTO_CAN_SOAK_CYCLES=$(SOAK_CYCLES)) \
 		--env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) --env KANTO_CAN_FAULT_BIN=$(abspath $(OUT)/fault/kanto-can) \
 		--env KANTO_CAN_CANWIRE=$(abspath $(OUT)/bin/canwire) --env KANTO_CAN_CNI=$(abspath $(OUT)/bin/kanto-can-cni) \
+		--env KANTO_CAN_KUBELET=$(abspath $(KUBELET)) \
 		$(if $(KERNEL_TEST_FLAGS),--env KERNEL_TEST_FLAGS='$(KERNEL_TEST_FLAGS)') \
 		-- test/vm/run-kernel-tests.sh $(KERNEL_TEST_DIR)
 
@@ -244,6 +247,7 @@ bench: setup build
 	test/vm/run.sh --kernel $(KERNEL) --timeout 1800 --env KANTO_CAN_BIN=$(abspath $(BIN)) --env KANTO_CAN_GUEST=1 --env KANTO_CAN_KANTO=$(abspath $(KANTO_DIR)) \
 		--env KANTO_CAN_NOOP_BIN=$(abspath $(OUT)/bench/noop) --env KANTO_CAN_CANAPP=$(abspath $(OUT)/bin/canapp) \
 		--env KANTO_CAN_CNI=$(abspath $(OUT)/bin/kanto-can-cni) --env KANTO_CAN_CANNELLONI=$(abspath .cache/peers/cannelloni) \
+		--env KANTO_CAN_KUBELET=$(abspath $(KUBELET)) \
 		$(if $(BENCH),--env BENCH='$(BENCH)') \
 		-- test/bench/run-in-guest.sh $(abspath $(OUT)/bench/bench.test) $(BENCH_TIME) $(BENCH_TIME_CONTAINERS)
 

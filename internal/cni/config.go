@@ -58,6 +58,14 @@ type Config struct {
 	Args *struct {
 		CNI *PodArgs `json:"cni,omitempty"`
 	} `json:"args,omitempty"`
+	// RuntimeConfig is what the runtime fills in for the capabilities
+	// the config declares. With "capabilities":
+	// {"io.kubernetes.cri.pod-annotations": true}, containerd's and
+	// CRI-O's CRI pass the pod's annotations: a pod made by kubelet
+	// alone (no Multus) asks for its own buses with AnnotationBuses.
+	RuntimeConfig struct {
+		PodAnnotations map[string]string `json:"io.kubernetes.cri.pod-annotations,omitempty"`
+	} `json:"runtimeConfig"`
 
 	buses []request.Bus // Buses, parsed
 }
@@ -164,9 +172,16 @@ func (c *Config) PolicyPath() (string, bool) {
 	return policy.DefaultPath, false
 }
 
-// Request is what a pod asks for: its own buses (args.cni.buses, then
-// KANTO_CAN of CNI_ARGS) if it names any, else the network's. None is
-// not an error: a pod without a request gets nothing.
+// AnnotationBuses is the pod annotation with a pod's own buses, in the
+// syntax of a Kanto manifest's KANTO_CAN: buses separated by ";"
+// ("can0,dir=rx,rx=7E8;can1"). The runtime passes it only when the
+// network's config declares the capability io.kubernetes.cri.pod-annotations.
+const AnnotationBuses = "kanto-can/buses"
+
+// Request is what a pod asks for: its own buses (args.cni.buses, the pod
+// annotation AnnotationBuses, then KANTO_CAN of CNI_ARGS) if it names
+// any, else the network's. None is not an error: a pod without a request
+// gets nothing.
 func (c *Config) Request(a Args) ([]request.Bus, error) {
 	var own []request.Bus
 	if c.Args != nil && c.Args.CNI != nil {
@@ -177,6 +192,13 @@ func (c *Config) Request(a Args) ([]request.Bus, error) {
 			}
 			own = append(own, b)
 		}
+	}
+	if s, ok := c.RuntimeConfig.PodAnnotations[AnnotationBuses]; ok {
+		buses, err := request.ParseList(s)
+		if err != nil {
+			return nil, fmt.Errorf("pod annotation %s: %w", AnnotationBuses, err)
+		}
+		own = append(own, buses...)
 	}
 	for i, s := range a.Buses {
 		b, err := request.ParseBus(s)

@@ -2,6 +2,7 @@ package cni
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
+	"github.com/kanto-can/kanto-can/internal/request"
 )
 
 func TestLoad(t *testing.T) {
@@ -156,6 +158,31 @@ func TestRequest(t *testing.T) {
 	}
 	if _, err := m.Request(Args{Buses: []string{"can1"}}); err == nil || !strings.Contains(err.Error(), "the pod's request") {
 		t.Fatalf("a bus twice: got %v", err)
+	}
+	a, err := Load([]byte(`{"cniVersion":"1.0.0","buses":["can0"],"capabilities":{"io.kubernetes.cri.pod-annotations":true},` +
+		`"runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"kanto-can/buses":"can0,dir=rx,rx=7E8; can1","other":"x"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = a.Request(Args{})
+	if err != nil || len(got) != 2 || got[0].Host != "can0" || got[0].Dir != request.RxOnly || got[1].Host != "can1" {
+		t.Fatalf("the pod annotation replaces the network's: %+v %v", got, err)
+	}
+	for ann, want := range map[string]string{
+		"can0,dir=up": `pod annotation kanto-can/buses: bus 1: `,
+		" ; ":         `pod annotation kanto-can/buses: no bus in " ; "`,
+		"can0;can0":   `pod annotation kanto-can/buses: `,
+	} {
+		b, err := Load([]byte(`{"cniVersion":"1.0.0","runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"kanto-can/buses":` + strconv.Quote(ann) + `}}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Request(Args{}); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("annotation %q: got %v, want %q...", ann, err, want)
+		}
+	}
+	if got, err := m.Request(Args{}); err != nil || len(got) != 1 || got[0].Host != "can1" {
+		t.Fatalf("no annotations passed: %+v %v", got, err)
 	}
 	e, _ := Load([]byte(`{"cniVersion":"1.0.0"}`))
 	if got, err := e.Request(Args{}); err != nil || len(got) != 0 {

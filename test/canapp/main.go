@@ -162,6 +162,7 @@ func serve(iface string) {
 	fmt.Println("ready")
 	for {
 		f, _ := read(fd, time.Time{})
+		fmt.Println(f) // what reached the container, in order
 		mask := uint32(unix.CAN_SFF_MASK)
 		if f.id&unix.CAN_EFF_FLAG != 0 {
 			mask = unix.CAN_EFF_MASK

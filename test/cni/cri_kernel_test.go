@@ -39,13 +39,16 @@ type cri struct {
 	removed map[string]bool // pods the test removed itself
 }
 
+// chainedCAN is kanto-can-cni's entry in the pod network: every pod gets
+// can0.
+const chainedCAN = `{"type": "kanto-can-cni", "buses": ["can0"]}`
+
 // conflist writes the pod network: bridge + host-local (192.0.2.0/24),
-// with kanto-can-cni chained when withCAN.
-func conflist(withCAN bool, dataDir string) string {
+// with canPlugin (kanto-can-cni's entry, "" for none) chained.
+func conflist(canPlugin string, dataDir string) string {
 	can := ""
-	if withCAN {
-		can = `,
-    {"type": "kanto-can-cni", "buses": ["can0"]}`
+	if canPlugin != "" {
+		can = ",\n    " + canPlugin
 	}
 	return fmt.Sprintf(`{
   "cniVersion": "1.0.0",
@@ -56,11 +59,13 @@ func conflist(withCAN bool, dataDir string) string {
 }`, dataDir, can)
 }
 
-func startCRI(t testing.TB, withCAN bool) *cri {
+// startCRI starts containerd with its CRI on a pod network with canPlugin
+// chained (conflist).
+func startCRI(t testing.TB, canPlugin string) *cri {
 	t.Helper()
 	bin := enginetest.CNIBinDir(t)
 	conf := t.TempDir()
-	if err := os.WriteFile(filepath.Join(conf, "10-pods.conflist"), []byte(conflist(withCAN, t.TempDir())), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(conf, "10-pods.conflist"), []byte(conflist(canPlugin, t.TempDir())), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c := ctrtest.StartContainerd(t, ctrtest.WithCRI(ctrtest.CRI{SandboxImage: sandboxImage, BinDir: bin, ConfDir: conf}))
@@ -135,7 +140,7 @@ func tail(s string, n int) string {
 // nothing.
 func TestPodThroughCRI(t *testing.T) {
 	_, ecu := kerneltest.Kvaser(t)
-	r := startCRI(t, true)
+	r := startCRI(t, chainedCAN)
 	sb := r.sandboxConfig("app", "uid-app")
 	id := r.runPod(t, sb)
 
@@ -189,7 +194,7 @@ func TestPodThroughCRI(t *testing.T) {
 // attachment. The pod's removal afterwards (DEL twice) still succeeds.
 func TestDaemonEndsAPodWhoseSandboxExited(t *testing.T) {
 	kerneltest.Kvaser(t)
-	r := startCRI(t, true)
+	r := startCRI(t, chainedCAN)
 	d := kerneltest.StartDaemon(t, 60*time.Second, "--containerd-address="+r.c.Address())
 	id := r.runPod(t, r.sandboxConfig("doomed", "uid-doomed"))
 	links, _ := leftover.Ours(t)

@@ -349,6 +349,24 @@ for f in "${!kanto_units_sha[@]}"; do
 	mv "$dst.tmp" "$dst"
 done
 
+# Kubernetes' kubelet v1.37.2 (static, amd64), for test/cni's pods made by a
+# real kubelet (standalone: static pods, no API server). From K8S_DIST (by
+# default shared/k8s beside the repository's directory, whose README.md says
+# how it was built from the Go module proxy alone), unpacked into
+# .cache/k8s/kubelet and checked against the digest of the uncompressed binary.
+k8s_dist=${K8S_DIST:-$repo/../shared/k8s}
+kubelet=$repo/.cache/k8s/kubelet
+kubelet_sha=90647284ba71ffb54a4ab03f48c75393868a32538eb5bbc2bbe120a675298737
+if ! { [[ -x $kubelet ]] && echo "$kubelet_sha  $kubelet" | sha256sum --quiet -c - 2>/dev/null; }; then
+	[[ -f $k8s_dist/kubelet.xz ]] || die "no kubelet.xz in $k8s_dist: set K8S_DIST to the directory with kubelet.xz"
+	mkdir -p "${kubelet%/*}"
+	xz -dc "$k8s_dist/kubelet.xz" >"$kubelet.tmp" || die "cannot unpack $k8s_dist/kubelet.xz"
+	echo "$kubelet_sha  $kubelet.tmp" | sha256sum --quiet -c - 2>/dev/null ||
+		die "$k8s_dist/kubelet.xz: sha256 of the unpacked binary is not $kubelet_sha"
+	chmod 0755 "$kubelet.tmp"
+	mv "$kubelet.tmp" "$kubelet"
+fi
+
 # cannelloni 2.1.2 (CAN over UDP; GPL-2.0), what users run where vxcan is
 # missing: BenchmarkBridge (test/bench) compares bridge mode with it. Built
 # here from PEERS_DIST (by default shared/peers beside the repository's

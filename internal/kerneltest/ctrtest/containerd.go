@@ -523,13 +523,11 @@ func (e *events) read(r interface{ Read([]byte) (int, error) }) {
 				e.exits[key] = x.ExitStatus
 				e.statuses[key] = append(e.statuses[key], x.ExitStatus)
 				e.wake(key)
-				e.changedNow()
 			}
 		case "/containers/delete":
 			var x struct{ ID string }
 			if json.Unmarshal([]byte(body), &x) == nil {
 				e.deletes[ns+"\x00"+x.ID]++
-				e.changedNow()
 			}
 		case "/namespaces/create":
 			var x struct{ Name string }
@@ -537,6 +535,7 @@ func (e *events) read(r interface{ Read([]byte) (int, error) }) {
 				e.wake("ns\x00" + x.Name)
 			}
 		}
+		e.changedNow()
 		e.mu.Unlock()
 	}
 }
@@ -585,8 +584,8 @@ func (c *Containerd) ContainerDeletes(ns, id string) int {
 	return c.events.deletes[ns+"\x00"+id]
 }
 
-// AwaitEvents waits until ok, called after every exit and container
-// delete event (and once at first), returns true.
+// AwaitEvents waits until ok, called after every event of containerd's
+// (and once at first), returns true.
 func (c *Containerd) AwaitEvents(tb testing.TB, timeout time.Duration, ok func() bool) {
 	tb.Helper()
 	if !c.WaitEvents(tb, timeout, ok) {
