@@ -16,6 +16,8 @@ bench BenchmarkContainerStart "$container_benchtime"
 bench BenchmarkKantoStart "$container_benchtime"
 # Pod sandboxes through containerd's CRI, with and without kanto-can-cni.
 bench BenchmarkPodSandbox "$container_benchtime"
+# Static pods by a real kubelet, with and without kanto-can-cni.
+bench BenchmarkStaticPod "$container_benchtime"
 bench BenchmarkFilters 5x
 bench BenchmarkTopReading 20x
 # kanto-can-daemon: 10 bus returns per N (1, 10, 100 attachments); one storm

@@ -4,87 +4,41 @@ package cni
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/kubetest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/leftover"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
-
-// Images of the CRI tests, imported into k8s.io as if pulled.
-const (
-	appImage     = "docker.io/kanto-can/app:1"
-	sandboxImage = "docker.io/kanto-can/pause:1"
-	criNamespace = "k8s.io"
-)
-
-// cri is containerd with its CRI plugin and a CNI conf dir of the test's,
-// with a client as kubelet's.
-type cri struct {
-	c       *ctrtest.Containerd
-	rt      runtimeapi.RuntimeServiceClient
-	confDir string
-	logDir  string
-	removed map[string]bool // pods the test removed itself
-}
 
 // chainedCAN is kanto-can-cni's entry in the pod network: every pod gets
 // can0.
 const chainedCAN = `{"type": "kanto-can-cni", "buses": ["can0"]}`
 
-// conflist writes the pod network: bridge + host-local (192.0.2.0/24),
-// with canPlugin (kanto-can-cni's entry, "" for none) chained.
-func conflist(canPlugin string, dataDir string) string {
-	can := ""
-	if canPlugin != "" {
-		can = ",\n    " + canPlugin
-	}
-	return fmt.Sprintf(`{
-  "cniVersion": "1.0.0",
-  "name": "pods",
-  "plugins": [
-    {"type": "bridge", "bridge": "cni0", "ipam": {"type": "host-local", "subnet": "192.0.2.0/24", "dataDir": %q}}%s
-  ]
-}`, dataDir, can)
+const criNamespace = kubetest.Namespace
+
+// cri is containerd with its CRI, driven by the tests as kubelet drives it.
+type cri struct {
+	*kubetest.CRI
+	logDir  string
+	removed map[string]bool // pods the test removed itself
 }
 
-// startCRI starts containerd with its CRI on a pod network with canPlugin
-// chained (conflist).
+// startCRI starts containerd with its CRI on the pod network
+// (kubetest.Conflist) with canPlugin chained.
 func startCRI(t testing.TB, canPlugin string) *cri {
 	t.Helper()
-	bin := enginetest.CNIBinDir(t)
-	conf := t.TempDir()
-	if err := os.WriteFile(filepath.Join(conf, "10-pods.conflist"), []byte(conflist(canPlugin, t.TempDir())), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := ctrtest.StartContainerd(t, ctrtest.WithCRI(ctrtest.CRI{SandboxImage: sandboxImage, BinDir: bin, ConfDir: conf}))
-	files := map[string]string{"/bin/busybox": "/bin/busybox", "/bin/canapp": ctrtest.CanappPath(t)}
-	ctrtest.BuildImageCmd(t, c, criNamespace, sandboxImage, files, []string{"/bin/sleep", "1000000"})
-	ctrtest.BuildImage(t, c, criNamespace, appImage, files)
-	conn, err := grpc.NewClient("unix://"+c.Address(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &cri{c: c, rt: runtimeapi.NewRuntimeServiceClient(conn), confDir: conf, logDir: t.TempDir(), removed: map[string]bool{}}
+	return &cri{CRI: kubetest.StartCRI(t, kubetest.Conflist(canPlugin, t.TempDir())), logDir: t.TempDir(), removed: map[string]bool{}}
 }
 
-func criCtx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
+func criCtx(t testing.TB) context.Context { return kubetest.Ctx(t) }
 
 func (r *cri) sandboxConfig(name, uid string) *runtimeapi.PodSandboxConfig {
 	return &runtimeapi.PodSandboxConfig{
@@ -102,9 +56,9 @@ func (r *cri) runPod(t testing.TB, cfg *runtimeapi.PodSandboxConfig) string {
 	if err := os.MkdirAll(cfg.LogDirectory, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := r.rt.RunPodSandbox(criCtx(t), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	resp, err := r.RT.RunPodSandbox(criCtx(t), &runtimeapi.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
-		t.Fatalf("RunPodSandbox: %v\n%s", err, tail(r.c.Log(), 30))
+		t.Fatalf("RunPodSandbox: %v\n%s", err, tail(r.C.Log(), 30))
 	}
 	id := resp.PodSandboxId
 	t.Cleanup(func() {
@@ -118,10 +72,10 @@ func (r *cri) runPod(t testing.TB, cfg *runtimeapi.PodSandboxConfig) string {
 func (r *cri) removePod(t testing.TB, id string) {
 	t.Helper()
 	r.removed[id] = true
-	if _, err := r.rt.StopPodSandbox(criCtx(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+	if _, err := r.RT.StopPodSandbox(criCtx(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
 		t.Errorf("StopPodSandbox: %v", err)
 	}
-	if _, err := r.rt.RemovePodSandbox(criCtx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+	if _, err := r.RT.RemovePodSandbox(criCtx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
 		t.Errorf("RemovePodSandbox: %v", err)
 	}
 }
@@ -144,7 +98,7 @@ func TestPodThroughCRI(t *testing.T) {
 	sb := r.sandboxConfig("app", "uid-app")
 	id := r.runPod(t, sb)
 
-	st, err := r.rt.PodSandboxStatus(criCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+	st, err := r.RT.PodSandboxStatus(criCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,17 +111,17 @@ func TestPodThroughCRI(t *testing.T) {
 
 	cc := &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: "canapp"},
-		Image:    &runtimeapi.ImageSpec{Image: appImage},
+		Image:    &runtimeapi.ImageSpec{Image: kubetest.AppImage},
 		Command:  []string{"/bin/canapp", "serve", "can0"},
 		LogPath:  "canapp.log",
 		Linux:    &runtimeapi.LinuxContainerConfig{},
 	}
-	cr, err := r.rt.CreateContainer(criCtx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: id, Config: cc, SandboxConfig: sb})
+	cr, err := r.RT.CreateContainer(criCtx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: id, Config: cc, SandboxConfig: sb})
 	if err != nil {
-		t.Fatalf("CreateContainer: %v\n%s", err, tail(r.c.Log(), 30))
+		t.Fatalf("CreateContainer: %v\n%s", err, tail(r.C.Log(), 30))
 	}
-	if _, err := r.rt.StartContainer(criCtx(t), &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
-		t.Fatalf("StartContainer: %v\n%s", err, tail(r.c.Log(), 30))
+	if _, err := r.RT.StartContainer(criCtx(t), &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
+		t.Fatalf("StartContainer: %v\n%s", err, tail(r.C.Log(), 30))
 	}
 	waitFile(t, filepath.Join(sb.LogDirectory, "canapp.log"), "ready", 60*time.Second)
 
@@ -181,7 +135,7 @@ func TestPodThroughCRI(t *testing.T) {
 		t.Logf("frame %d: %s answered by %s", i, f, want)
 	}
 
-	if _, err := r.rt.StopContainer(criCtx(t), &runtimeapi.StopContainerRequest{ContainerId: cr.ContainerId, Timeout: 0}); err != nil {
+	if _, err := r.RT.StopContainer(criCtx(t), &runtimeapi.StopContainerRequest{ContainerId: cr.ContainerId, Timeout: 0}); err != nil {
 		t.Fatalf("StopContainer: %v", err)
 	}
 	r.removePod(t, id)
@@ -195,14 +149,14 @@ func TestPodThroughCRI(t *testing.T) {
 func TestDaemonEndsAPodWhoseSandboxExited(t *testing.T) {
 	kerneltest.Kvaser(t)
 	r := startCRI(t, chainedCAN)
-	d := kerneltest.StartDaemon(t, 60*time.Second, "--containerd-address="+r.c.Address())
+	d := kerneltest.StartDaemon(t, 60*time.Second, "--containerd-address="+r.C.Address())
 	id := r.runPod(t, r.sandboxConfig("doomed", "uid-doomed"))
 	links, _ := leftover.Ours(t)
 	if len(links) != 1 {
 		t.Fatalf("want one host end for the pod, got %v", links)
 	}
 	// Kill the sandbox's task (ctr as a witness tool).
-	if _, errs, code := r.c.Ctr(t, "-n", criNamespace, "tasks", "kill", "-s", "SIGKILL", id); code != 0 {
+	if _, errs, code := r.C.Ctr(t, "-n", criNamespace, "tasks", "kill", "-s", "SIGKILL", id); code != 0 {
 		t.Fatalf("ctr tasks kill: %s", errs)
 	}
 	d.AwaitLog(t, "msg=reconciled", "removed="+links[0])

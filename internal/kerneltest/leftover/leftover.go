@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/canlink"
 	"github.com/kanto-can/kanto-can/internal/attach"
+	"github.com/kanto-can/kanto-can/internal/kerneltest"
 	"github.com/kanto-can/kanto-can/internal/record"
 )
 
@@ -79,4 +83,22 @@ func RequireNone(tb testing.TB, records string) {
 	if left := Describe(tb, records); left != "" {
 		tb.Fatalf("left behind: %s", left)
 	}
+}
+
+// AwaitNone waits, on the records directory's changes, until it holds no
+// record, then requires that nothing is left (RequireNone). For a detach
+// that runs elsewhere (a CNI DEL, the daemon): it deletes the host ends
+// first and then their records, so once the records are gone all is.
+func AwaitNone(tb testing.TB, records string, timeout time.Duration) {
+	tb.Helper()
+	err := kerneltest.AwaitFiles(timeout, nil, func(add func(string, uint32)) {
+		add(records, unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_CREATE|unix.IN_MOVED_TO)
+	}, func() bool {
+		recs, _ := record.List(records)
+		return len(recs) == 0
+	})
+	if err != nil {
+		tb.Fatalf("records still there: %v: %s", err, Describe(tb, records))
+	}
+	RequireNone(tb, records)
 }
