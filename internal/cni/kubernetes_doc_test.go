@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/kanto-can/kanto-can/internal/request"
 )
 
 // The spec versions the doc names are those the plugin reports.
@@ -29,8 +31,9 @@ func TestKubernetesDocSpecVersions(t *testing.T) {
 // TestKubernetesDoc checks the manifests and the conflist of
 // docs/engines/kubernetes.md: the kinds, the NAD's config is valid plugin
 // config, the DaemonSet installs the plugin into the CNI bin dir and gives
-// the daemon the records, the policy and containerd, the pod asks for the
-// NAD; the chained conflist's last plugin is ours and valid.
+// the daemon the records, the policy and containerd, a pod asks for the
+// NAD, another for its buses by annotation (a valid request); the chained
+// conflist's last plugin is ours, valid, and takes pods' annotations.
 func TestKubernetesDoc(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/engines/kubernetes.md")
 	if err != nil {
@@ -38,6 +41,7 @@ func TestKubernetesDoc(t *testing.T) {
 	}
 	blocks := regexp.MustCompile("(?s)```(yaml|json)\n(.*?)```").FindAllSubmatch(doc, -1)
 	kinds := map[string]map[string]any{}
+	var pods []map[string]any
 	var conflists int
 	for _, b := range blocks {
 		if string(b[1]) == "json" {
@@ -49,8 +53,12 @@ func TestKubernetesDoc(t *testing.T) {
 			}
 			last := list.Plugins[len(list.Plugins)-1]
 			conf := append([]byte(`{"cniVersion":"1.0.0",`), bytes.TrimPrefix(bytes.TrimSpace(last), []byte("{"))...)
-			if _, err := Load(conf); err != nil || !strings.Contains(string(last), `"kanto-can-cni"`) {
+			c, err := Load(conf)
+			if err != nil || !strings.Contains(string(last), `"kanto-can-cni"`) {
 				t.Fatalf("the conflist's last plugin: %v: %s", err, last)
+			}
+			if !c.Capabilities["io.kubernetes.cri.pod-annotations"] {
+				t.Errorf("the conflist's plugin does not declare the pod annotations capability: %s", last)
 			}
 			conflists++
 			continue
@@ -65,6 +73,9 @@ func TestKubernetesDoc(t *testing.T) {
 				t.Fatalf("a manifest without kind:\n%s", part)
 			}
 			kinds[kind] = obj
+			if kind == "Pod" {
+				pods = append(pods, obj)
+			}
 		}
 	}
 	if conflists != 1 {
@@ -88,8 +99,19 @@ func TestKubernetesDoc(t *testing.T) {
 		t.Errorf("the NAD's config: type %q, %d buses", conf.Type, len(conf.buses))
 	}
 	nadName := get(t, nad, "metadata", "name").(string)
-	if pod := kinds["Pod"]; get(t, pod, "metadata", "annotations", "k8s.v1.cni.cncf.io/networks") != nadName {
-		t.Errorf("the pod does not ask for the NAD %q", nadName)
+	var asksNAD, annotated bool
+	for _, pod := range pods {
+		ann, _ := get(t, pod, "metadata", "annotations").(map[string]any)
+		asksNAD = asksNAD || ann["k8s.v1.cni.cncf.io/networks"] == nadName
+		if v, ok := ann[AnnotationBuses].(string); ok {
+			annotated = true
+			if _, err := request.ParseList(v); err != nil {
+				t.Errorf("the pod's annotation %s: %v", AnnotationBuses, err)
+			}
+		}
+	}
+	if !asksNAD || !annotated {
+		t.Errorf("want a pod asking for the NAD %q (%v) and one with the annotation %s (%v)", nadName, asksNAD, AnnotationBuses, annotated)
 	}
 
 	ds := kinds["DaemonSet"]

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kanto-can/kanto-can/internal/atomicfile"
 	"github.com/kanto-can/kanto-can/internal/request"
 )
 
@@ -79,25 +80,10 @@ func Write(dir string, r Record) error {
 	if old, err := os.ReadFile(path(dir, r.HostEnd)); err == nil && bytes.Equal(old, b) {
 		return nil
 	}
-	tmp, err := os.CreateTemp(dir, "."+r.HostEnd+".*")
-	if err != nil {
-		return fmt.Errorf("records: %w", err)
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		// Readable by anyone, as the same facts are in the kernel (the
-		// host end's alias): ls and top as a user list bridged
-		// attachments from their records.
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path(dir, r.HostEnd))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	// Readable by anyone, as the same facts are in the kernel (the host
+	// end's alias): ls and top as a user list bridged attachments from
+	// their records.
+	if err := atomicfile.Write(path(dir, r.HostEnd), b, 0o644); err != nil {
 		return fmt.Errorf("records: %w", err)
 	}
 	return nil

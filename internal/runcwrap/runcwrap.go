@@ -32,6 +32,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kanto-can/kanto-can/internal/atomicfile"
 	"github.com/kanto-can/kanto-can/internal/hook"
 )
 
@@ -306,14 +307,5 @@ func writeAtomic(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".kanto-can.tmp"
-	if err := os.WriteFile(tmp, data, fi.Mode().Perm()); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.Write(path, data, fi.Mode().Perm())
 }
