@@ -125,15 +125,7 @@ func TestPodThroughCRI(t *testing.T) {
 	}
 	waitFile(t, filepath.Join(sb.LogDirectory, "canapp.log"), "ready", 60*time.Second)
 
-	e := kerneltest.Open(t, nil, ecu)
-	defer e.Close()
-	for i, f := range []kerneltest.Frame{{ID: 0x123, Data: []byte{0xCA, 0xFE}}, {ID: 0x7DF, Data: []byte{2, 1, 0}}} {
-		e.Send(t, f)
-		want := f
-		want.ID++
-		e.Expect(t, []kerneltest.Frame{want}, 10*time.Second)
-		t.Logf("frame %d: %s answered by %s", i, f, want)
-	}
+	exchange(t, ecu)
 
 	if _, err := r.RT.StopContainer(criCtx(t), &runtimeapi.StopContainerRequest{ContainerId: cr.ContainerId, Timeout: 0}); err != nil {
 		t.Fatalf("StopContainer: %v", err)

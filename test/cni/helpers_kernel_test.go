@@ -142,3 +142,16 @@ func waitFile(t *testing.T, path, substr string, timeout time.Duration) string {
 	}
 	return string(b)
 }
+
+// exchange sends the ECU's frames and expects canapp's answers (id+1).
+func exchange(t *testing.T, ecu string) {
+	t.Helper()
+	e := kerneltest.Open(t, nil, ecu)
+	defer e.Close()
+	for _, f := range []kerneltest.Frame{{ID: 0x123, Data: []byte{0xCA, 0xFE}}, {ID: 0x7DF, Data: []byte{2, 1, 0}}} {
+		e.Send(t, f)
+		want := f
+		want.ID++
+		e.Expect(t, []kerneltest.Frame{want}, 10*time.Second)
+	}
+}

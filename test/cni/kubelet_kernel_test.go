@@ -28,19 +28,6 @@ func canapp(name string) kubetest.Pod {
 	return kubetest.Pod{Name: name, Command: []string{"/bin/canapp", "serve", "can0"}}
 }
 
-// exchange sends the ECU's frames and expects canapp's answers (id+1).
-func exchange(t *testing.T, ecu string) {
-	t.Helper()
-	e := kerneltest.Open(t, nil, ecu)
-	defer e.Close()
-	for _, f := range []kerneltest.Frame{{ID: 0x123, Data: []byte{0xCA, 0xFE}}, {ID: 0x7DF, Data: []byte{2, 1, 0}}} {
-		e.Send(t, f)
-		want := f
-		want.ID++
-		e.Expect(t, []kerneltest.Frame{want}, 10*time.Second)
-	}
-}
-
 // attachment is the one attachment of ours there must be: its host end
 // (name and ifindex) and its record.
 type attachment struct {
