@@ -51,7 +51,7 @@ var DefaultPorts = Ports{Server: 10250, ReadOnly: 10255, Healthz: 10248}
 // StartKubelet starts a kubelet on r with DefaultPorts. At the end of the
 // test its pods' manifests are removed and it is stopped once their
 // sandboxes are (so that their CNI DELs run), before r's containerd stops.
-func StartKubelet(t *testing.T, r *CRI) *Kubelet { return StartKubeletPorts(t, r, DefaultPorts) }
+func StartKubelet(t testing.TB, r *CRI) *Kubelet { return StartKubeletPorts(t, r, DefaultPorts) }
 
 // StartKubeletPorts is StartKubelet on other ports.
 func StartKubeletPorts(t testing.TB, r *CRI, ports Ports) *Kubelet {
