@@ -6,18 +6,22 @@ import (
 
 	"github.com/kanto-can/kanto-can/cangw"
 	"github.com/kanto-can/kanto-can/canlink"
+	"github.com/kanto-can/kanto-can/internal/policy"
 	"github.com/kanto-can/kanto-can/internal/record"
 	"github.com/kanto-can/kanto-can/internal/request"
 	"github.com/kanto-can/kanto-can/internal/target"
 	"github.com/kanto-can/kanto-can/nl"
 )
 
-// Check reports whether the target has every requested bus exactly as an
-// Attach of the same request would leave it: the host end, ours and this
+// Check reports whether the target has every granted bus exactly as an
+// Attach of the same grant would leave it: the host end, ours and this
 // target's, the interface inside the target's namespace (when t.NS is
 // open), each planned gateway rule once and no other rule naming the host
-// end. It changes nothing; the error names the first thing missing.
-func (h *Host) Check(t *target.Target, reqs []request.Bus) error {
+// end. It changes nothing; the error names the first thing missing. Like
+// Attach it takes a grant, not a request: what a policy narrowed is what
+// must be there.
+func (h *Host) Check(t *target.Target, g policy.Granted) error {
+	reqs := g.Buses()
 	if err := request.CheckSet(reqs); err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ func TestCheck(t *testing.T) {
 	// namespace, which the fake kernel cannot give: the host side only.
 	host := *c
 	host.NS = nil
-	if err := e.h.Check(&host, specs(t, "can0,rx=7E8", "can1")); err != nil {
+	if err := e.h.Check(&host, grant(specs(t, "can0,rx=7E8", "can1"))); err != nil {
 		t.Fatalf("check after attach: %v", err)
 	}
 	m := e.k.Mutations()
@@ -28,13 +28,13 @@ func TestCheck(t *testing.T) {
 		{"can0", "bus can0: gateway rule rx classic all is missing"},
 		{"can0:vcan0", "bus can0 is already attached to container pod as can0; detach it first to rename it vcan0"},
 	} {
-		if err := e.h.Check(&host, specs(t, c.spec)); err == nil || err.Error() != c.want {
+		if err := e.h.Check(&host, grant(specs(t, c.spec))); err == nil || err.Error() != c.want {
 			t.Errorf("check %s: got %v, want %s", c.spec, err, c.want)
 		}
 	}
 	other := e.container("other")
 	other.NS = nil
-	if err := e.h.Check(other, specs(t, "can0")); err == nil || !strings.Contains(err.Error(), "host end "+HostEndName(other.ID, "can0")+" is missing") {
+	if err := e.h.Check(other, grant(specs(t, "can0"))); err == nil || !strings.Contains(err.Error(), "host end "+HostEndName(other.ID, "can0")+" is missing") {
 		t.Errorf("check of a target without attachment: %v", err)
 	}
 	// A rule deleted behind our back, then a duplicate.
@@ -48,7 +48,7 @@ func TestCheck(t *testing.T) {
 	if err := e.h.gw.Delete(rx); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.h.Check(&host, specs(t, "can0,rx=7E8")); err == nil || err.Error() != "bus can0: gateway rule rx classic 7E8 is missing" {
+	if err := e.h.Check(&host, grant(specs(t, "can0,rx=7E8"))); err == nil || err.Error() != "bus can0: gateway rule rx classic 7E8 is missing" {
 		t.Errorf("check with a rule gone: %v", err)
 	}
 	for range 2 {
@@ -56,7 +56,7 @@ func TestCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := e.h.Check(&host, specs(t, "can0,rx=7E8")); err == nil || err.Error() != "bus can0: gateway rule rx classic 7E8 is not in the grant (extra or duplicate)" {
+	if err := e.h.Check(&host, grant(specs(t, "can0,rx=7E8"))); err == nil || err.Error() != "bus can0: gateway rule rx classic 7E8 is not in the grant (extra or duplicate)" {
 		t.Errorf("check with a rule twice: %v", err)
 	}
 	if err := e.h.gw.Delete(rx); err != nil {

@@ -187,7 +187,7 @@ func (p *Plugin) Check(a *skel.CmdArgs) error {
 		return types.NewError(types.ErrInternal, err.Error(), "")
 	}
 	defer h.Close()
-	if err := h.Check(t, pr.buses); err != nil {
+	if err := h.Check(t, pr.granted); err != nil {
 		return types.NewError(ErrCheck, fmt.Sprintf("%s: %v", t.Label, err), "")
 	}
 	return nil
