@@ -59,6 +59,9 @@ func BenchmarkStaticPod(b *testing.B) {
 			k.Run(b, p)
 			k.AwaitLog(b, p, 0, "ready")
 			times[v] = append(times[v], time.Since(start))
+			if recs, _ := record.List(record.DefaultDir); v == 1 && len(recs) != 1 {
+				b.Fatalf("the pod with kanto-can-cni has %d attachments, want 1", len(recs))
+			}
 			k.Remove(b, p)
 			k.Await(b, func() bool { return len(r.ReadySandboxes(b, p.FullName())) == 0 })
 			if v == 1 {
