@@ -174,6 +174,8 @@ func TestKubeletPolicyRefusalThenGrant(t *testing.T) {
 		t.Fatalf("attachment %+v, sandbox %s", a, st.Sandbox)
 	}
 	exchange(t, ecu)
+	k.Remove(t, app)
+	leftover.AwaitNone(t, record.DefaultDir, kubetest.Wait)
 }
 
 // lsEntry is what the tests read of `kanto-can ls -o json`.
@@ -238,6 +240,9 @@ func TestKubeletTwoPodsOneBus(t *testing.T) {
 	if strings.Count(log, "123#") != 2 || strings.Contains(log, "7DF#") {
 		t.Errorf("the narrow pod's log:\n%s", log)
 	}
+	k.Remove(t, wide)
+	k.Remove(t, narrow)
+	leftover.AwaitNone(t, record.DefaultDir, kubetest.Wait)
 }
 
 // TestKubeletWithTheDaemon: kanto-can-daemon with its defaults (it
@@ -266,4 +271,6 @@ func TestKubeletWithTheDaemon(t *testing.T) {
 		t.Fatalf("new sandbox %s: attachment %+v (the old one was %+v)", now.Sandbox, b, a)
 	}
 	exchange(t, ecu)
+	k.Remove(t, app)
+	leftover.AwaitNone(t, record.DefaultDir, kubetest.Wait)
 }

@@ -97,12 +97,18 @@ healthzPort: %d
 			n := k.Log.Len()
 			t.Logf("kubelet's log, last lines:\n%s", strings.Join(k.Log.Slice(max(0, n-40), n), "\n"))
 		}
+		// Kubelet is done with a removed pod once it has stopped its
+		// sandbox, the CNI DEL included ("SyncTerminatingPod exit"); a
+		// sandbox no longer ready may not have had its DEL yet.
+		from := k.Log.Len()
 		ents, _ := os.ReadDir(k.manifests)
 		for _, e := range ents {
 			os.Remove(filepath.Join(k.manifests, e.Name()))
 		}
-		if k.cmd != nil {
-			k.Await(t, func() bool { return len(r.ReadySandboxes(t, "")) == 0 })
+		for _, e := range ents {
+			if name, ok := strings.CutSuffix(e.Name(), ".yaml"); ok && k.cmd != nil {
+				k.AwaitTerminated(t, Pod{Name: name}, from)
+			}
 		}
 		k.Stop(t)
 		unmountUnder(t, k.root)
@@ -115,7 +121,8 @@ healthzPort: %d
 func (k *Kubelet) Start(t testing.TB) {
 	t.Helper()
 	// --v=2, and 4 for kubelet.go: it says when it is done with a pod's
-	// sync ("SyncPod exit"), whether or not the sync changed anything.
+	// sync ("SyncPod exit"), whether or not the sync changed anything, and
+	// with a removed pod's stop ("SyncTerminatingPod exit").
 	k.cmd = exec.Command(k.bin, "--config="+k.config, "--hostname-override="+NodeName, "--root-dir="+k.root, "--v=2", "--vmodule=kubelet=4")
 	kerneltest.StartLogged(t, k.cmd, k.Log, Wait, func(l string) bool { return strings.Contains(l, `"Started kubelet"`) })
 }
@@ -149,6 +156,15 @@ func (k *Kubelet) AwaitSynced(t testing.TB, p Pod, from int) {
 	t.Helper()
 	k.Log.Await(t, from, Wait, func(l string) bool {
 		return strings.Contains(l, `"SyncPod exit" pod="default/`+p.FullName()+`"`)
+	})
+}
+
+// AwaitTerminated waits until kubelet has stopped p (its containers and
+// sandbox, the CNI DEL included) after log line from.
+func (k *Kubelet) AwaitTerminated(t testing.TB, p Pod, from int) {
+	t.Helper()
+	k.Log.Await(t, from, Wait, func(l string) bool {
+		return strings.Contains(l, `"SyncTerminatingPod exit" pod="default/`+p.FullName()+`"`)
 	})
 }
 

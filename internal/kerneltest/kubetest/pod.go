@@ -72,12 +72,15 @@ func (k *Kubelet) Run(t testing.TB, p Pod) {
 	}
 }
 
-// Remove deletes p's manifest: kubelet stops and removes the pod.
+// Remove deletes p's manifest and waits until kubelet has stopped the pod
+// (its sandbox's CNI DEL included).
 func (k *Kubelet) Remove(t testing.TB, p Pod) {
 	t.Helper()
+	from := k.Log.Len()
 	if err := os.Remove(filepath.Join(k.manifests, p.Name+".yaml")); err != nil {
 		t.Fatal(err)
 	}
+	k.AwaitTerminated(t, p, from)
 }
 
 // PodState is what the CRI shows of a pod: its ready sandbox and the app
