@@ -1,7 +1,6 @@
 package kerneltest
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,11 +16,11 @@ import (
 // Daemon is a kanto-can-daemon started by a test, with debug logs.
 type Daemon struct {
 	cmd *exec.Cmd
-	// Log has its log lines, after "ready".
-	Log <-chan string
+	// Log has every line of its log, Exited after the last.
+	Log *Lines
 	// Wait bounds AwaitLog.
 	Wait time.Duration
-	seen []string // lines AwaitLog read
+	next int // the first line AwaitLog has not read
 }
 
 // StartDaemon runs `kanto-can daemon` (which runs kanto-can-daemon) with
@@ -33,29 +32,23 @@ func StartDaemon(tb testing.TB, wait time.Duration, args ...string) *Daemon {
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--metrics-address") }) {
 		args = append(args, "--metrics-address=")
 	}
-	cmd := exec.Command(Binary(tb), append([]string{"daemon", "--log-level=debug"}, args...)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		tb.Fatal(err)
+	d := &Daemon{
+		cmd:  exec.Command(Binary(tb), append([]string{"daemon", "--log-level=debug"}, args...)...),
+		Log:  NewLines(),
+		Wait: wait,
 	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	tb.Cleanup(func() {
+		if d.cmd.Process != nil {
+			d.cmd.Process.Kill()
+			d.cmd.Wait()
+		}
+	})
+	StartLogged(tb, d.cmd, d.Log, wait, func(l string) bool { return strings.Contains(l, "msg=ready") })
 	if slices.Contains(args, "--ditto") {
 		// What it remembers publishing is the test's: another test's
 		// daemon would delete those features again on its hub.
 		tb.Cleanup(func() { os.Remove(filepath.Join(record.DefaultDir, record.DittoMemory)) })
 	}
-	lines := make(chan string, 10000)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	d := &Daemon{cmd: cmd, Log: lines, Wait: wait}
 	d.AwaitLog(tb, "msg=ready")
 	return d
 }
@@ -63,7 +56,7 @@ func StartDaemon(tb testing.TB, wait time.Duration, args ...string) *Daemon {
 // AwaitLogEver is AwaitLog, but a line read already counts too.
 func (d *Daemon) AwaitLogEver(tb testing.TB, want ...string) string {
 	tb.Helper()
-	for _, l := range d.seen {
+	for _, l := range d.Log.Slice(0, d.next) {
 		if ContainsAll(l, want...) {
 			return l
 		}
@@ -83,26 +76,22 @@ func (d *Daemon) Kill9(tb testing.TB) {
 	d.cmd.Wait()
 }
 
-// AwaitLog reads the daemon's log until a line contains every one of want,
-// and returns that line. Lines read on the way are logged.
+// AwaitLog reads the daemon's log on from where it last stopped until a
+// line contains every one of want, and returns that line. Lines read on
+// the way are logged.
 func (d *Daemon) AwaitLog(tb testing.TB, want ...string) string {
 	tb.Helper()
-	timeout := time.After(d.Wait)
-	for {
-		select {
-		case l, ok := <-d.Log:
-			if !ok {
-				tb.Fatalf("the daemon exited before logging %q", want)
-			}
+	line, i := d.Log.AwaitIndex(tb, d.next, d.Wait, func(l string) bool { return l == Exited || ContainsAll(l, want...) })
+	for _, l := range d.Log.Slice(d.next, i+1) {
+		if l != Exited {
 			tb.Log("daemon: " + l)
-			d.seen = append(d.seen, l)
-			if ContainsAll(l, want...) {
-				return l
-			}
-		case <-timeout:
-			tb.Fatalf("the daemon did not log %q within %v", want, d.Wait)
 		}
 	}
+	d.next = i + 1
+	if line == Exited {
+		tb.Fatalf("the daemon exited before logging %q", want)
+	}
+	return line
 }
 
 // ContainsAll reports whether s contains every one of subs: a log line

@@ -108,7 +108,7 @@ func removeModule(tb testing.TB, name string) {
 // want.
 func (d *Daemon) Count(want ...string) int {
 	n := 0
-	for _, l := range d.seen {
+	for _, l := range d.Log.Slice(0, d.next) {
 		if ContainsAll(l, want...) {
 			n++
 		}

@@ -413,21 +413,12 @@ func storm(b *testing.B, c *ctrtest.Containerd, ns, prefix string, spec ctrtest.
 	return starts, errors.Join(errs...)
 }
 
-// daemonLog collects a daemon's log lines from one goroutine, so that the
-// daemon never blocks on a full pipe, and lets the benchmark wait for a
-// line without printing every line (b.Log always prints in benchmarks).
+// daemonLog is a daemon's log, which the benchmark waits on without
+// printing every line (b.Log always prints in benchmarks; the Daemon's
+// AwaitLog logs what it reads).
 type daemonLog struct{ *kerneltest.Lines }
 
-func followLog(d *kerneltest.Daemon) *daemonLog {
-	l := kerneltest.NewLines()
-	go func() {
-		for line := range d.Log {
-			l.Add(line)
-		}
-		l.Add(kerneltest.Exited)
-	}()
-	return &daemonLog{l}
-}
+func followLog(d *kerneltest.Daemon) *daemonLog { return &daemonLog{d.Log} }
 
 // mark is the number of lines so far.
 func (l *daemonLog) mark() int { return l.Len() }
