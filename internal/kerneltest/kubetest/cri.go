@@ -41,12 +41,11 @@ const (
 	Namespace    = "k8s.io" // containerd's namespace of the CRI
 )
 
-// CRI is containerd with its CRI plugin and a CNI conf dir of the test's,
+// CRI is containerd with its CRI plugin on a pod network of the test's,
 // with a client as kubelet's.
 type CRI struct {
-	C       *ctrtest.Containerd
-	RT      runtimeapi.RuntimeServiceClient
-	ConfDir string
+	C  *ctrtest.Containerd
+	RT runtimeapi.RuntimeServiceClient
 }
 
 // Conflist is a pod network: bridge + host-local (192.0.2.0/24), with
@@ -84,15 +83,18 @@ func StartCRI(t testing.TB, conflist string) *CRI {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &CRI{C: c, RT: runtimeapi.NewRuntimeServiceClient(conn), ConfDir: conf}
+	return &CRI{C: c, RT: runtimeapi.NewRuntimeServiceClient(conn)}
 }
 
 // Ctx is a context for one CRI call, cancelled at the test's end.
 func Ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	c, cancel := context.WithTimeout(context.Background(), callTimeout)
 	t.Cleanup(cancel)
 	return c
 }
+
+// callTimeout bounds one CRI call.
+const callTimeout = 2 * time.Minute
 
 // ReadySandboxes lists the CRI's ready pod sandboxes: of one pod (by its
 // kubelet name, NAME-NODE for a static pod) or, with name "", all.
@@ -102,7 +104,11 @@ func (r *CRI) ReadySandboxes(t testing.TB, name string) []*runtimeapi.PodSandbox
 	if name != "" {
 		f.LabelSelector = map[string]string{"io.kubernetes.pod.name": name}
 	}
-	resp, err := r.RT.ListPodSandbox(Ctx(t), &runtimeapi.ListPodSandboxRequest{Filter: f})
+	// Called at every line of kubelet's log while a test waits: a context
+	// of its own, not one more cleanup of the test's per call.
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	resp, err := r.RT.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: f})
 	if err != nil {
 		t.Fatalf("ListPodSandbox: %v", err)
 	}
@@ -113,7 +119,9 @@ func (r *CRI) ReadySandboxes(t testing.TB, name string) []*runtimeapi.PodSandbox
 // none.
 func (r *CRI) Container(t testing.TB, sandbox, name string) *runtimeapi.Container {
 	t.Helper()
-	resp, err := r.RT.ListContainers(Ctx(t), &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: sandbox}})
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	resp, err := r.RT.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: sandbox}})
 	if err != nil {
 		t.Fatalf("ListContainers: %v", err)
 	}
