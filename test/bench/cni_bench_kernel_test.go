@@ -12,13 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/kanto-can/kanto-can/internal/kerneltest"
-	"github.com/kanto-can/kanto-can/internal/kerneltest/ctrtest"
 	"github.com/kanto-can/kanto-can/internal/kerneltest/enginetest"
+	"github.com/kanto-can/kanto-can/internal/kerneltest/kubetest"
 )
 
 // BenchmarkPodSandbox measures a pod sandbox's creation through
@@ -34,34 +32,13 @@ import (
 // not timed.
 func BenchmarkPodSandbox(b *testing.B) {
 	kerneltest.Kvaser(b)
-	bin := enginetest.CNIBinDir(b) // fails without the plugin's path
 	plugin := os.Getenv(enginetest.EnvCNI)
-	const sandboxImage = "docker.io/kanto-can/pause:1"
-	files := map[string]string{"/bin/busybox": "/bin/busybox"}
 	variants := []struct {
 		name string
 		rt   runtimeapi.RuntimeServiceClient
 	}{{name: "plain"}, {name: "kanto-can-cni"}}
 	for v := range variants {
-		can := ""
-		if v == 1 {
-			can = `, {"type": "kanto-can-cni", "buses": ["can0"]}`
-		}
-		conf := b.TempDir()
-		list := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "pods", "plugins": [
-  {"type": "bridge", "bridge": "cnibench%d", "ipam": {"type": "host-local", "subnet": "192.0.2.%d/25", "dataDir": %q}}%s]}`,
-			v, 128*v, b.TempDir(), can)
-		if err := os.WriteFile(filepath.Join(conf, "10-pods.conflist"), []byte(list), 0o644); err != nil {
-			b.Fatal(err)
-		}
-		c := ctrtest.StartContainerd(b, ctrtest.WithCRI(ctrtest.CRI{SandboxImage: sandboxImage, BinDir: bin, ConfDir: conf}))
-		ctrtest.BuildImageCmd(b, c, "k8s.io", sandboxImage, files, []string{"/bin/sleep", "1000000"})
-		conn, err := grpc.NewClient("unix://"+c.Address(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { conn.Close() })
-		variants[v].rt = runtimeapi.NewRuntimeServiceClient(conn)
+		variants[v].rt = kubetest.StartCRI(b, podNetwork(b, v)).RT
 	}
 	logs := b.TempDir()
 	times := make([][]time.Duration, len(variants))
@@ -132,4 +109,17 @@ func pluginAdds(b *testing.B, plugin string, n int) []time.Duration {
 		ns.Delete(b)
 	}
 	return out
+}
+
+// podNetwork is variant v's pod network (its own bridge and half of
+// 192.0.2.0/24, so that two run side by side): bridge + host-local, and
+// for v 1 kanto-can-cni chained, giving each pod can0.
+func podNetwork(b *testing.B, v int) string {
+	can := ""
+	if v == 1 {
+		can = `, {"type": "kanto-can-cni", "buses": ["can0"]}`
+	}
+	return fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "pods", "plugins": [
+  {"type": "bridge", "bridge": "podbench%d", "ipam": {"type": "host-local", "subnet": "192.0.2.%d/25", "dataDir": %q}}%s]}`,
+		v, 128*v, b.TempDir(), can)
 }

@@ -32,14 +32,7 @@ func BenchmarkStaticPod(b *testing.B) {
 		r    *kubetest.CRI
 	}{{name: "plain"}, {name: "kanto-can-cni"}}
 	for v := range variants {
-		can := ""
-		if v == 1 {
-			can = `, {"type": "kanto-can-cni", "buses": ["can0"]}`
-		}
-		list := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "pods", "plugins": [
-  {"type": "bridge", "bridge": "kubebench%d", "ipam": {"type": "host-local", "subnet": "192.0.2.%d/25", "dataDir": %q}}%s]}`,
-			v, 128*v, b.TempDir(), can)
-		variants[v].r = kubetest.StartCRI(b, list)
+		variants[v].r = kubetest.StartCRI(b, podNetwork(b, v))
 		variants[v].k = kubetest.StartKubeletPorts(b, variants[v].r, kubetest.Ports{Server: 10250 + 10*v})
 	}
 	times := make([][]time.Duration, len(variants))
